@@ -1,0 +1,5 @@
+"""Pinned versions of the control plane components built from the Go module proxy."""
+
+KUBERNETES_VERSION = "v1.34.4"
+ETCD_VERSION = "v3.6.16"
+KWOK_VERSION = "v0.7.0"
