@@ -33,6 +33,16 @@ class ShopfloorModel(BaseModel):
     )
 
 
+def cel_rules(*rules: dict[str, str]) -> ConfigDict:
+    """Model config adding CEL validation rules to the model's node in the CRD schema."""
+    return ConfigDict(json_schema_extra={"x-kubernetes-validations": list(rules)})  # type: ignore[arg-type]
+
+
+def cel(rule: str, message: str, field_path: str = "") -> dict[str, str]:
+    """One CEL rule; field_path (e.g. `.watchdog`) makes the API server name the field in its error."""
+    return {"rule": rule, "message": message, **({"fieldPath": field_path} if field_path else {})}
+
+
 # ---------------------------------------------------------------------------------------------- durations
 
 _DURATION_UNITS_NS = {

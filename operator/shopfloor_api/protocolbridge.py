@@ -18,6 +18,8 @@ from shopfloor_api.common import (
     Quantity,
     SecretRef,
     ShopfloorModel,
+    cel,
+    cel_rules,
 )
 from shopfloor_api.meta import ObjectMeta
 from shopfloor_api.virtualplc import ModbusTable, OpcUaSecurityPolicy, Phase, WordOrder
@@ -45,6 +47,14 @@ BIT_TABLES = (ModbusTable.COILS, ModbusTable.DISCRETE_INPUTS)
 class ModbusTag(ShopfloorModel):
     """One value read from a Modbus device."""
 
+    model_config = cel_rules(
+        cel(
+            "(self.table == 'coils' || self.table == 'discreteInputs') == (self.type == 'BOOL')",
+            "BOOL tags live in coils or discreteInputs, numeric tags in registers",
+            ".type",
+        ),
+    )
+
     name: str = Field(min_length=1, max_length=128, pattern=TAG_NAME_PATTERN, description="Tag name as published.")
     table: ModbusTable = Field(description="coils, discreteInputs, holdingRegisters or inputRegisters.")
     address: int = Field(ge=0, le=65535, description="0-based (PDU) address.")
@@ -62,6 +72,10 @@ class ModbusTag(ShopfloorModel):
 
 class ModbusSource(ShopfloorModel):
     """A Modbus TCP device or VirtualPLC polled by the bridge: exactly one of plcRef or endpoint."""
+
+    model_config = cel_rules(
+        cel("has(self.plcRef) != has(self.endpoint)", "exactly one of plcRef or endpoint must be set"),
+    )
 
     plc_ref: LocalObjectRef | None = Field(None, description="A VirtualPLC in the same namespace (its Service).")
     endpoint: Endpoint | None = Field(None, description="Host and port of a Modbus TCP server.")
@@ -86,6 +100,14 @@ class OpcUaNode(ShopfloorModel):
 class OpcUaSource(ShopfloorModel):
     """An OPC UA server the bridge subscribes to."""
 
+    model_config = cel_rules(
+        cel(
+            "self.securityPolicy == 'None' || has(self.certificateSecretRef)",
+            "certificateSecretRef is required unless securityPolicy is None",
+            ".certificateSecretRef",
+        ),
+    )
+
     endpoint: str = Field(
         min_length=1, max_length=512, pattern=r"^opc\.tcp://.+", description="Endpoint URL (opc.tcp://host:port)."
     )
@@ -108,6 +130,10 @@ class OpcUaSource(ShopfloorModel):
 class Source(ShopfloorModel):
     """A named data source: exactly one of modbus or opcua."""
 
+    model_config = cel_rules(
+        cel("has(self.modbus) != has(self.opcua)", "exactly one of modbus or opcua must be set"),
+    )
+
     name: str = Field(
         min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", description="Source name."
     )
@@ -122,7 +148,14 @@ class Source(ShopfloorModel):
 
 
 class Sparkplug(ShopfloorModel):
-    """Sparkplug B identity of the bridge (an edge node)."""
+    """Sparkplug B identity of the bridge (an edge node); immutable, since host applications track it."""
+
+    model_config = cel_rules(
+        cel(
+            "self.groupId == oldSelf.groupId && self.edgeNodeId == oldSelf.edgeNodeId",
+            "groupId and edgeNodeId are immutable: create a new ProtocolBridge for a new Sparkplug identity",
+        ),
+    )
 
     group_id: str = Field(min_length=1, max_length=128, pattern=TOPIC_LEVEL_PATTERN, description="Sparkplug group.")
     edge_node_id: str = Field(
@@ -145,6 +178,10 @@ class MqttBuffer(ShopfloorModel):
 
 class MqttSink(ShopfloorModel):
     """Publish to an MQTT broker: Sparkplug B or plain JSON under topicPrefix (exactly one)."""
+
+    model_config = cel_rules(
+        cel("has(self.sparkplug) != has(self.topicPrefix)", "exactly one of sparkplug or topicPrefix must be set"),
+    )
 
     url: str = Field(
         min_length=1,

@@ -21,6 +21,8 @@ from shopfloor_api.common import (
     SecretRef,
     ShopfloorModel,
     Variable,
+    cel,
+    cel_rules,
 )
 from shopfloor_api.meta import ObjectMeta
 
@@ -63,6 +65,10 @@ class OpcUaSecurityPolicy(StrEnum):
 
 class ProgramSpec(ShopfloorModel):
     """The Structured Text program: exactly one of source or configMapRef."""
+
+    model_config = cel_rules(
+        cel("has(self.source) != has(self.configMapRef)", "exactly one of source or configMapRef must be set"),
+    )
 
     source: str | None = Field(
         None, max_length=MAX_SOURCE_BYTES, description="IEC 61131-3 Structured Text source, inline."
@@ -138,6 +144,14 @@ class ModbusServerSpec(ShopfloorModel):
 class OpcUaServerSpec(ShopfloorModel):
     """The runtime's OPC UA server."""
 
+    model_config = cel_rules(
+        cel(
+            "!self.enabled || self.securityPolicies.all(p, p == 'None') || has(self.certificateSecretRef)",
+            "certificateSecretRef is required when a security policy other than None is offered",
+            ".certificateSecretRef",
+        ),
+    )
+
     enabled: bool = Field(False, description="Serve OPC UA.")
     port: Port = Field(4840, description="Container and Service port.")
     security_policies: list[OpcUaSecurityPolicy] = Field(
@@ -172,6 +186,14 @@ class FieldDeviceModbus(ShopfloorModel):
 
 class FieldDevice(ShopfloorModel):
     """Remote I/O the PLC drives as a Modbus TCP client (its I/O scanner)."""
+
+    model_config = cel_rules(
+        cel(
+            "self.outputs.all(o, o.table == 'coils' || o.table == 'holdingRegisters')",
+            "outputs can only be coils or holdingRegisters",
+            ".outputs",
+        ),
+    )
 
     name: str = Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", description="Name.")
     modbus: FieldDeviceModbus = Field(description="Modbus TCP address of the device.")
@@ -222,6 +244,19 @@ SafeValue = bool | int | float | str
 
 class VirtualPLCSpec(ShopfloorModel):
     """Desired state of a virtual PLC."""
+
+    model_config = cel_rules(
+        cel(
+            "!has(self.watchdog) || duration(self.watchdog) >= duration(self.cycleTime)",
+            "watchdog must be at least cycleTime",
+            ".watchdog",
+        ),
+        cel(
+            "self.realtimePriority == 0 || double(int(self.resources.cpus)) == double(self.resources.cpus)",
+            "resources.cpus must be a whole number when realtimePriority > 0",
+            ".resources.cpus",
+        ),
+    )
 
     program: ProgramSpec = Field(description="The Structured Text program.")
     cycle_time: CycleTime = Field(Duration("10ms"), description="Scan period, 1ms..10s.")
