@@ -128,9 +128,7 @@ def _run(args: list[str], cwd: Path, what: str, log_file: Path) -> str:
     with log_file.open("a") as log:
         log.write(f"$ {' '.join(args)}\n")
         log.flush()
-        proc = subprocess.run(
-            args, cwd=cwd, env=_go_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
+        proc = subprocess.run(args, cwd=cwd, env=_go_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         log.write(proc.stdout)
     if proc.returncode != 0:
         tail = "\n".join(proc.stdout.strip().splitlines()[-25:])
@@ -263,9 +261,8 @@ def build_etcd(work: Path, log_file: Path) -> None:
     _log(f"etcd {ETCD_VERSION}: compiling through a wrapper module")
     module = work / "etcd"
     module.mkdir(parents=True, exist_ok=True)
-    (module / "go.mod").write_text(
-        f"module shopfloor.local/etcd-build\n\ngo {WRAPPER_GO_VERSION}\n\nrequire go.etcd.io/etcd/server/v3 {ETCD_VERSION}\n"
-    )
+    go_mod = f"module shopfloor.local/etcd-build\n\ngo {WRAPPER_GO_VERSION}\n\n"
+    (module / "go.mod").write_text(go_mod + f"require go.etcd.io/etcd/server/v3 {ETCD_VERSION}\n")
     (module / "main.go").write_text(ETCD_MAIN)
     _run(["go", "mod", "tidy"], module, "go mod tidy (etcd wrapper)", log_file)
     started = time.monotonic()
@@ -328,12 +325,13 @@ def ensure_binaries() -> Binaries:
     log_file = cache_root() / "build.log"
     started = time.monotonic()
     _log(
-        "building the control plane from Go modules (first run only: about 20-40 minutes on 2 cores; "
-        f"log: {log_file})"
+        f"building the control plane from Go modules (first run only: about 20-40 minutes on 2 cores; log: {log_file})"
     )
     build_etcd(work, log_file)
     build_kwok(work, log_file)
     build_kubernetes(work, log_file)
+    # The wrapper modules and intermediate outputs are cheap to recreate; the binaries are what is cached.
+    shutil.rmtree(work, ignore_errors=True)
     _log(f"control plane binaries ready in {time.monotonic() - started:.0f}s under {cache_root() / 'bin'}")
     return locate()
 

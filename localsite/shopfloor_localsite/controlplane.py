@@ -1,0 +1,285 @@
+"""Start and stop a real Kubernetes control plane on loopback.
+
+etcd, kube-apiserver (TLS, RBAC, service-account signing), kube-controller-manager (garbage collector, node
+lifecycle and the other built-in controllers), kube-scheduler and kwok (the kubelets of simulated edge nodes).
+Every process dies with its parent and every temporary file is removed on stop.
+"""
+
+from __future__ import annotations
+
+import base64
+import shutil
+import ssl
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from shopfloor_localsite.build import Binaries, ensure_binaries
+from shopfloor_localsite.nodes import KWOK_MANAGED_LABEL, SimulatedNode, default_nodes, node_manifest
+from shopfloor_localsite.pki import ControlPlanePki, create_pki
+from shopfloor_localsite.processes import ManagedProcess, free_port, wait_until
+
+SERVICE_CIDR = "10.96.0.0/16"
+SERVICE_IP = "10.96.0.1"
+# Simulated pod addresses live in loopback space; nothing ever connects to them.
+POD_CIDR = "127.128.0.1/16"
+
+
+@dataclass
+class ControlPlaneOptions:
+    nodes: list[SimulatedNode] = field(default_factory=default_nodes)
+    # How long the node lifecycle controller waits for a silent node before marking it NotReady/Unknown.
+    # Kubernetes defaults to 50 s; an edge site that moves PLCs within 10 s needs to notice sooner.
+    node_monitor_grace_seconds: int = 8
+    node_lease_seconds: int = 4
+    workdir: Path | None = None
+    verbose: bool = False
+
+
+def _log(message: str) -> None:
+    print(f"[control-plane] {message}", file=sys.stderr, flush=True)
+
+
+def write_kubeconfig(path: Path, server: str, pki: ControlPlanePki, user: str = "shopfloor-admin") -> None:
+    def b64(file: Path) -> str:
+        return base64.b64encode(file.read_bytes()).decode()
+
+    document = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {"name": "shopfloor-local", "cluster": {"server": server, "certificate-authority-data": b64(pki.ca_cert)}}
+        ],
+        "users": [
+            {
+                "name": user,
+                "user": {"client-certificate-data": b64(pki.admin_cert), "client-key-data": b64(pki.admin_key)},
+            }
+        ],
+        "contexts": [{"name": "shopfloor-local", "context": {"cluster": "shopfloor-local", "user": user}}],
+        "current-context": "shopfloor-local",
+    }
+    path.write_text(yaml.safe_dump(document))
+    path.chmod(0o600)
+
+
+class LocalControlPlane:
+    """A real control plane with simulated edge nodes. Use as a context manager or call start()/stop()."""
+
+    def __init__(self, options: ControlPlaneOptions | None = None) -> None:
+        self.options = options or ControlPlaneOptions()
+        self._owns_workdir = self.options.workdir is None
+        self.workdir = self.options.workdir or Path(tempfile.mkdtemp(prefix="shopfloor-cp-"))
+        self.processes: list[ManagedProcess] = []
+        self.kubeconfig = self.workdir / "kubeconfig"
+        self.api_port = 0
+        self.startup_seconds = 0.0
+        self._kwok_stages: Path | None = None
+
+    @property
+    def server(self) -> str:
+        return f"https://127.0.0.1:{self.api_port}"
+
+    def _spawn(self, name: str, args: list[str]) -> ManagedProcess:
+        proc = ManagedProcess(name=name, args=args, log_path=self.workdir / "logs" / f"{name}.log")
+        proc.start()
+        self.processes.append(proc)
+        return proc
+
+    def start(self) -> None:
+        started = time.monotonic()
+        try:
+            self._start(ensure_binaries())
+        except BaseException:
+            self.stop()
+            raise
+        self.startup_seconds = time.monotonic() - started
+        _log(f"ready in {self.startup_seconds:.1f}s: {self.server} (kubeconfig {self.kubeconfig})")
+
+    def _start(self, binaries: Binaries) -> None:
+        (self.workdir / "logs").mkdir(parents=True, exist_ok=True)
+        pki = create_pki(self.workdir / "pki", [SERVICE_IP])
+        etcd_port, etcd_peer_port, self.api_port = free_port(), free_port(), free_port()
+        etcd = self._spawn(
+            "etcd",
+            [
+                str(binaries.etcd),
+                "--data-dir",
+                str(self.workdir / "etcd"),
+                "--listen-client-urls",
+                f"http://127.0.0.1:{etcd_port}",
+                "--advertise-client-urls",
+                f"http://127.0.0.1:{etcd_port}",
+                "--listen-peer-urls",
+                f"http://127.0.0.1:{etcd_peer_port}",
+                "--initial-advertise-peer-urls",
+                f"http://127.0.0.1:{etcd_peer_port}",
+                "--initial-cluster",
+                f"default=http://127.0.0.1:{etcd_peer_port}",
+                "--unsafe-no-fsync=true",
+                "--quota-backend-bytes=8589934592",
+                "--log-level=warn",
+            ],
+        )
+        apiserver = self._spawn(
+            "kube-apiserver",
+            [
+                str(binaries.kube_apiserver),
+                f"--etcd-servers=http://127.0.0.1:{etcd_port}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={self.api_port}",
+                f"--tls-cert-file={pki.serving_cert}",
+                f"--tls-private-key-file={pki.serving_key}",
+                f"--client-ca-file={pki.ca_cert}",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-account-key-file={pki.service_account_pub}",
+                f"--service-account-signing-key-file={pki.service_account_key}",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--authorization-mode=Node,RBAC",
+                "--allow-privileged=true",
+                "--profiling=false",
+                "--endpoint-reconciler-type=none",
+                f"--v={2 if self.options.verbose else 0}",
+            ],
+        )
+        self._write_kubeconfigs(pki)
+        wait_until(lambda: self._healthy("/readyz", pki), 90, "kube-apiserver /readyz", [etcd, apiserver])
+        admin = str(self.kubeconfig)
+        self._spawn(
+            "kube-controller-manager",
+            [
+                str(binaries.kube_controller_manager),
+                f"--kubeconfig={admin}",
+                f"--authentication-kubeconfig={admin}",
+                f"--authorization-kubeconfig={admin}",
+                "--leader-elect=false",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={free_port()}",
+                f"--service-account-private-key-file={pki.service_account_key}",
+                f"--root-ca-file={pki.ca_cert}",
+                "--use-service-account-credentials=false",
+                f"--node-monitor-grace-period={self.options.node_monitor_grace_seconds}s",
+                "--node-monitor-period=1s",
+                "--controllers=*,-bootstrapsigner,-tokencleaner,-nodeipam,-service-lb-controller,-cloud-node-lifecycle",
+                "--concurrent-gc-syncs=5",
+                "--v=0",
+            ],
+        )
+        self._spawn(
+            "kube-scheduler",
+            [
+                str(binaries.kube_scheduler),
+                f"--kubeconfig={admin}",
+                f"--authentication-kubeconfig={admin}",
+                f"--authorization-kubeconfig={admin}",
+                "--leader-elect=false",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={free_port()}",
+                "--v=0",
+            ],
+        )
+        self._spawn(
+            "kwok",
+            [
+                str(binaries.kwok),
+                f"--kubeconfig={admin}",
+                f"--config={self._kwok_config(binaries)}",
+                f"--manage-nodes-with-label-selector={KWOK_MANAGED_LABEL}=true",
+                f"--cidr={POD_CIDR}",
+                "--node-ip=127.0.1.254",
+                f"--node-lease-duration-seconds={self.options.node_lease_seconds}",
+                f"--server-address=127.0.0.1:{free_port()}",
+            ],
+        )
+        for node in self.options.nodes:
+            self.add_node(node)
+        wait_until(
+            lambda: all(self.node_ready(node.name) for node in self.options.nodes),
+            60,
+            "simulated nodes Ready",
+            self.processes,
+        )
+
+    def _kwok_config(self, binaries: Binaries) -> Path:
+        path = self.workdir / "kwok.yaml"
+        documents = [file.read_text() for file in sorted(binaries.kwok_stages.glob("*.yaml"))]
+        path.write_text("\n---\n".join(documents))
+        return path
+
+    def _write_kubeconfigs(self, pki: ControlPlanePki) -> None:
+        write_kubeconfig(self.kubeconfig, self.server, pki)
+        self._pki = pki
+
+    def _healthy(self, endpoint: str, pki: ControlPlanePki) -> bool:
+        context = ssl.create_default_context(cafile=str(pki.ca_cert))
+        context.load_cert_chain(str(pki.admin_cert), str(pki.admin_key))
+        with urllib.request.urlopen(f"{self.server}{endpoint}", context=context, timeout=2) as response:
+            return bool(response.status == 200)
+
+    # -- API helpers used by the site, the CLI and the test fixtures --------------------------------------------
+
+    def api_client(self) -> client.ApiClient:
+        return config.new_client_from_config(str(self.kubeconfig))
+
+    @contextmanager
+    def _core(self) -> Iterator[client.CoreV1Api]:
+        api = self.api_client()
+        try:
+            yield client.CoreV1Api(api)
+        finally:
+            api.close()
+
+    def add_node(self, node: SimulatedNode) -> None:
+        """Register a simulated node (idempotent); kwok then keeps it Ready."""
+        with self._core() as core:
+            try:
+                core.create_node(node_manifest(node))
+            except ApiException as error:
+                if error.status != 409:
+                    raise
+
+    def remove_node(self, name: str) -> None:
+        with self._core() as core:
+            try:
+                core.delete_node(name)
+            except ApiException as error:
+                if error.status != 404:
+                    raise
+
+    def set_node_heartbeat(self, name: str, alive: bool) -> None:
+        """Stop (or resume) kwok's heartbeat for one node: the node lifecycle controller then marks it
+        NotReady after the grace period, as with a real node that lost power or network."""
+        value: str | None = "true" if alive else None
+        with self._core() as core:
+            core.patch_node(name, {"metadata": {"labels": {KWOK_MANAGED_LABEL: value}}})
+
+    def node_ready(self, name: str) -> bool:
+        with self._core() as core:
+            node: Any = core.read_node(name)
+        conditions = node.status.conditions or []
+        return any(c.type == "Ready" and c.status == "True" for c in conditions)
+
+    def stop(self) -> None:
+        for proc in reversed(self.processes):
+            proc.stop()
+        self.processes.clear()
+        if self._owns_workdir and self.workdir.exists():
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> LocalControlPlane:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
