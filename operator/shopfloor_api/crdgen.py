@@ -27,7 +27,7 @@ LIST_MAP_KEYS = {"conditions": "type", "sources": "name", "fieldDevices": "name"
 
 
 class _DefaultsIncluded(GenerateJsonSchema):
-    """Also emits defaults built by default_factory (pydantic leaves them out): `{}` for objects, values for lists."""
+    """Also emits defaults built by default_factory, which pydantic leaves out."""
 
     def default_schema(self, schema: core_schema.WithDefaultSchema) -> JsonSchemaValue:
         factory = schema.get("default_factory")
@@ -35,7 +35,10 @@ class _DefaultsIncluded(GenerateJsonSchema):
             return super().default_schema(schema)
         json_schema = self.generate_inner(schema["schema"])
         value = factory()  # type: ignore[call-arg]
-        json_schema["default"] = {} if isinstance(value, BaseModel) else to_jsonable_python(value)
+        if isinstance(value, BaseModel):
+            # The whole default object, not `{}`: the API server checks CEL rules against defaults as written.
+            value = value.model_dump(mode="json", exclude_none=True)
+        json_schema["default"] = to_jsonable_python(value)
         return json_schema
 
 
@@ -151,7 +154,7 @@ def crd(
         "properties": {
             "apiVersion": {"type": "string", "description": "shopfloor.io/v1alpha1"},
             "kind": {"type": "string", "description": kind},
-            "metadata": {"type": "object", "description": "Standard object metadata."},
+            "metadata": {"type": "object"},  # the API server allows nothing else here
             "spec": {**spec_schema, "description": f"Desired state of the {kind}."},
             "status": {**status_schema, "description": f"Observed state of the {kind}, written by the operator."},
         },
