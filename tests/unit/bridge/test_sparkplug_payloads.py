@@ -1,0 +1,85 @@
+import pytest
+
+from shopfloor_bridge.sparkplug import payloads
+from shopfloor_bridge.sparkplug.sparkplug_payload_pb2 import Payload
+from shopfloor_bridge.tags import DataType, Quality, TagInfo, TagValue
+from tests.support.sparkplug import BOOLEAN, FLOAT, INT16, INT64, UINT32, decode, metric_value
+
+TAGS = [TagInfo("mixer/Level", DataType.REAL), TagInfo("mixer/Run", DataType.BOOL), TagInfo("mixer/Temp", DataType.INT)]
+ALIASES = payloads.Aliases(TAGS)
+
+
+def value(name: str, v: object, quality: Quality = Quality.GOOD) -> TagValue:
+    return TagValue(name, v, quality, source_ms=1_700_000_000_000)  # type: ignore[arg-type]
+
+
+def test_birth_lists_every_metric_with_datatype_alias_and_bdseq() -> None:
+    current = [value("mixer/Level", 1.5), None, value("mixer/Temp", -3)]
+    birth = decode(payloads.birth(ALIASES, current, bd_seq=7))
+    assert birth.seq == 0
+    by_name = {m.name: m for m in birth.metrics}
+    assert by_name["bdSeq"].datatype == INT64 and by_name["bdSeq"].long_value == 7
+    assert (
+        by_name["Node Control/Rebirth"].datatype == BOOLEAN and by_name["Node Control/Rebirth"].boolean_value is False
+    )
+    assert (by_name["mixer/Level"].alias, by_name["mixer/Level"].datatype) == (1, FLOAT)
+    assert metric_value(by_name["mixer/Level"]) == 1.5
+    assert by_name["mixer/Run"].is_null and by_name["mixer/Run"].datatype == BOOLEAN
+    assert by_name["mixer/Temp"].datatype == INT16
+    assert by_name["mixer/Temp"].int_value == 0xFFFFFFFD  # two's complement in the unsigned field
+
+
+def test_data_carries_aliases_only_and_seq_is_set_at_publish() -> None:
+    encoded = payloads.data(ALIASES, [value("mixer/Run", True), value("mixer/Level", 0.0, Quality.BAD)])
+    for seq in (1, 255, 0):
+        message = decode(payloads.with_seq(encoded, seq))
+        assert message.seq == seq
+        assert [(m.alias, m.name) for m in message.metrics] == [(2, ""), (1, "")]
+        assert message.metrics[0].boolean_value is True
+        assert message.metrics[1].is_null  # bad quality: the value is unknown
+        assert not message.metrics[0].is_historical
+
+
+def test_replayed_data_is_flagged_historical() -> None:
+    encoded = payloads.data(ALIASES, [value("mixer/Run", False)])
+    message = decode(payloads.with_seq(encoded, 9, historical=True))
+    assert message.seq == 9 and all(m.is_historical for m in message.metrics)
+
+
+def test_death_carries_the_bdseq() -> None:
+    death = decode(payloads.death(200))
+    assert [(m.name, m.long_value) for m in death.metrics] == [("bdSeq", 200)]
+
+
+def test_topics() -> None:
+    topics = payloads.Topics("plant-a", "line-1")
+    assert (topics.nbirth, topics.ndata, topics.ndeath, topics.ncmd) == (
+        "spBv1.0/plant-a/NBIRTH/line-1",
+        "spBv1.0/plant-a/NDATA/line-1",
+        "spBv1.0/plant-a/NDEATH/line-1",
+        "spBv1.0/plant-a/NCMD/line-1",
+    )
+    assert payloads.Topics.state("scada") == "spBv1.0/STATE/scada"
+
+
+def test_command_with_rebirth_and_writes_by_name_or_alias() -> None:
+    command = Payload()
+    command.metrics.add(name="Node Control/Rebirth", boolean_value=True)
+    command.metrics.add(name="mixer/Level", float_value=2.5)
+    command.metrics.add(alias=3, int_value=0xFFFFFFFF)
+    command.metrics.add(name="nope", boolean_value=True)
+    parsed = payloads.parse_command(command.SerializeToString(), ALIASES)
+    assert parsed.rebirth is True
+    assert parsed.writes == {"mixer/Level": 2.5, "mixer/Temp": -1}
+    assert parsed.unknown == ["nope"]
+
+
+def test_garbage_command_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="not a Sparkplug B payload"):
+        payloads.parse_command(b"\xff\xff\xff", ALIASES)
+
+
+def test_unsigned_32_bit_datatype() -> None:
+    aliases = payloads.Aliases([TagInfo("c", DataType.UDINT)])
+    birth = decode(payloads.birth(aliases, [value("c", 4_000_000_000)], bd_seq=0))
+    assert [(m.datatype, m.int_value) for m in birth.metrics if m.name == "c"] == [(UINT32, 4_000_000_000)]

@@ -1,0 +1,1 @@
+"""The Shopfloor protocol bridge: Modbus TCP and OPC UA sources into MQTT (Sparkplug B or JSON) and OPC UA."""

@@ -1,0 +1,109 @@
+"""Modbus register and bit encoding of the bridge's tag types: word order, scale and offset."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from pymodbus.client.mixin import ModbusClientMixin
+
+from shopfloor_bridge.tags import DataType, Value
+
+
+class Table(StrEnum):
+    COILS = "coils"
+    DISCRETE_INPUTS = "discreteInputs"
+    HOLDING_REGISTERS = "holdingRegisters"
+    INPUT_REGISTERS = "inputRegisters"
+
+    @property
+    def is_bits(self) -> bool:
+        return self in (Table.COILS, Table.DISCRETE_INPUTS)
+
+    @property
+    def writable(self) -> bool:
+        return self in (Table.COILS, Table.HOLDING_REGISTERS)
+
+
+_REGISTERS = {
+    DataType.BOOL: 1,
+    DataType.INT: 1,
+    DataType.UINT: 1,
+    DataType.DINT: 2,
+    DataType.UDINT: 2,
+    DataType.REAL: 2,
+}
+_PYMODBUS_TYPE = {
+    DataType.INT: ModbusClientMixin.DATATYPE.INT16,
+    DataType.UINT: ModbusClientMixin.DATATYPE.UINT16,
+    DataType.DINT: ModbusClientMixin.DATATYPE.INT32,
+    DataType.UDINT: ModbusClientMixin.DATATYPE.UINT32,
+    DataType.REAL: ModbusClientMixin.DATATYPE.FLOAT32,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ModbusTag:
+    name: str
+    table: Table
+    address: int
+    datatype: DataType
+    little_endian_words: bool = False
+    scale: float | None = None
+    offset: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.table.is_bits and self.datatype is not DataType.BOOL:
+            raise ValueError(f"tag {self.name}: {self.table} hold bits, so the type must be BOOL, not {self.datatype}")
+        if self.address < 0 or self.address + self.width - 1 > 0xFFFF:
+            raise ValueError(f"tag {self.name}: address {self.address} is outside 0..65535")
+
+    @property
+    def width(self) -> int:
+        """Number of coils/inputs (bits) or registers the tag occupies."""
+        return 1 if self.table.is_bits else _REGISTERS[self.datatype]
+
+    @property
+    def scaled(self) -> bool:
+        return self.scale is not None or self.offset is not None
+
+    @property
+    def reported_type(self) -> DataType:
+        """Scaled integers are reported as REAL, since scale and offset make them fractional."""
+        return DataType.REAL if self.scaled and self.datatype is not DataType.BOOL else self.datatype
+
+    def decode(self, words: list[int] | list[bool]) -> Value:
+        """The engineering value of the tag from exactly `width` registers or bits."""
+        if self.table.is_bits:
+            return bool(words[0])
+        if self.datatype is DataType.BOOL:
+            return bool(words[0])
+        raw = ModbusClientMixin.convert_from_registers(
+            [int(w) for w in words],
+            _PYMODBUS_TYPE[self.datatype],
+            word_order="little" if self.little_endian_words else "big",
+        )
+        assert isinstance(raw, int | float)
+        if not self.scaled:
+            return raw
+        return float(raw) * (1.0 if self.scale is None else self.scale) + (self.offset or 0.0)
+
+    def encode(self, value: Value) -> list[int] | bool:
+        """Registers (or one bit) that make the device hold `value`; raises ValueError when it does not fit."""
+        if self.table.is_bits or self.datatype is DataType.BOOL:
+            if not isinstance(value, bool | int) or value not in (0, 1):
+                raise ValueError(f"tag {self.name}: {value!r} is not a BOOL")
+            return bool(value) if self.table.is_bits else [int(value)]
+        raw: float = float(value)
+        if self.scaled:
+            raw = (raw - (self.offset or 0.0)) / (1.0 if self.scale is None else self.scale)
+        if self.datatype is not DataType.REAL:
+            raw = round(raw)
+        try:
+            return ModbusClientMixin.convert_to_registers(
+                int(raw) if self.datatype is not DataType.REAL else raw,
+                _PYMODBUS_TYPE[self.datatype],
+                word_order="little" if self.little_endian_words else "big",
+            )
+        except Exception as exc:  # pymodbus raises struct.error / ValueError on overflow
+            raise ValueError(f"tag {self.name}: {value!r} does not fit a {self.datatype}") from exc
