@@ -8,6 +8,7 @@ Every process dies with its parent and every temporary file is removed on stop.
 from __future__ import annotations
 
 import base64
+import os
 import shutil
 import ssl
 import sys
@@ -29,6 +30,7 @@ from shopfloor_localsite.nodes import KWOK_MANAGED_LABEL, SimulatedNode, default
 from shopfloor_localsite.pki import ControlPlanePki, create_pki
 from shopfloor_localsite.processes import ManagedProcess, free_port, wait_until
 
+WORKDIR_PREFIX = "shopfloor-cp-"
 SERVICE_CIDR = "10.96.0.0/16"
 SERVICE_IP = "10.96.0.1"
 # Simulated pod addresses live in loopback space; nothing ever connects to them.
@@ -73,13 +75,41 @@ def write_kubeconfig(path: Path, server: str, pki: ControlPlanePki, user: str = 
     path.chmod(0o600)
 
 
+OWNER_FILE = "owner.pid"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_abandoned_workdirs() -> None:
+    """Remove work directories of control planes whose owner was killed before it could clean up (SIGKILL).
+    Their processes are already gone: they die with their parent."""
+    for workdir in Path(tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}*"):
+        try:
+            owner = int((workdir / OWNER_FILE).read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if not _alive(owner):
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
 class LocalControlPlane:
     """A real control plane with simulated edge nodes. Use as a context manager or call start()/stop()."""
 
     def __init__(self, options: ControlPlaneOptions | None = None) -> None:
         self.options = options or ControlPlaneOptions()
         self._owns_workdir = self.options.workdir is None
-        self.workdir = self.options.workdir or Path(tempfile.mkdtemp(prefix="shopfloor-cp-"))
+        if self._owns_workdir:
+            remove_abandoned_workdirs()
+        self.workdir = self.options.workdir or Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX))
+        (self.workdir / OWNER_FILE).write_text(f"{os.getpid()}\n")
         self.processes: list[ManagedProcess] = []
         self.kubeconfig = self.workdir / "kubeconfig"
         self.api_port = 0

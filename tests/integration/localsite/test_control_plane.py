@@ -194,3 +194,24 @@ def test_update_with_a_stale_resource_version_conflicts(kube_api: client.ApiClie
         )
     assert conflict.value.status == 409
     assert core.read_namespaced_config_map("cm", namespace).data == {"a": "2"}
+
+
+def test_a_node_whose_heartbeat_stops_goes_not_ready_and_recovers(edge_site: Any, kube_api: client.ApiClient) -> None:
+    core = client.CoreV1Api(kube_api)
+    name = f"edge-hb-{uuid.uuid4().hex[:6]}"
+    edge_site.add_node(name, realtime=False)
+
+    def ready_status() -> str:
+        node = core.read_node(name)
+        return next((c.status for c in node.status.conditions or [] if c.type == "Ready"), "missing")
+
+    try:
+        wait_for(lambda: ready_status() == "True", timeout=30, what=f"{name} Ready")
+        edge_site.set_node_ready(name, False)
+        wait_for(lambda: ready_status() == "Unknown", timeout=60, what=f"{name} NotReady after its heartbeat stopped")
+        taints = {t.key for t in core.read_node(name).spec.taints or []}
+        assert "node.kubernetes.io/unreachable" in taints
+        edge_site.set_node_ready(name, True)
+        wait_for(lambda: ready_status() == "True", timeout=60, what=f"{name} Ready again")
+    finally:
+        edge_site.remove_node(name)
