@@ -1,0 +1,103 @@
+"""A plain paho-mqtt subscriber that records what the bridge publishes, and acts as a Sparkplug primary host."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from tests.support.mosquitto import Mosquitto
+from tests.support.sparkplug import decode
+
+
+@dataclass(frozen=True)
+class Received:
+    topic: str
+    payload: bytes
+    at_ns: int
+
+    @property
+    def kind(self) -> str:
+        parts = self.topic.split("/")
+        return parts[2] if len(parts) > 2 and parts[0] == "spBv1.0" else ""
+
+    def sparkplug(self) -> Any:
+        return decode(self.payload)
+
+
+class Probe:
+    def __init__(self, broker: Mosquitto, topics: tuple[str, ...] = ("#",), **credentials: Any) -> None:
+        self.broker = broker
+        self.topics = topics
+        self.messages: list[Received] = []
+        self._lock = threading.Lock()
+        self.connected = threading.Event()
+        self.on_connect_publish: list[tuple[str, bytes]] = []
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+        client.reconnect_delay_set(0.05, 0.2)
+        if credentials:
+            client.username_pw_set(credentials["username"], credentials["password"])
+        if broker.tls:
+            client.tls_set(ca_certs=str(broker.ca_file))
+        client.on_connect = self._on_connect
+        client.on_disconnect = lambda *_: self.connected.clear()
+        client.on_message = self._on_message
+        self.client = client
+
+    def start(self) -> Probe:
+        self.client.connect_async("127.0.0.1", self.broker.port, keepalive=5)
+        self.client.loop_start()
+        assert self.connected.wait(10), "probe could not connect to the broker"
+        return self
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        if reason.is_failure:
+            return
+        for topic in self.topics:
+            client.subscribe(topic, qos=1)
+        # Subscriptions are in place before anything below is published (the broker handles packets in order).
+        for topic, payload in self.on_connect_publish:
+            client.publish(topic, payload, qos=1, retain=True)
+        self.connected.set()
+
+    def _on_message(self, _c: Any, _u: Any, message: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            self.messages.append(Received(message.topic, bytes(message.payload), time.monotonic_ns()))
+
+    def host_state(self, host_id: str, online: bool) -> None:
+        """Publishes a Sparkplug 3.0 primary host STATE (retained), and again after every reconnect."""
+        topic = f"spBv1.0/STATE/{host_id}"
+        payload = json.dumps({"online": online, "timestamp": int(time.time() * 1000)}).encode()
+        self.on_connect_publish = [(topic, payload)]
+        self.client.publish(topic, payload, qos=1, retain=True).wait_for_publish(5)
+
+    def of_kind(self, kind: str) -> list[Received]:
+        with self._lock:
+            return [m for m in self.messages if m.kind == kind]
+
+    def snapshot(self) -> list[Received]:
+        with self._lock:
+            return list(self.messages)
+
+
+async def eventually(condition: Callable[[], object], timeout: float = 10.0, what: str = "") -> Any:
+    """Polls a plain condition from async code until it is truthy (returned) or the deadline passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or condition!r}")
+        await asyncio.sleep(0.02)
