@@ -1,0 +1,71 @@
+"""What the scan shares with everything else: immutable snapshots out, queued writes in.
+
+The scan is the only owner of the program instance. Servers read the latest `Snapshot` (a reference swap, no lock)
+and hand writes to a `WriteQueue`, which the scan drains at the next scan boundary.
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+import itertools
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class PlcState(enum.StrEnum):
+    LOADING = "Loading"
+    RUNNING = "Running"
+    FAULTED = "Faulted"
+    STOPPED = "Stopped"
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The published variables after one scan. `values` is read-only; never mutate what it holds."""
+
+    seq: int
+    values: Mapping[str, Any]
+    applied_write_id: int
+    state: PlcState
+    revision: str
+    fault: str = ""
+    taken_ns: int = 0
+
+    @staticmethod
+    def of(
+        seq: int,
+        values: dict[str, Any],
+        applied_write_id: int,
+        state: PlcState,
+        revision: str,
+        fault: str = "",
+        taken_ns: int = 0,
+    ) -> Snapshot:
+        return Snapshot(seq, types.MappingProxyType(values), applied_write_id, state, revision, fault, taken_ns)
+
+
+EMPTY_SNAPSHOT = Snapshot.of(0, {}, 0, PlcState.LOADING, "")
+
+
+@dataclass
+class WriteQueue:
+    """Writes from servers (any thread) waiting for the next scan boundary. Each write gets an increasing id."""
+
+    _pending: collections.deque[tuple[int, str, Any]] = field(default_factory=collections.deque)
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    def put(self, path: str, value: Any) -> int:
+        write_id = next(self._ids)
+        self._pending.append((write_id, path, value))
+        return write_id
+
+    def drain(self) -> list[tuple[int, str, Any]]:
+        drained: list[tuple[int, str, Any]] = []
+        while True:
+            try:
+                drained.append(self._pending.popleft())
+            except IndexError:
+                return drained
