@@ -1,0 +1,92 @@
+"""The I/O scanner against a simulated remote I/O device (a real pymodbus server)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from shopfloor_vplc.field_io import QUALITY_GOOD, QUALITY_UNCERTAIN, DeviceConfig, FieldIO
+from shopfloor_vplc.modbus_codec import Binding, Table
+from tests.integration.vplc.conftest import RemoteIO
+from tests.support.waiting import async_wait_for
+
+
+def device_config(port: int, hold_last_value: bool = False) -> DeviceConfig:
+    return DeviceConfig(
+        name="rio-1",
+        host="127.0.0.1",
+        port=port,
+        unit_id=1,
+        poll_interval_s=0.01,
+        inputs=[Binding("LevelRaw", Table.HOLDING_REGISTERS, 0, "INT")],
+        outputs=[Binding("Pump", Table.COILS, 0, "BOOL"), Binding("Speed", Table.HOLDING_REGISTERS, 5, "UINT")],
+        hold_last_value=hold_last_value,
+        ok_variable="IO_RIO_1_OK",
+        quality_variable="IO_RIO_1_QUALITY",
+        timeout_s=0.3,
+    )
+
+
+def condition(predicate: object) -> object:
+    async def check() -> bool:
+        return bool(predicate())  # type: ignore[operator]
+
+    return check
+
+
+async def test_inputs_polled_outputs_written_when_changed(remote_io: RemoteIO) -> None:
+    await remote_io.set_register(0, -12)
+    field = FieldIO([device_config(remote_io.port)])
+    await field.start()
+    try:
+        assert field.latest_inputs() == {"LevelRaw": -12, "IO_RIO_1_OK": True, "IO_RIO_1_QUALITY": QUALITY_GOOD}
+        await remote_io.set_register(0, 300)
+        await async_wait_for(condition(lambda: field.latest_inputs()["LevelRaw"] == 300), timeout=5, what="new input")
+        await asyncio.to_thread(field.write_outputs, {"Pump": True, "Speed": 1500})
+        await async_wait_for(remote_io_coil_is(remote_io, True), timeout=5, what="pump on")
+        assert await remote_io.register(5) == 1500
+    finally:
+        await field.stop()
+
+
+def remote_io_coil_is(device: RemoteIO, value: bool) -> object:
+    async def check() -> bool:
+        return await device.coil(0) is value
+
+    return check
+
+
+async def test_safe_state_wins_over_later_scan_outputs(remote_io: RemoteIO) -> None:
+    field = FieldIO([device_config(remote_io.port)])
+    await field.start()
+    try:
+        await asyncio.to_thread(field.write_outputs, {"Pump": True, "Speed": 10})
+        await async_wait_for(remote_io_coil_is(remote_io, True), timeout=5, what="pump on")
+        await asyncio.to_thread(field.enter_safe_state, {"Pump": False, "Speed": 0})
+        await asyncio.to_thread(field.write_outputs, {"Pump": True, "Speed": 99})  # a scan finishing late
+        await async_wait_for(remote_io_coil_is(remote_io, False), timeout=5, what="pump off (safe state)")
+        await asyncio.sleep(0.1)
+        assert await remote_io.coil(0) is False
+        assert await remote_io.register(5) == 0
+    finally:
+        await field.stop()
+
+
+async def test_device_loss_faults_or_holds_last_value(remote_io: RemoteIO) -> None:
+    await remote_io.set_register(0, 7)
+    faulting = FieldIO([device_config(remote_io.port)])
+    holding = FieldIO([device_config(remote_io.port, hold_last_value=True)])
+    await faulting.start()
+    await holding.start()
+    try:
+        assert faulting.lost_device() is None
+        await remote_io.stop()
+        await async_wait_for(condition(lambda: faulting.lost_device() == "rio-1"), timeout=5, what="loss detected")
+        await async_wait_for(condition(lambda: not holding.latest_inputs()["IO_RIO_1_OK"]), timeout=5, what="hold")
+        assert holding.lost_device() is None
+        assert holding.latest_inputs()["LevelRaw"] == 7
+        assert holding.latest_inputs()["IO_RIO_1_QUALITY"] == QUALITY_UNCERTAIN
+        await remote_io.start()
+        await async_wait_for(condition(lambda: holding.latest_inputs()["IO_RIO_1_OK"]), timeout=5, what="recovery")
+    finally:
+        await faulting.stop()
+        await holding.stop()

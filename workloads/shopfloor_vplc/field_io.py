@@ -1,0 +1,282 @@
+"""The I/O scanner: the PLC drives remote I/O devices as a Modbus TCP client, off the scan thread.
+
+Each device is polled at its pollInterval on the runtime's event loop; the scan copies the latest values in at its
+start and hands its outputs over after it, of which only changed values are written. Programs read a device's
+health through two optional variables they may declare (DEVICE is the device name upper-cased, `-` as `_`):
+
+- `IO_<DEVICE>_OK : BOOL` — TRUE while the device answers its polls;
+- `IO_<DEVICE>_QUALITY : INT` — 0 good, 1 uncertain (last values held after a loss), 2 bad (no value yet).
+
+In safe state (fault, watchdog, shutdown) the scan's outputs are ignored and the safeState values are written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.exceptions import ModbusException
+
+from shopfloor_vplc.modbus_codec import Binding, Table
+
+log = logging.getLogger(__name__)
+
+QUALITY_GOOD, QUALITY_UNCERTAIN, QUALITY_BAD = 0, 1, 2
+
+
+def health_variable_names(device_name: str) -> tuple[str, str]:
+    stem = re.sub(r"[^A-Za-z0-9]", "_", device_name).upper()
+    return f"IO_{stem}_OK", f"IO_{stem}_QUALITY"
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    name: str
+    host: str
+    port: int
+    unit_id: int
+    poll_interval_s: float
+    inputs: Sequence[Binding]
+    outputs: Sequence[Binding]
+    hold_last_value: bool
+    ok_variable: str | None = None  # declared spelling of IO_<DEVICE>_OK, when the program declares it
+    quality_variable: str | None = None
+    timeout_s: float = 1.0
+
+
+class DeviceLink:
+    """One remote I/O device: its poll loop, its latest inputs and its output writer."""
+
+    def __init__(self, config: DeviceConfig) -> None:
+        self.config = config
+        self.client = AsyncModbusTcpClient(
+            config.host, port=config.port, timeout=config.timeout_s, retries=0, reconnect_delay=0
+        )
+        self.healthy = False
+        self.ever_polled = False
+        self.lost = False
+        self.safe = False
+        self.inputs: dict[str, Any] = {}
+        self._pending_outputs: dict[str, Any] = {}
+        self._outputs_ready = asyncio.Event()
+        self._io_lock = asyncio.Lock()
+
+    @property
+    def quality(self) -> int:
+        if self.healthy:
+            return QUALITY_GOOD
+        return QUALITY_UNCERTAIN if self.ever_polled else QUALITY_BAD
+
+    def image(self) -> dict[str, Any]:
+        values = dict(self.inputs)
+        if self.config.ok_variable:
+            values[self.config.ok_variable] = self.healthy
+        if self.config.quality_variable:
+            values[self.config.quality_variable] = self.quality
+        return values
+
+    async def poll_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_poll = loop.time()
+        while True:
+            await self.poll_once()
+            next_poll += self.config.poll_interval_s
+            now = loop.time()
+            if next_poll < now:  # skip missed polls instead of bursting
+                next_poll = now
+            await asyncio.sleep(next_poll - now)
+
+    async def poll_once(self) -> None:
+        try:
+            async with self._io_lock:
+                await self._ensure_connected()
+                values = {binding.variable: await self._read(binding) for binding in self.config.inputs}
+        except (TimeoutError, ModbusException, OSError, ValueError) as exc:
+            self._mark_lost(str(exc))
+            return
+        self.inputs = values
+        self.healthy, self.ever_polled, self.lost = True, True, False
+
+    def _mark_lost(self, reason: str) -> None:
+        if not self.lost:
+            log.warning("field device %s lost: %s", self.config.name, reason)
+        self.healthy = False
+        self.lost = True
+        self.client.close()
+
+    async def _ensure_connected(self) -> None:
+        if not self.client.connected and not await self.client.connect():
+            raise ConnectionError(f"cannot connect to {self.config.host}:{self.config.port}")
+
+    async def _read(self, binding: Binding) -> Any:
+        unit = self.config.unit_id
+        count = binding.width
+        if binding.table is Table.COILS:
+            response = await self.client.read_coils(binding.address, count=count, device_id=unit)
+        elif binding.table is Table.DISCRETE_INPUTS:
+            response = await self.client.read_discrete_inputs(binding.address, count=count, device_id=unit)
+        elif binding.table is Table.HOLDING_REGISTERS:
+            response = await self.client.read_holding_registers(binding.address, count=count, device_id=unit)
+        else:
+            response = await self.client.read_input_registers(binding.address, count=count, device_id=unit)
+        if response.isError():
+            raise ModbusException(f"{binding.table.value} {binding.address}: {response}")
+        words = [int(b) for b in response.bits[:count]] if binding.table.is_bits else list(response.registers)
+        return binding.decode(words)
+
+    def queue_outputs(self, values: Mapping[str, Any]) -> None:
+        """On the event loop: remember the newest value of each output and wake the writer."""
+        self._pending_outputs.update(values)
+        self._outputs_ready.set()
+
+    async def write_forever(self) -> None:
+        while True:
+            await self._outputs_ready.wait()
+            self._outputs_ready.clear()
+            await self.flush_outputs()
+
+    async def flush_outputs(self, values: Mapping[str, Any] | None = None) -> bool:
+        """Write the queued outputs, or `values` (the safe state) which then bars the scan's outputs."""
+        async with self._io_lock:
+            if values is None:
+                # Taken under the lock: scan outputs queued before a fault never follow the safe values.
+                pending, self._pending_outputs = ({} if self.safe else self._pending_outputs), {}
+            else:
+                pending, self._pending_outputs = dict(values), {}
+            if not pending:
+                return True
+            try:
+                await self._ensure_connected()
+                for binding in self.config.outputs:
+                    if binding.variable in pending:
+                        await self._write(binding, pending[binding.variable])
+            except (TimeoutError, ModbusException, OSError, ValueError) as exc:
+                if values is None:
+                    self._pending_outputs = {**pending, **self._pending_outputs}
+                self._mark_lost(str(exc))
+                return False
+        return True
+
+    async def _write(self, binding: Binding, value: Any) -> None:
+        unit = self.config.unit_id
+        if binding.table is Table.COILS:
+            response = await self.client.write_coil(binding.address, bool(value), device_id=unit)
+        else:
+            response = await self.client.write_registers(binding.address, binding.encode(value), device_id=unit)
+        if response.isError():
+            raise ModbusException(f"write {binding.table.value} {binding.address}: {response}")
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class FieldIO:
+    """All devices, as the scan engine sees them (see engine.FieldIO). Thread-safe towards the scan thread."""
+
+    def __init__(self, devices: Sequence[DeviceConfig]) -> None:
+        self.links = [DeviceLink(device) for device in devices]
+        self._output_variables = [b.variable for link in self.links for b in link.config.outputs]
+        self._last_sent: dict[str, Any] = {}
+        self._safe = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._safe_written: asyncio.Future[None] | None = None
+
+    @property
+    def output_variables(self) -> Sequence[str]:
+        return self._output_variables
+
+    async def start(self) -> None:
+        """Start polling and wait for one poll of every device, so the first scan sees real inputs."""
+        self._loop = asyncio.get_running_loop()
+        await asyncio.gather(*(link.poll_once() for link in self.links))
+        for link in self.links:
+            self._tasks.append(asyncio.create_task(link.poll_forever(), name=f"poll-{link.config.name}"))
+            self._tasks.append(asyncio.create_task(link.write_forever(), name=f"write-{link.config.name}"))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        for link in self.links:
+            link.close()
+
+    # -- called from the scan thread --------------------------------------------------------------------------------
+    def latest_inputs(self) -> Mapping[str, Any]:
+        merged: dict[str, Any] = {}
+        for link in self.links:
+            merged.update(link.image())
+        return merged
+
+    def lost_device(self) -> str | None:
+        for link in self.links:
+            if link.lost and not link.config.hold_last_value:
+                return link.config.name
+        return None
+
+    def write_outputs(self, values: Mapping[str, Any]) -> None:
+        if self._safe or self._loop is None:
+            return
+        changed = {name: value for name, value in values.items() if self._last_sent.get(name, _UNSET) != value}
+        if not changed:
+            return
+        self._last_sent.update(changed)
+        self._loop.call_soon_threadsafe(self._dispatch, changed)
+
+    def enter_safe_state(self, values: Mapping[str, Any]) -> None:
+        """Ignore the scan's outputs from now on and write the safe values (from any thread, without blocking)."""
+        self._safe = True
+        if self._loop is None:
+            return
+        safe = dict(values)
+        future = asyncio.run_coroutine_threadsafe(self._write_safe(safe), self._loop)
+        future.add_done_callback(_log_failure)
+
+    def resume(self) -> None:
+        self._last_sent.clear()
+        self._safe = False
+        for link in self.links:
+            link.safe = False
+
+    # -- on the event loop ------------------------------------------------------------------------------------------
+    def _dispatch(self, values: Mapping[str, Any]) -> None:
+        if self._safe:
+            return
+        for link in self.links:
+            mine = {b.variable: values[b.variable] for b in link.config.outputs if b.variable in values}
+            if mine:
+                link.queue_outputs(mine)
+
+    async def _write_safe(self, safe: Mapping[str, Any]) -> None:
+        results = []
+        for link in self.links:
+            link.safe = True
+            results.append(
+                link.flush_outputs({b.variable: safe[b.variable] for b in link.config.outputs if b.variable in safe})
+            )
+        written = await asyncio.gather(*results)
+        if not all(written):
+            log.error("safe state could not be written to every field device")
+
+    async def write_safe_state(self, values: Mapping[str, Any]) -> None:
+        """On the event loop: enter safe state and return once the safe values were written (or failed)."""
+        self._safe = True
+        await self._write_safe(values)
+
+
+_UNSET = object()
+
+
+def _log_failure(future: concurrent.futures.Future[None]) -> None:
+    if future.exception() is not None:
+        log.error("safe state not written: %s", future.exception())
