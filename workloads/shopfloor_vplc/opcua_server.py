@@ -1,0 +1,200 @@
+"""The OPC UA server (asyncua): a folder per program with its variables under their own names and data types.
+
+Values are copied from the scan's snapshots by a task on the event loop, changed values only, so the scan never
+waits on OPC UA. Client writes are accepted only on variables listed in io.opcua.writable (others are read-only
+nodes) and reach the program at the next scan boundary. Only the configured security policies are offered;
+anonymous sessions only when allowed; the server certificate and key come from files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+from asyncua import Server, ua
+from asyncua.common.callback import CallbackType, ServerItemCallback
+from asyncua.server.user_managers import CertificateUserManager, UserManager
+
+from shopfloor_vplc.image import Snapshot, WriteQueue
+
+log = logging.getLogger(__name__)
+
+NAMESPACE_URI = "urn:shopfloor:vplc"
+
+VARIANT_TYPES: dict[str, ua.VariantType] = {
+    "BOOL": ua.VariantType.Boolean,
+    "SINT": ua.VariantType.SByte,
+    "INT": ua.VariantType.Int16,
+    "DINT": ua.VariantType.Int32,
+    "LINT": ua.VariantType.Int64,
+    "USINT": ua.VariantType.Byte,
+    "UINT": ua.VariantType.UInt16,
+    "UDINT": ua.VariantType.UInt32,
+    "ULINT": ua.VariantType.UInt64,
+    "BYTE": ua.VariantType.Byte,
+    "WORD": ua.VariantType.UInt16,
+    "DWORD": ua.VariantType.UInt32,
+    "LWORD": ua.VariantType.UInt64,
+    "REAL": ua.VariantType.Float,
+    "LREAL": ua.VariantType.Double,
+    "STRING": ua.VariantType.String,
+    "TIME": ua.VariantType.Int64,
+}
+
+# The manifest's names (DESIGN.md §2) to asyncua's; the deprecated Basic128Rsa15/Basic256 are deliberately absent.
+SECURITY_POLICIES: dict[str, ua.SecurityPolicyType] = {
+    "None": ua.SecurityPolicyType.NoSecurity,
+    "Basic256Sha256_Sign": ua.SecurityPolicyType.Basic256Sha256_Sign,
+    "Basic256Sha256_SignAndEncrypt": ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt,
+    "Aes128_Sha256_RsaOaep_Sign": ua.SecurityPolicyType.Aes128Sha256RsaOaep_Sign,
+    "Aes128_Sha256_RsaOaep_SignAndEncrypt": ua.SecurityPolicyType.Aes128Sha256RsaOaep_SignAndEncrypt,
+    "Aes256_Sha256_RsaPss_Sign": ua.SecurityPolicyType.Aes256Sha256RsaPss_Sign,
+    "Aes256_Sha256_RsaPss_SignAndEncrypt": ua.SecurityPolicyType.Aes256Sha256RsaPss_SignAndEncrypt,
+}
+
+
+def variant_type(type_name: str) -> ua.VariantType:
+    upper = type_name.upper()
+    return VARIANT_TYPES["STRING"] if upper.startswith("STRING") else VARIANT_TYPES[upper]
+
+
+@dataclass(frozen=True)
+class OpcUaConfig:
+    host: str
+    port: int
+    program: str
+    variables: Sequence[tuple[str, str]]  # (name, IEC type)
+    writable: Iterable[str] = ()
+    security_policies: Sequence[str] = ("Basic256Sha256_SignAndEncrypt",)
+    certificate: Path | None = None
+    private_key: Path | None = None
+    allow_anonymous: bool = False
+    trusted_user_certificates: Sequence[Path] = field(default_factory=tuple)
+    publish_interval_s: float = 0.02
+
+
+class OpcUaServer:
+    def __init__(
+        self,
+        config: OpcUaConfig,
+        snapshot: Callable[[], Snapshot],
+        writes: WriteQueue,
+        on_sessions: Callable[[int], None] | None = None,
+    ) -> None:
+        self.config = config
+        self._snapshot = snapshot
+        self._writes = writes
+        self._on_sessions = on_sessions
+        self._server: Server | None = None
+        self._nodes: dict[str, tuple[ua.NodeId, ua.VariantType]] = {}
+        self._by_nodeid: dict[ua.NodeId, str] = {}
+        self._published: dict[str, Any] = {}
+        self._task: asyncio.Task[None] | None = None
+        self.namespace_index = 0
+
+    @property
+    def endpoint(self) -> str:
+        return f"opc.tcp://{self.config.host}:{self.config.port}/shopfloor/"
+
+    async def start(self) -> None:
+        config = self.config
+        user_manager = None
+        if config.trusted_user_certificates:
+            user_manager = CertificateUserManager()
+            for path in config.trusted_user_certificates:
+                await user_manager.add_user(path, name=path.stem)
+        server = Server(user_manager=cast(UserManager | None, user_manager))
+        await server.init()
+        server.set_endpoint(self.endpoint)
+        server.set_server_name(f"Shopfloor vPLC {config.program}")
+        unknown = [p for p in config.security_policies if p not in SECURITY_POLICIES]
+        if unknown:
+            raise ValueError(f"io.opcua.securityPolicies: unsupported {', '.join(unknown)}")
+        server.set_security_policy([SECURITY_POLICIES[p] for p in config.security_policies])
+        if config.certificate is not None and config.private_key is not None:
+            await server.load_certificate(config.certificate.read_bytes(), format=_format_of(config.certificate))
+            await server.load_private_key(config.private_key.read_bytes(), format=_format_of(config.private_key))
+        tokens: list[type] = [ua.X509IdentityToken] if user_manager is not None else []
+        if config.allow_anonymous:
+            tokens.append(ua.AnonymousIdentityToken)
+        server.set_identity_tokens(tokens)
+        self.namespace_index = await server.register_namespace(NAMESPACE_URI)
+        await self._build_address_space(server)
+        server.subscribe_server_callback(CallbackType.PostWrite, self._client_wrote)
+        await server.start()
+        self._server = server
+        await self.publish_once()
+        self._task = asyncio.create_task(self._publish_forever(), name="opcua-publish")
+
+    async def _build_address_space(self, server: Server) -> None:
+        ns = self.namespace_index
+        folder = await server.nodes.objects.add_folder(
+            ua.NodeId(ua.String(self.config.program), ua.Int16(ns)), ua.QualifiedName(self.config.program, ns)
+        )
+        writable = {name.casefold() for name in self.config.writable}
+        for name, type_name in self.config.variables:
+            vtype = variant_type(type_name)
+            initial = ua.Variant(ua.get_default_value(vtype), vtype)
+            node = await folder.add_variable(
+                ua.NodeId(ua.String(name), ua.Int16(ns)), ua.QualifiedName(name, ns), initial, varianttype=vtype
+            )
+            if name.casefold() in writable:
+                await node.set_writable()
+            self._nodes[name] = (node.nodeid, vtype)
+            self._by_nodeid[node.nodeid] = name
+
+    async def _client_wrote(self, event: ServerItemCallback, _dispatcher: Any = None) -> None:
+        results = event.response_params or []
+        for item, status in zip(event.request_params.NodesToWrite, results, strict=False):
+            name = self._by_nodeid.get(item.NodeId)
+            if name is None or item.AttributeId != ua.AttributeIds.Value or not status.is_good():
+                continue
+            self._writes.put(name, item.Value.Value.Value)
+
+    async def publish_once(self) -> None:
+        server = self._server
+        if server is None:
+            return
+        values = self._snapshot().values
+        for name, (nodeid, vtype) in self._nodes.items():
+            value = values.get(name)
+            if value is None or self._published.get(name, _UNSET) == value:
+                continue
+            self._published[name] = value
+            await server.write_attribute_value(nodeid, ua.DataValue(ua.Variant(value, vtype)))
+        if self._on_sessions is not None:
+            self._on_sessions(len(server.iserver._external_sessions))
+
+    async def _publish_forever(self) -> None:
+        last_seq = -1
+        while True:
+            snapshot = self._snapshot()
+            if snapshot.seq != last_seq:
+                last_seq = snapshot.seq
+                try:
+                    await self.publish_once()
+                except Exception as exc:  # a value the type cannot carry must not stop publishing the others
+                    log.error("OPC UA publish failed: %s", exc)
+            await asyncio.sleep(self.config.publish_interval_s)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._server is not None:
+            await self._server.stop()
+            self._server = None
+
+
+_UNSET = object()
+
+
+def _format_of(path: Path) -> str:
+    """Secrets hold PEM (tls.crt, tls.key); OPC UA tools often write DER: tell them apart by content."""
+    return "pem" if path.read_bytes().lstrip().startswith(b"-----BEGIN") else "der"
