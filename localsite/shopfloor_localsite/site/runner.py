@@ -1,0 +1,279 @@
+"""Attach real workload processes to the pods kwok runs on simulated nodes.
+
+Level-based: every pass lists the workload pods and nodes, works out which pods would have a running container
+(bound, Running, not terminating, on a node whose simulated kubelet is alive) and starts or stops processes to
+match. Stops come before starts in a pass, so when the operator moves a PLC the old runtime is gone before the
+new one starts. A process that exits on its own is restarted with back-off, as a kubelet would.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from shopfloor_localsite.nodes import KWOK_MANAGED_LABEL
+from shopfloor_localsite.processes import ManagedProcess, free_port
+from shopfloor_localsite.site.launch import (
+    BIND_HOST_ENV,
+    FS_ROOT_ENV,
+    KUBECONFIG_ENV,
+    PART_OF_LABEL,
+    PART_OF_VALUE,
+    PORT_MAP_ENV,
+    LaunchError,
+    PodLaunch,
+    is_site_workload,
+    plan_launch,
+    port_map_value,
+)
+
+TOKEN_SECONDS = 3600
+MAX_BACKOFF_SECONDS = 10.0
+
+
+@dataclass
+class AttachedWorkload:
+    launch: PodLaunch
+    process: ManagedProcess
+    host_ports: dict[str, int]
+    started_at: float
+    restarts: int = 0
+    next_restart_at: float = 0.0
+
+    @property
+    def key(self) -> str:
+        return f"{self.launch.namespace}/{self.launch.pod_name}"
+
+
+@dataclass
+class SiteEvent:
+    at: float
+    message: str
+
+
+@dataclass
+class SiteRunner:
+    """Runs until stop(); call `reconcile_once()` directly for a single pass."""
+
+    api: client.ApiClient
+    server: str
+    ca_data: str
+    workdir: Path
+    interval: float = 0.3
+    on_event: Callable[[str], None] | None = None
+    attached: dict[str, AttachedWorkload] = field(default_factory=dict)
+    events: list[SiteEvent] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    # -- life cycle --------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="site-runner", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        with self._lock:
+            for key in list(self.attached):
+                self._detach(key, "site stopping")
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.reconcile_once()
+            except Exception as error:  # the site keeps running through API hiccups
+                self._event(f"reconcile failed, retrying: {error}")
+            self._stop.wait(self.interval)
+
+    def _event(self, message: str) -> None:
+        self.events.append(SiteEvent(time.time(), message))
+        if self.on_event is not None:
+            self.on_event(message)
+
+    # -- one pass ----------------------------------------------------------------------------------------------
+
+    def reconcile_once(self) -> None:
+        core = client.CoreV1Api(self.api)
+        live_nodes = {
+            node.metadata.name
+            for node in core.list_node().items
+            if (node.metadata.labels or {}).get(KWOK_MANAGED_LABEL) == "true"
+        }
+        pods = core.list_pod_for_all_namespaces(label_selector=f"{PART_OF_LABEL}={PART_OF_VALUE}").items
+        wanted: dict[str, dict[str, Any]] = {}
+        for pod in pods:
+            raw = self.api.sanitize_for_serialization(pod)
+            if self._should_run(raw, live_nodes):
+                wanted[f"{pod.metadata.namespace}/{pod.metadata.name}"] = raw
+        with self._lock:
+            for key, workload in list(self.attached.items()):
+                raw_pod = wanted.get(key)
+                if raw_pod is None or raw_pod["metadata"]["uid"] != workload.launch.uid:
+                    reason = "its node went down" if workload.launch.node_name not in live_nodes else "pod gone"
+                    self._detach(key, reason)
+            for key, raw_pod in wanted.items():
+                if key not in self.attached:
+                    self._attach(core, raw_pod)
+                else:
+                    self._restart_if_exited(self.attached[key])
+
+    @staticmethod
+    def _should_run(pod: dict[str, Any], live_nodes: set[str]) -> bool:
+        if not is_site_workload(pod) or pod["metadata"].get("deletionTimestamp"):
+            return False
+        node = pod.get("spec", {}).get("nodeName")
+        return bool(node in live_nodes and pod.get("status", {}).get("phase") == "Running")
+
+    def _attach(self, core: client.CoreV1Api, pod: dict[str, Any]) -> None:
+        key = f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"
+        try:
+            launch = plan_launch(
+                pod, lambda kind, name, k: self._lookup(core, pod["metadata"]["namespace"], kind, name, k)
+            )
+        except LaunchError as error:
+            self._event(f"{key}: cannot run here: {error}")
+            return
+        pod_dir = self.workdir / launch.namespace / launch.pod_name
+        shutil.rmtree(pod_dir, ignore_errors=True)
+        (pod_dir / "root").mkdir(parents=True)
+        host_ports = {name: free_port() for name in launch.container_ports}
+        env = dict(os.environ)
+        env.update(launch.env)
+        env.update(
+            {
+                KUBECONFIG_ENV: str(self._write_kubeconfig(core, launch, pod_dir)),
+                BIND_HOST_ENV: "127.0.0.1",
+                PORT_MAP_ENV: port_map_value({port: host_ports[name] for name, port in launch.container_ports.items()}),
+                FS_ROOT_ENV: str(pod_dir / "root"),
+                "HOSTNAME": launch.pod_name,
+                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        for name in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT"):
+            env.pop(name, None)
+        self._materialise_volumes(core, launch, pod_dir / "root")
+        process = ManagedProcess(name=key, args=launch.command, log_path=pod_dir / "workload.log", env=env)
+        process.start()
+        self.attached[key] = AttachedWorkload(launch, process, host_ports, time.monotonic())
+        ports = ", ".join(f"{name} 127.0.0.1:{port}" for name, port in host_ports.items())
+        self._event(f"{key}: started {launch.component} on {launch.node_name} ({ports})")
+
+    def _restart_if_exited(self, workload: AttachedWorkload) -> None:
+        if workload.process.running():
+            return
+        now = time.monotonic()
+        if workload.next_restart_at == 0.0:
+            backoff = min(MAX_BACKOFF_SECONDS, 0.5 * 2**workload.restarts)
+            workload.next_restart_at = now + backoff
+            self._event(
+                f"{workload.key}: exited ({workload.process.process.returncode if workload.process.process else '?'}),"
+                f" restarting in {backoff:.1f}s; last lines:\n{workload.process.log_tail(8)}"
+            )
+            return
+        if now >= workload.next_restart_at:
+            workload.restarts += 1
+            workload.next_restart_at = 0.0
+            workload.process.start()
+            self._event(f"{workload.key}: restarted (restart {workload.restarts})")
+
+    def _detach(self, key: str, reason: str) -> None:
+        workload = self.attached.pop(key)
+        workload.process.stop(timeout=15)
+        self._event(f"{key}: stopped ({reason})")
+
+    # -- what a kubelet would provide --------------------------------------------------------------------------
+
+    @staticmethod
+    def _lookup(core: client.CoreV1Api, namespace: str, kind: str, name: str, key: str) -> str | None:
+        try:
+            if kind == "Secret":
+                data = core.read_namespaced_secret(name, namespace).data or {}
+                return base64.b64decode(data[key]).decode() if key in data else None
+            return (core.read_namespaced_config_map(name, namespace).data or {}).get(key)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
+    def _write_kubeconfig(self, core: client.CoreV1Api, launch: PodLaunch, pod_dir: Path) -> Path:
+        """A kubeconfig with a token of the pod's own service account: the workload gets exactly its RBAC."""
+        request = core.create_namespaced_service_account_token(
+            launch.service_account,
+            launch.namespace,
+            {"spec": {"expirationSeconds": TOKEN_SECONDS}},
+        )
+        document = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {"name": "site", "cluster": {"server": self.server, "certificate-authority-data": self.ca_data}}
+            ],
+            "users": [{"name": launch.service_account, "user": {"token": request.status.token}}],
+            "contexts": [
+                {
+                    "name": "pod",
+                    "context": {"cluster": "site", "user": launch.service_account, "namespace": launch.namespace},
+                }
+            ],
+            "current-context": "pod",
+        }
+        path = pod_dir / "kubeconfig"
+        path.write_text(yaml.safe_dump(document))
+        path.chmod(0o600)
+        return path
+
+    def _materialise_volumes(self, core: client.CoreV1Api, launch: PodLaunch, root: Path) -> None:
+        for volume in launch.volumes:
+            target = root / volume.mount_path.lstrip("/")
+            target.mkdir(parents=True, exist_ok=True)
+            try:
+                if volume.kind == "Secret":
+                    secret = core.read_namespaced_secret(volume.name, launch.namespace)
+                    data = {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}
+                else:
+                    config_map = core.read_namespaced_config_map(volume.name, launch.namespace)
+                    data = {k: v.encode() for k, v in (config_map.data or {}).items()}
+            except ApiException as error:
+                if error.status == 404:
+                    self._event(f"{launch.namespace}/{launch.pod_name}: {volume.kind} {volume.name} not found")
+                    continue
+                raise
+            for key, content in data.items():
+                relative = volume.items.get(key) if volume.items is not None else key
+                if relative is None:
+                    continue
+                (target / relative).parent.mkdir(parents=True, exist_ok=True)
+                (target / relative).write_bytes(content)
+
+    def endpoints(self) -> list[dict[str, Any]]:
+        """What runs where, for the site table."""
+        with self._lock:
+            return [
+                {
+                    "namespace": w.launch.namespace,
+                    "owner": w.launch.owner,
+                    "component": w.launch.component,
+                    "pod": w.launch.pod_name,
+                    "node": w.launch.node_name,
+                    "ports": dict(w.host_ports),
+                    "running": w.process.running(),
+                }
+                for w in self.attached.values()
+            ]

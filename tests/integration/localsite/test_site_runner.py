@@ -1,0 +1,110 @@
+"""The site runner attaches a real process to each workload pod kwok runs, and detaches it when the pod or its
+node goes away."""
+
+from __future__ import annotations
+
+import base64
+import json
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+
+from shopfloor_localsite.controlplane import LocalControlPlane
+from shopfloor_localsite.site.runner import SiteRunner
+from tests.support.waiting import wait_for
+
+
+@pytest.fixture
+def runner(control_plane: LocalControlPlane | None, kube_api: client.ApiClient, tmp_path: Path) -> Iterator[SiteRunner]:
+    if control_plane is None:
+        pytest.skip("the site runner attaches processes to kwok pods of the local control plane")
+    kubeconfig = yaml.safe_load(control_plane.kubeconfig.read_text())
+    cluster = kubeconfig["clusters"][0]["cluster"]
+    site = SiteRunner(
+        api=kube_api, server=cluster["server"], ca_data=cluster["certificate-authority-data"], workdir=tmp_path
+    )
+    site.start()
+    yield site
+    site.stop()
+
+
+def workload_pod(name: str, node: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "labels": {"app.kubernetes.io/part-of": "shopfloor", "app.kubernetes.io/component": "vplc"},
+        },
+        "spec": {
+            "nodeName": node,
+            "serviceAccountName": "default",
+            "containers": [
+                {
+                    "name": "runtime",
+                    "image": "shopfloor/vplc:test",
+                    "command": [sys.executable, "-m", "tests.support.echo_workload"],
+                    "ports": [{"name": "http", "containerPort": 8080}],
+                    "env": [
+                        {"name": "PLAIN", "value": "x"},
+                        {"name": "MY_POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                        {"name": "MY_NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+                        {"name": "SECRET_VALUE", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "password"}}},
+                    ],
+                }
+            ],
+        },
+    }
+
+
+def ask(site: SiteRunner, key: str) -> dict[str, Any] | None:
+    workload = site.attached.get(key)
+    if workload is None:
+        return None
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{workload.host_ports['http']}/", timeout=2) as response:
+            return dict(json.loads(response.read()))
+    except OSError:
+        return None
+
+
+def test_a_workload_pod_gets_a_real_process_with_its_own_identity(
+    runner: SiteRunner, kube_api: client.ApiClient, namespace: str
+) -> None:
+    core = client.CoreV1Api(kube_api)
+    core.create_namespaced_secret(
+        namespace, {"metadata": {"name": "creds"}, "data": {"password": base64.b64encode(b"s3cret").decode()}}
+    )
+    core.create_namespaced_pod(namespace, workload_pod("plc-a", "edge-1"))
+    answer = wait_for(lambda: ask(runner, f"{namespace}/plc-a"), timeout=60, what="the workload answering")
+    assert isinstance(answer, dict)
+    env = answer["env"]
+    assert (env["PLAIN"], env["MY_POD"], env["MY_NODE"], env["SECRET_VALUE"]) == ("x", "plc-a", "edge-1", "s3cret")
+    assert answer["identity"] == f"system:serviceaccount:{namespace}:default"
+
+    core.delete_namespaced_pod("plc-a", namespace, grace_period_seconds=0)
+    wait_for(lambda: f"{namespace}/plc-a" not in runner.attached, timeout=30, what="the workload detached")
+
+
+def test_a_node_that_goes_down_takes_its_workloads_with_it(
+    runner: SiteRunner, kube_api: client.ApiClient, namespace: str, edge_site: Any
+) -> None:
+    core = client.CoreV1Api(kube_api)
+    core.create_namespaced_secret(namespace, {"metadata": {"name": "creds"}, "stringData": {"password": "p"}})
+    node = f"edge-site-{namespace[-6:]}"
+    edge_site.add_node(node, realtime=False)
+    try:
+        core.create_namespaced_pod(namespace, workload_pod("plc-b", node))
+        wait_for(lambda: ask(runner, f"{namespace}/plc-b"), timeout=60, what="the workload answering")
+        process = runner.attached[f"{namespace}/plc-b"].process
+        edge_site.set_node_ready(node, False)
+        wait_for(lambda: not process.running(), timeout=30, what="the workload stopped with its node")
+        assert f"{namespace}/plc-b" not in runner.attached
+    finally:
+        edge_site.remove_node(node)
