@@ -80,7 +80,7 @@ def test_a_pod_without_command_cannot_run_here() -> None:
 
 def test_unsupported_field_path_is_named() -> None:
     manifest = pod(env=[{"name": "X", "valueFrom": {"fieldRef": {"fieldPath": "spec.hostname"}}}])
-    with pytest.raises(LaunchError, match="spec.hostname"):
+    with pytest.raises(LaunchError, match=r"spec\.hostname"):
         plan_launch(manifest, no_lookup)
 
 
