@@ -32,6 +32,7 @@ class BrokerSettings:
     username: str | None = None
     password: str | None = None
     mqtt_version: int = 4  # 4 = MQTT 3.1.1, 5 = MQTT 5
+    websockets: bool = False
     client_id: str = ""
     keepalive: int = 30
     connect_timeout: float = 5.0
@@ -76,6 +77,7 @@ class MqttSession:
             client_id=settings.client_id,
             protocol=protocol,
             clean_session=None if protocol == mqtt.MQTTv5 else True,
+            transport="websockets" if settings.websockets else "tcp",
         )
         if will is not None:
             client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)

@@ -69,6 +69,7 @@ class MqttSink(SessionEvents):
         sparkplug: SparkplugNode | None = None,
         on_command: CommandHandler | None = None,
         window: int = 100,
+        qos: int = 1,
         backoff: tuple[float, float] = (0.1, 5.0),
         fsync_interval: float = 1.0,
     ) -> None:
@@ -80,6 +81,7 @@ class MqttSink(SessionEvents):
         self.sparkplug = sparkplug
         self.on_command = on_command
         self.window = window
+        self.qos = qos
         self.backoff = backoff
         self.fsync_interval = fsync_interval
         self.ready = asyncio.Event()  # set while born (Sparkplug) or connected (JSON)
@@ -115,6 +117,11 @@ class MqttSink(SessionEvents):
             self.metrics.dropped.inc(self.spool.dropped - self._dropped_reported)
             self._dropped_reported = self.spool.dropped
         self._refresh_gauges()
+        self._wake.set()
+
+    def request_rebirth(self) -> None:
+        """Publishes a new NBIRTH on the current session (e.g. once the tags' datatypes are known)."""
+        self._rebirth = True
         self._wake.set()
 
     # ---- lifecycle ---------------------------------------------------------------------------------------------
@@ -216,7 +223,7 @@ class MqttSink(SessionEvents):
                     self._seq = (self._seq + 1) % 256
                     payload = payloads.with_seq(payload, self._seq, historical=message_id < self._birth_mark)
                 try:
-                    mid = session.publish(message.topic, payload)
+                    mid = session.publish(message.topic, payload, qos=self.qos)
                 except ConnectionError:
                     return  # the session is ending; the buffer is rewound when it has
                 self._inflight[mid] = message_id

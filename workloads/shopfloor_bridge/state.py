@@ -26,7 +26,7 @@ class Health:
     def __init__(self, listeners: list[StateListener] | None = None) -> None:
         self.state = BridgeState.LOADING
         self.fault: str | None = None
-        self.sinks_ready: dict[str, bool] = {}
+        self._sinks: dict[str, Callable[[], bool]] = {}
         self._listeners = list(listeners or [])
 
     def add_listener(self, listener: StateListener) -> None:
@@ -39,8 +39,11 @@ class Health:
         for listener in self._listeners:
             listener(state, fault)
 
-    def set_sink_ready(self, sink: str, ready: bool) -> None:
-        self.sinks_ready[sink] = ready
+    def add_sink(self, sink: str, is_ready: Callable[[], bool]) -> None:
+        self._sinks[sink] = is_ready
+
+    def sinks_not_ready(self) -> list[str]:
+        return sorted(name for name, is_ready in self._sinks.items() if not is_ready())
 
     @property
     def live(self) -> bool:
@@ -49,4 +52,4 @@ class Health:
     @property
     def ready(self) -> bool:
         """Running, with every sink able to deliver (MQTT connected, OPC UA server listening)."""
-        return self.state is BridgeState.RUNNING and all(self.sinks_ready.values())
+        return self.state is BridgeState.RUNNING and not self.sinks_not_ready()

@@ -64,6 +64,12 @@ class Aliases:
         self.by_name = {tag.name: index + 1 for index, tag in enumerate(self.tags)}
         self.by_alias = {index + 1: tag for index, tag in enumerate(self.tags)}
 
+    def retype(self, tag: TagInfo) -> None:
+        """A tag's datatype became known (OPC UA sources): the next birth announces it, under the same alias."""
+        alias = self.by_name[tag.name]
+        self.tags[alias - 1] = tag
+        self.by_alias[alias] = tag
+
 
 def _set_value(metric: Payload.Metric, datatype: DataType, value: Value | None) -> None:
     if value is None:

@@ -1,0 +1,177 @@
+"""The OPC UA server sink: every bridged tag as a variable, quality as its status code, writes gated.
+
+Variables live in namespace `urn:shopfloor:bridge` with string node ids equal to the tag name (`<source>/<tag>`),
+organised in one folder per source. Values are written by one task that always takes the newest value of each tag,
+so a slow address space never holds up the sources. Only tags in writes.allow are writable; a client write to them
+is forwarded to the source, other writes are refused by the server and counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, cast
+
+from asyncua import Node, Server, ua
+from asyncua.common.callback import CallbackType, ServerItemCallback
+
+from shopfloor_bridge.metrics import BridgeMetrics
+from shopfloor_bridge.opcua_source import to_value
+from shopfloor_bridge.tags import DataType, Quality, TagTable, TagValue
+from shopfloor_bridge.writes import WriteGate
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "urn:shopfloor:bridge"
+_VARIANT = {
+    DataType.BOOL: ua.VariantType.Boolean,
+    DataType.INT: ua.VariantType.Int16,
+    DataType.UINT: ua.VariantType.UInt16,
+    DataType.DINT: ua.VariantType.Int32,
+    DataType.UDINT: ua.VariantType.UInt32,
+    DataType.REAL: ua.VariantType.Float,
+}
+_POLICIES = {
+    "None": ua.SecurityPolicyType.NoSecurity,
+    "Basic256Sha256_Sign": ua.SecurityPolicyType.Basic256Sha256_Sign,
+    "Basic256Sha256_SignAndEncrypt": ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt,
+    "Aes128_Sha256_RsaOaep_Sign": ua.SecurityPolicyType.Aes128Sha256RsaOaep_Sign,
+    "Aes128_Sha256_RsaOaep_SignAndEncrypt": ua.SecurityPolicyType.Aes128Sha256RsaOaep_SignAndEncrypt,
+    "Aes256_Sha256_RsaPss_Sign": ua.SecurityPolicyType.Aes256Sha256RsaPss_Sign,
+    "Aes256_Sha256_RsaPss_SignAndEncrypt": ua.SecurityPolicyType.Aes256Sha256RsaPss_SignAndEncrypt,
+}
+
+
+@dataclass(frozen=True)
+class OpcUaServerSettings:
+    port: int
+    host: str = "0.0.0.0"
+    policies: Sequence[str] = ("Basic256Sha256_SignAndEncrypt",)
+    certificate: Path | None = None
+    private_key: Path | None = None
+    allow_anonymous: bool = False
+    sources: dict[str, list[str]] = field(default_factory=dict)  # source name -> its tag names
+
+    def __post_init__(self) -> None:
+        unknown = [p for p in self.policies if p not in _POLICIES]
+        if unknown:
+            raise ValueError(f"sinks.opcua.securityPolicies: unknown policy {unknown[0]!r}")
+        secured = any(p != "None" for p in self.policies)
+        if secured and (self.certificate is None or self.private_key is None):
+            raise ValueError(
+                "sinks.opcua.certificateSecretRef: a certificate and key are needed unless the policy is None"
+            )
+
+
+class OpcUaServerSink:
+    def __init__(self, settings: OpcUaServerSettings, table: TagTable, gate: WriteGate, metrics: BridgeMetrics) -> None:
+        self.settings = settings
+        self.table = table
+        self.gate = gate
+        self.metrics = metrics
+        self.server = Server()
+        self._variables: dict[str, Node] = {}
+        self._types: dict[str, DataType] = {}
+        self._by_node: dict[ua.NodeId, str] = {}
+        self._pending: dict[str, TagValue] = {}
+        self._wake = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def endpoint(self) -> str:
+        return f"opc.tcp://{self.settings.host}:{self.settings.port}/shopfloor/bridge"
+
+    async def start(self) -> None:
+        server = self.server
+        await server.init()
+        server.set_endpoint(self.endpoint)
+        server.set_server_name("Shopfloor protocol bridge")
+        await server.set_application_uri(NAMESPACE)
+        server.set_security_policy([_POLICIES[p] for p in self.settings.policies])
+        if self.settings.certificate is not None and self.settings.private_key is not None:
+            await server.load_certificate(str(self.settings.certificate))
+            await server.load_private_key(str(self.settings.private_key))
+        tokens = [ua.X509IdentityToken, ua.UserNameIdentityToken]
+        server.set_identity_tokens([ua.AnonymousIdentityToken, *tokens] if self.settings.allow_anonymous else tokens)
+        namespace = await server.register_namespace(NAMESPACE)
+        for source, names in self.settings.sources.items():
+            folder = await server.nodes.objects.add_folder(
+                ua.NodeId(ua.String(source), ua.Int16(namespace)), ua.QualifiedName(source, namespace)
+            )
+            for name in names:
+                await self._add_variable(folder, namespace, name)
+        server.subscribe_server_callback(CallbackType.PostWrite, self._after_client_write)
+        await server.start()
+        self._writer = asyncio.create_task(self._write_pending())
+
+    async def _add_variable(self, folder: Node, namespace: int, name: str) -> None:
+        datatype = self.table.info[name].datatype
+        node_id = ua.NodeId(ua.String(name), ua.Int16(namespace))
+        browse_name = ua.QualifiedName(name.split("/", 1)[-1], namespace)
+        variable = await folder.add_variable(
+            node_id, browse_name, ua.Variant(None, _VARIANT[datatype]), _VARIANT[datatype]
+        )
+        await variable.write_attribute(
+            ua.AttributeIds.Value,
+            ua.DataValue(StatusCode=ua.StatusCode(ua.UInt32(ua.StatusCodes.BadWaitingForInitialData))),
+        )
+        if self.gate.allowed(name):
+            await variable.set_writable()
+        self._variables[name] = variable
+        self._types[name] = datatype
+        self._by_node[node_id] = name
+
+    def update(self, changes: Sequence[TagValue]) -> None:
+        """Queues the newest value of each changed tag for the address space."""
+        for change in changes:
+            if change.name in self._variables:
+                self._pending[change.name] = change
+        self._wake.set()
+
+    async def _write_pending(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            pending, self._pending = self._pending, {}
+            for name, change in pending.items():
+                await self.server.write_attribute_value(self._variables[name].nodeid, self._datavalue(name, change))
+
+    def _datavalue(self, name: str, change: TagValue) -> ua.DataValue:
+        timestamp = cast(ua.DateTime, datetime.fromtimestamp(change.source_ms / 1000, UTC))
+        if change.quality is Quality.GOOD and change.value is not None:
+            variant = ua.Variant(to_value(self._types[name], change.value), _VARIANT[self._types[name]])
+            return ua.DataValue(variant, SourceTimestamp=timestamp)
+        return ua.DataValue(
+            StatusCode=ua.StatusCode(ua.UInt32(ua.StatusCodes.BadNoCommunication)), SourceTimestamp=timestamp
+        )
+
+    async def _after_client_write(self, event: ServerItemCallback, _dispatcher: Any) -> None:
+        if not event.is_external:
+            return
+        for item, status in zip(event.request_params.NodesToWrite, event.response_params, strict=False):
+            name = self._by_node.get(item.NodeId)
+            if name is None or item.AttributeId != ua.AttributeIds.Value:
+                continue
+            if not status.is_good():
+                self.metrics.writes.labels("opcua", "refused").inc()
+                log.warning("OPC UA client write to %s refused: %s", name, status.name)
+                continue
+            value = item.Value.Value.Value if item.Value is not None and item.Value.Value is not None else None
+            if value is None:
+                continue
+            task = asyncio.create_task(self.gate.write_many("opcua", {name: value}))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def stop(self) -> None:
+        if self._writer is not None:
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+        await self.server.stop()
