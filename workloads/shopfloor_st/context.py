@@ -1,0 +1,190 @@
+"""Compile-time state shared by the passes: diagnostics, named types, symbols, constant folding."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from shopfloor_st import model as m
+from shopfloor_st.errors import Diagnostic
+from shopfloor_st.st_types import (
+    ELEMENTARY,
+    ArrayType,
+    Elementary,
+    EnumType,
+    FbType,
+    LiteralType,
+    StringType,
+    StructType,
+    StType,
+)
+
+__all__ = ["Context", "Scope", "Symbol"]
+
+
+@dataclass
+class Symbol:
+    """A declared variable, structure field or FB member."""
+
+    name: str  # declared spelling
+    type: StType
+    section: str = "VAR"
+    retain: bool = False
+    constant: bool = False
+    ref: str = ""  # Python expression that reads it inside the declaring POU
+    line: int = 0
+    col: int = 0
+    value: Any = None  # compile-time value of a CONSTANT with a constant initial value
+    decl: m.VarDecl | None = None
+
+    @property
+    def attr(self) -> str:
+        return "v_" + self.name
+
+
+@dataclass
+class Scope:
+    """Names visible in one POU: its own variables, then the globals."""
+
+    pou_kind: str
+    pou_name: str
+    symbols: dict[str, Symbol] = field(default_factory=dict)
+    globals: dict[str, Symbol] = field(default_factory=dict)
+
+    def lookup(self, name: str) -> Symbol | None:
+        key = name.upper()
+        return self.symbols.get(key) or self.globals.get(key)
+
+
+class Context:
+    def __init__(self, filename: str) -> None:
+        self.filename = filename
+        self.diagnostics: list[Diagnostic] = []
+        self.types: dict[str, StType] = {}
+        self.enum_values: dict[str, list[EnumType]] = {}
+        self.functions: dict[str, m.Pou] = {}
+        self.fb_types: dict[str, FbType] = {}
+        self.struct_classes: dict[str, str] = {}  # struct name (upper) -> generated class name
+        self.signatures: dict[str, Any] = {}  # function name (upper) -> calls.Signature
+
+    def error(self, line: int, col: int, message: str) -> None:
+        self.diagnostics.append(Diagnostic(self.filename, line, col, message))
+
+    def warn(self, line: int, col: int, message: str) -> None:
+        self.diagnostics.append(Diagnostic(self.filename, line, col, message, "warning"))
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == "error"]
+
+    # ---- types ---------------------------------------------------------------------------------------------------
+
+    def resolve_type(self, ref: m.TypeRef, scope: Scope | None = None) -> StType | None:
+        """The type a declaration names; reports unknown types and bad bounds (returns None then)."""
+        if isinstance(ref, m.NamedTypeRef):
+            key = ref.name.upper()
+            if key in ELEMENTARY:
+                return ELEMENTARY[key]
+            if key == "STRING":
+                return StringType()
+            found = self.types.get(key) or self.fb_types.get(key)
+            if found is None:
+                self.error(ref.line, ref.col, f"unknown type {ref.name!r}")
+            return found
+        if isinstance(ref, m.StringTypeRef):
+            return StringType(ref.length if ref.length is not None else 80)
+        if isinstance(ref, m.ArrayTypeRef):
+            dims = []
+            for low_expr, high_expr in ref.dims:
+                low, high = self.const_int(low_expr, scope), self.const_int(high_expr, scope)
+                if low is None or high is None:
+                    return None
+                if low > high:
+                    self.error(low_expr.line, low_expr.col, f"array bounds {low}..{high} are empty")
+                    return None
+                dims.append((low, high))
+            elem = self.resolve_type(ref.elem, scope)
+            if elem is None or not dims:
+                return None
+            if isinstance(elem, ArrayType):  # ARRAY[..] OF ARRAY[..] is one array with more dimensions
+                return ArrayType(tuple(dims) + elem.dims, elem.elem)
+            return ArrayType(tuple(dims), elem)
+        if isinstance(ref, m.SubrangeTypeRef):
+            return self.resolve_type(ref.base, scope)
+        if isinstance(ref, m.EnumTypeRef):
+            self.error(ref.line, ref.col, "declare enumerations in a TYPE block")
+            return None
+        if isinstance(ref, m.StructTypeRef):
+            self.error(ref.line, ref.col, "declare structures in a TYPE block")
+            return None
+        return None
+
+    # ---- constants -----------------------------------------------------------------------------------------------
+
+    def const_value(self, expr: m.Expr, scope: Scope | None) -> tuple[Any, StType] | None:
+        """Fold a constant expression (literals, CONSTANT variables, enum values, arithmetic); None if not constant."""
+        if isinstance(expr, m.Literal):
+            if expr.type_prefix and expr.type_prefix in ELEMENTARY:
+                return expr.value, ELEMENTARY[expr.type_prefix]
+            if expr.kind in ("int", "real"):
+                return expr.value, LiteralType(expr.kind, expr.value)
+            kinds = {"bool": ELEMENTARY["BOOL"], "time": ELEMENTARY["TIME"]}
+            return expr.value, kinds.get(expr.kind, StringType())
+        if isinstance(expr, m.Name):
+            symbol = scope.lookup(expr.name) if scope else None
+            if symbol is not None:
+                return (symbol.value, symbol.type) if symbol.constant and symbol.value is not None else None
+            enums = self.enum_values.get(expr.name.upper(), [])
+            if len(enums) == 1:
+                return enums[0].values[expr.name.upper()], enums[0]
+            return None
+        if isinstance(expr, m.Member) and isinstance(expr.obj, m.Name):
+            enum = self.types.get(expr.obj.name.upper())
+            if isinstance(enum, EnumType) and expr.member.upper() in enum.values:
+                return enum.values[expr.member.upper()], enum
+            return None
+        if isinstance(expr, m.Unary) and expr.op in ("-", "+"):
+            inner = self.const_value(expr.operand, scope)
+            if inner is None or not isinstance(inner[0], int | float) or isinstance(inner[0], bool):
+                return None
+            return (-inner[0] if expr.op == "-" else inner[0]), inner[1]
+        if isinstance(expr, m.Binary) and expr.op in ("+", "-", "*", "/", "MOD"):
+            left, right = self.const_value(expr.left, scope), self.const_value(expr.right, scope)
+            if left is None or right is None or isinstance(left[0], bool | str) or isinstance(right[0], bool | str):
+                return None
+            a, b = left[0], right[0]
+            is_int = isinstance(a, int) and isinstance(b, int)
+            if expr.op in ("/", "MOD") and b == 0:
+                return None
+            if expr.op == "+":
+                value = a + b
+            elif expr.op == "-":
+                value = a - b
+            elif expr.op == "*":
+                value = a * b
+            elif expr.op == "/":
+                value = (abs(a) // abs(b)) * (1 if (a < 0) == (b < 0) else -1) if is_int else a / b
+            else:
+                value = (abs(a) % abs(b)) * (-1 if a < 0 else 1) if is_int else None
+            if value is None:
+                return None
+            typ = left[1] if not isinstance(left[1], LiteralType) else right[1]
+            if isinstance(typ, LiteralType):
+                typ = LiteralType("int" if isinstance(value, int) else "real", value)
+            return value, typ
+        return None
+
+    def const_int(self, expr: m.Expr, scope: Scope | None) -> int | None:
+        folded = self.const_value(expr, scope)
+        if folded is None or not isinstance(folded[0], int) or isinstance(folded[0], bool):
+            self.error(expr.line, expr.col, "expected a constant integer expression")
+            return None
+        return folded[0]
+
+
+def is_elementary(typ: StType) -> bool:
+    return isinstance(typ, Elementary | StringType | EnumType)
+
+
+def struct_like(typ: StType) -> bool:
+    return isinstance(typ, StructType | FbType)

@@ -1,0 +1,274 @@
+"""Type-check an expression and translate it to a Python expression, in one walk.
+
+Integer results of `+ - *` and unary minus are left "raw" (possibly outside the type's range) while they feed
+more `+ - *` of the same type, and are wrapped once where it matters (assignment, comparison, division, a wider
+type, a call): modular arithmetic gives the same result as wrapping after every operation, at a fraction of the
+cost. REAL results are rounded to single precision after every operation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from shopfloor_st import model as m
+from shopfloor_st.context import Context, Scope, Symbol
+from shopfloor_st.st_types import (
+    BOOL,
+    LREAL,
+    REAL,
+    ArrayType,
+    Elementary,
+    EnumType,
+    FbType,
+    LiteralType,
+    StringType,
+    StructType,
+    StType,
+    implicitly_converts,
+)
+
+if TYPE_CHECKING:
+    from shopfloor_st.stdfunc import StandardCall
+
+__all__ = ["ExprGen", "Value", "literal_code"]
+
+
+@dataclass
+class Value:
+    code: str
+    type: StType | None  # None: an error was already reported
+    raw: bool = False
+    symbol: Symbol | None = None  # the variable (or member) this value reads, for assignment checks
+    lvalue: bool = False
+
+
+def literal_code(value: object) -> str:
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return f"float({str(value)!r})"
+    return repr(value)
+
+
+def wrap_code(code: str, typ: Elementary) -> str:
+    mask = (1 << typ.bits) - 1
+    if not typ.signed:
+        return f"(({code}) & {mask})"
+    half = 1 << (typ.bits - 1)
+    return f"(((({code}) + {half}) & {mask}) - {half})"
+
+
+class ExprGen:
+    def __init__(self, ctx: Context, scope: Scope) -> None:
+        self.ctx = ctx
+        self.scope = scope
+        self.temps = 0
+        self.pre: list[str] = []  # statements to run before the current one (calls of functions with outputs)
+        from shopfloor_st.stdfunc import StandardCall
+
+        self.standard: StandardCall = StandardCall(self)
+
+    def temp(self, prefix: str = "_t") -> str:
+        self.temps += 1
+        return f"{prefix}{self.temps}"
+
+    def error(self, node: m.Node, message: str) -> Value:
+        self.ctx.error(node.line, node.col, message)
+        return Value("None", None)
+
+    # ---- conversions ---------------------------------------------------------------------------------------------
+
+    def settle(self, value: Value) -> str:
+        """Code whose value lies in its type's range."""
+        if value.raw and isinstance(value.type, Elementary) and value.type.is_integral:
+            return wrap_code(value.code, value.type)
+        return value.code
+
+    def convert(self, value: Value, target: StType, node: m.Node, what: str = "assign") -> str:
+        """Code converting `value` implicitly to `target`; reports an error when a conversion function is needed."""
+        src = value.type
+        if src is None or target is None:
+            return value.code
+        if not implicitly_converts(src, target):
+            if (
+                isinstance(src, LiteralType)
+                and isinstance(target, Elementary)
+                and target.is_integral
+                and src.kind == "int"
+            ):
+                self.ctx.error(node.line, node.col, f"constant {src.value} is out of the range of {target}")
+            elif (
+                isinstance(src, Elementary)
+                and isinstance(target, Elementary)
+                and src.kind != "bool"
+                and target.kind not in ("bool",)
+            ):
+                self.ctx.error(
+                    node.line, node.col, f"cannot {what} {src} to {target} implicitly; use {src}_TO_{target}"
+                )
+            else:
+                self.ctx.error(node.line, node.col, f"type mismatch: cannot {what} {src} to {target}")
+            return value.code
+        if isinstance(src, LiteralType) and isinstance(target, Elementary):
+            if target.kind == "real":
+                from shopfloor_st.runtime import f32
+
+                number = float(src.value)
+                return literal_code(f32(number) if target.name == "REAL" else number)
+            return literal_code(int(src.value))
+        if isinstance(target, Elementary) and target.kind == "real" and isinstance(src, Elementary):
+            if src.is_integral:
+                return f"_f32({self.settle(value)})" if target.name == "REAL" else f"float({self.settle(value)})"
+            return value.code
+        if isinstance(target, Elementary) and target.is_integral and isinstance(src, Elementary) and src is not target:
+            return self.settle(value)
+        if value.raw and src == target:
+            return self.settle(value)
+        if isinstance(target, StringType) and isinstance(src, StringType) and target.length < src.length:
+            return f"({value.code})[:{target.length}]"
+        return value.code
+
+    # ---- expressions ---------------------------------------------------------------------------------------------
+
+    def expr(self, node: m.Expr) -> Value:
+        folded = self.ctx.const_value(node, self.scope) if not isinstance(node, m.Name | m.Literal) else None
+        if folded is not None and isinstance(folded[1], LiteralType | Elementary) and not isinstance(folded[0], str):
+            value, typ = folded
+            if isinstance(typ, Elementary) and typ.is_integral and isinstance(value, int):
+                return Value(literal_code(value), typ, raw=not typ.low <= value <= typ.high)
+            return Value(literal_code(value), LiteralType(typ.kind, value) if isinstance(typ, LiteralType) else typ)
+        method = getattr(self, "expr_" + type(node).__name__.lower())
+        return method(node)  # type: ignore[no-any-return]
+
+    def expr_literal(self, node: m.Literal) -> Value:
+        folded = self.ctx.const_value(node, None)
+        assert folded is not None
+        value, typ = folded
+        if node.type_prefix and node.type_prefix not in ("T", "TIME", "LTIME"):
+            if isinstance(typ, Elementary) and typ.is_integral:
+                if not isinstance(value, int) or not typ.low <= value <= typ.high:
+                    return self.error(node, f"constant {value} is out of the range of {typ}")
+            elif isinstance(typ, Elementary) and typ.kind == "real":
+                from shopfloor_st.runtime import f32
+
+                value = f32(float(value)) if typ.name == "REAL" else float(value)  # type: ignore[arg-type]
+            elif isinstance(typ, Elementary) and typ.kind == "bool":
+                value = bool(value)
+        return Value(literal_code(value), typ)
+
+    def expr_name(self, node: m.Name) -> Value:
+        symbol = self.scope.lookup(node.name)
+        if symbol is not None:
+            if symbol.constant and symbol.value is not None and not isinstance(symbol.value, str):
+                return Value(literal_code(symbol.value), symbol.type, symbol=symbol)
+            return Value(symbol.ref, symbol.type, symbol=symbol, lvalue=True)
+        enums = self.ctx.enum_values.get(node.name.upper(), [])
+        if len(enums) == 1:
+            return Value(str(enums[0].values[node.name.upper()]), enums[0])
+        if len(enums) > 1:
+            names = ", ".join(e.name for e in enums)
+            return self.error(node, f"{node.name!r} is ambiguous ({names}); write Type#{node.name}")
+        return self.error(node, f"undeclared name {node.name!r}")
+
+    def expr_member(self, node: m.Member) -> Value:
+        if isinstance(node.obj, m.Name) and self.scope.lookup(node.obj.name) is None:
+            enum = self.ctx.types.get(node.obj.name.upper())
+            if isinstance(enum, EnumType):
+                if node.member.upper() not in enum.values:
+                    return self.error(node, f"{node.member!r} is not a value of {enum.name}")
+                return Value(str(enum.values[node.member.upper()]), enum)
+        obj = self.expr(node.obj)
+        if obj.type is None:
+            return obj
+        if isinstance(obj.type, StructType | FbType):
+            members = obj.type.fields if isinstance(obj.type, StructType) else obj.type.members
+            member = members.get(node.member.upper())
+            if member is None:
+                return self.error(node, f"{obj.type.name} has no member {node.member!r}")
+            if isinstance(obj.type, FbType) and member.section not in ("VAR_INPUT", "VAR_OUTPUT", "VAR_IN_OUT"):
+                return self.error(
+                    node, f"{member.name!r} is internal to {obj.type.name}; only inputs and outputs are visible"
+                )
+            return Value(f"{obj.code}.{member.attr}", member.type, symbol=member, lvalue=obj.lvalue)
+        return self.error(node, f"{obj.type} has no members")
+
+    def expr_index(self, node: m.Index) -> Value:
+        obj = self.expr(node.obj)
+        if obj.type is None:
+            return obj
+        if not isinstance(obj.type, ArrayType):
+            return self.error(node, f"{obj.type} is not an array")
+        if len(node.indices) > len(obj.type.dims):
+            return self.error(node, f"{obj.type} has {len(obj.type.dims)} dimension(s), not {len(node.indices)}")
+        code = obj.code
+        for index_expr, (low, high) in zip(node.indices, obj.type.dims, strict=False):
+            index = self.expr(index_expr)
+            if index.type is not None and not (
+                isinstance(index.type, LiteralType | Elementary) and index.type.kind in ("int", "bits")
+            ):
+                self.error(index_expr, f"array index must be an integer, not {index.type}")
+                continue
+            if isinstance(index.type, LiteralType):
+                constant = int(index.type.value)
+                if not low <= constant <= high:
+                    self.error(index_expr, f"array index {constant} out of range {low}..{high}")
+                code += f"[{constant - low}]"
+                continue
+            t = self.temp("_i")
+            offset = f"{t} - {low}" if low else t
+            line, col = index_expr.line, index_expr.col
+            fault = f"_oob({t}, {low}, {high}, {line}, {col})"
+            code += f"[{offset} if {low} <= ({t} := {self.settle(index)}) <= {high} else {fault}]"
+        return Value(code, obj.type.peel(len(node.indices)), symbol=obj.symbol, lvalue=obj.lvalue)
+
+    def expr_unary(self, node: m.Unary) -> Value:
+        operand = self.expr(node.operand)
+        typ = operand.type
+        if typ is None:
+            return operand
+        if node.op == "NOT":
+            if isinstance(typ, Elementary) and typ.kind == "bool":
+                return Value(f"(not {operand.code})", BOOL)
+            if isinstance(typ, Elementary) and typ.is_integral:
+                if typ.signed:
+                    return Value(f"(~{self.settle(operand)})", typ)
+                return Value(f"({self.settle(operand)} ^ {(1 << typ.bits) - 1})", typ)
+            return self.error(node, f"NOT needs BOOL or a bit string, not {typ}")
+        if (isinstance(typ, Elementary) and typ.kind in ("int", "real", "time")) or isinstance(typ, LiteralType):
+            if node.op == "+":
+                return operand
+            raw = isinstance(typ, Elementary) and typ.kind != "real"
+            return Value(f"(-{operand.code})", typ, raw=raw or operand.raw)
+        return self.error(node, f"unary {node.op} needs a number, not {typ}")
+
+    def expr_binary(self, node: m.Binary) -> Value:
+        from shopfloor_st.operators import binary
+
+        return binary(self, node)
+
+    def expr_call(self, node: m.Call) -> Value:
+        if not isinstance(node.func, m.Name):
+            return self.error(node, "only functions can be called in an expression")
+        symbol = self.scope.lookup(node.func.name)
+        if symbol is not None and isinstance(symbol.type, FbType):
+            return self.error(node, f"function block instance {node.func.name!r} must be called as a statement")
+        pou = self.ctx.functions.get(node.func.name.upper())
+        if pou is not None:
+            from shopfloor_st.calls import user_function_call
+
+            return user_function_call(self, node, pou)
+        result = self.standard.call(node)
+        if result is not None:
+            return result
+        if node.func.name.upper() in self.ctx.fb_types:
+            return self.error(node, f"{node.func.name!r} is a function block type; declare an instance and call that")
+        return self.error(node, f"unknown function {node.func.name!r}")
+
+    # ---- shared by operators and functions -----------------------------------------------------------------------
+
+    def numeric(self, typ: StType | None) -> bool:
+        return isinstance(typ, LiteralType) or (isinstance(typ, Elementary) and typ.kind in ("int", "bits", "real"))
+
+    def to_real(self, value: Value, node: m.Node) -> tuple[str, Elementary]:
+        """The value as REAL (or LREAL when it is one), for math functions."""
+        target = LREAL if value.type == LREAL else REAL
+        return self.convert(value, target, node, "convert"), target

@@ -1,0 +1,121 @@
+"""Binary operators: operand types, the result type and the Python code, with IEC/CODESYS semantics."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from shopfloor_st import model as m
+from shopfloor_st.st_types import BOOL, LREAL, REAL, TIME, Elementary, EnumType, LiteralType, StringType, common_type
+
+if TYPE_CHECKING:
+    from shopfloor_st.exprgen import ExprGen, Value
+
+__all__ = ["binary"]
+
+_COMPARE = {"=": "==", "<>": "!=", "<": "<", ">": ">", "<=": "<=", ">=": ">="}
+_LOGIC = {"AND": "&", "&": "&", "OR": "|", "XOR": "^"}
+
+
+def binary(gen: ExprGen, node: m.Binary) -> Value:
+    from shopfloor_st.exprgen import Value
+
+    left, right = gen.expr(node.left), gen.expr(node.right)
+    lt, rt = left.type, right.type
+    if lt is None or rt is None:
+        return Value("None", None)
+    op = node.op
+    if op in _LOGIC:
+        if lt == BOOL and rt == BOOL:
+            return Value(f"({left.code} {_LOGIC[op]} {right.code})", BOOL)
+        typ = common_type(lt, rt)
+        if isinstance(typ, Elementary) and typ.is_integral:
+            return Value(f"({gen.convert(left, typ, node)} {_LOGIC[op]} {gen.convert(right, typ, node)})", typ)
+        return gen.error(node, f"{op} needs BOOL or bit-string operands, not {lt} and {rt}")
+    if op in _COMPARE:
+        return _compare(gen, node, left, right)
+    if op == "**":
+        return _power(gen, node, left, right)
+    if lt == TIME or rt == TIME:
+        return _time_arith(gen, node, left, right)
+    if not (gen.numeric(lt) and gen.numeric(rt)):
+        return gen.error(node, f"operator {op} needs numbers, not {lt} and {rt}")
+    typ = common_type(lt, rt)
+    if typ is None:
+        return gen.error(node, f"operator {op} cannot combine {lt} and {rt}; convert one of them")
+    a, b = gen.convert(left, typ, node, "convert"), gen.convert(right, typ, node, "convert")
+    line, col = node.line, node.col
+    if isinstance(typ, LiteralType):
+        return gen.error(node, "constant expression could not be folded")
+    assert isinstance(typ, Elementary)
+    if typ.kind == "real":
+        if op == "MOD":
+            return gen.error(node, "MOD needs integer operands")
+        code = f"_rdiv({a}, {b}, {line}, {col})" if op == "/" else f"({a} {op} {b})"
+        return Value(f"_f32({code})" if typ == REAL else code, typ)
+    # integers and bit strings: keep + - * raw when the operands are already of the result type
+    if op in ("+", "-", "*"):
+        a = left.code if left.type == typ else a
+        b = right.code if right.type == typ else b
+        return Value(f"({a} {op} {b})", typ, raw=True)
+    if op == "/":
+        return Value(f"_idiv({a}, {b}, {line}, {col})", typ, raw=typ.signed)
+    if op == "MOD":
+        return Value(f"_imod({a}, {b}, {line}, {col})", typ)
+    return gen.error(node, f"unknown operator {op}")
+
+
+def _compare(gen: ExprGen, node: m.Binary, left: Value, right: Value) -> Value:
+    from shopfloor_st.exprgen import Value
+
+    lt, rt, py = left.type, right.type, _COMPARE[node.op]
+    if (isinstance(lt, StringType) and isinstance(rt, StringType)) or lt == rt == BOOL or lt == rt == TIME:
+        return Value(f"({left.code} {py} {right.code})", BOOL)
+    if isinstance(lt, EnumType) or isinstance(rt, EnumType):
+        if lt is rt:
+            return Value(f"({left.code} {py} {right.code})", BOOL)
+        return gen.error(node, f"cannot compare {lt} with {rt}")
+    typ = common_type(lt, rt) if gen.numeric(lt) and gen.numeric(rt) else None  # type: ignore[arg-type]
+    if typ is None:
+        return gen.error(node, f"cannot compare {lt} with {rt}")
+    return Value(f"({gen.convert(left, typ, node, 'convert')} {py} {gen.convert(right, typ, node, 'convert')})", BOOL)
+
+
+def _power(gen: ExprGen, node: m.Binary, left: Value, right: Value) -> Value:
+    from shopfloor_st.exprgen import Value
+
+    if not (gen.numeric(left.type) and gen.numeric(right.type)):
+        return gen.error(node, f"** needs numbers, not {left.type} and {right.type}")
+    typ = LREAL if LREAL in (left.type, right.type) else REAL
+    a, b = gen.convert(left, typ, node, "convert"), gen.convert(right, typ, node, "convert")
+    code = f"_expt({a}, {b}, {node.line}, {node.col})"
+    return Value(f"_f32({code})" if typ == REAL else code, typ)
+
+
+def _time_arith(gen: ExprGen, node: m.Binary, left: Value, right: Value) -> Value:
+    """TIME +/- TIME, TIME * number, TIME / number (IEC table 30)."""
+    from shopfloor_st.exprgen import Value
+
+    lt, rt, op = left.type, right.type, node.op
+    if op in ("+", "-") and lt == rt == TIME:
+        return Value(f"({left.code} {op} {right.code})", TIME, raw=True)
+    number = right if lt == TIME else left
+    if op in ("*", "/") and gen.numeric(number.type) and (lt == TIME or op == "*"):
+        time_value = left if lt == TIME else right
+        if (isinstance(number.type, Elementary) and number.type.kind == "real") or (
+            isinstance(number.type, LiteralType) and number.type.kind == "real"
+        ):
+            factor = number.code
+            code = (
+                f"int({time_value.code} * {factor})"
+                if op == "*"
+                else f"int(_rdiv({time_value.code}, {factor}, {node.line}, {node.col}))"
+            )
+        else:
+            factor = gen.settle(number)
+            code = (
+                f"({time_value.code} * {factor})"
+                if op == "*"
+                else f"_idiv({time_value.code}, {factor}, {node.line}, {node.col})"
+            )
+        return Value(code, TIME)
+    return gen.error(node, f"operator {op} cannot combine {lt} and {rt}")

@@ -1,0 +1,115 @@
+"""Source rewrites that keep every character at its place, for what the tree-sitter grammar does not parse.
+
+The grammar (tree-sitter-iec61131-3-st 0.1.2) stumbles on nested comments, `STRING[80]` and enumeration literals
+written `Color#Red`. Each rewrite keeps the text length and the line breaks, so positions in the tree are positions
+in the user's file:
+- comments (`(* *)`, nested; `/* */`; `//`) and pragmas (`{...}`) become spaces;
+- `STRING[n]` becomes `STRING(n)`;
+- `Type#Name` (an enumeration value, not a typed literal such as `INT#5` or `T#1s`) becomes `Type.Name`.
+"""
+
+import re
+
+__all__ = ["TYPED_LITERAL_PREFIXES", "preprocess"]
+
+TYPED_LITERAL_PREFIXES = frozenset(
+    [
+        "BOOL",
+        "SINT",
+        "INT",
+        "DINT",
+        "LINT",
+        "USINT",
+        "UINT",
+        "UDINT",
+        "ULINT",
+        "BYTE",
+        "WORD",
+        "DWORD",
+        "LWORD",
+        "REAL",
+        "LREAL",
+        "TIME",
+        "T",
+        "LTIME",
+        "DATE",
+        "D",
+        "TIME_OF_DAY",
+        "TOD",
+        "DATE_AND_TIME",
+        "DT",
+        "STRING",
+        "WSTRING",
+    ]
+)
+
+_STRING_BRACKET = re.compile(r"\b(W?STRING)(\s*)\[(\s*\d+\s*)\]", re.IGNORECASE)
+_ENUM_LITERAL = re.compile(r"(?<![\w#])([A-Za-z_]\w*)#(?=[A-Za-z_])")
+
+
+def _blank(text: str) -> str:
+    return "".join("\n" if ch == "\n" else " " for ch in text)
+
+
+def _segments(source: str) -> list[tuple[bool, str]]:
+    """(is_string_literal, text) pieces of the source, with comments and pragmas already blanked."""
+    out: list[tuple[bool, str]] = []
+    i, n = 0, len(source)
+    while i < n:
+        ch = source[i]
+        if ch in "'\"":
+            j = i + 1
+            while j < n and source[j] != ch and source[j] != "\n":
+                j += 2 if source[j] == "$" else 1
+            out.append((True, source[i : j + 1]))
+            i = j + 1
+        elif source.startswith("(*", i) or source.startswith("/*", i):
+            opener, closer = source[i : i + 2], "*)" if ch == "(" else "*/"
+            depth, j = 1, i + 2
+            while j < n and depth:
+                if source.startswith(opener, j):
+                    depth, j = depth + 1, j + 2
+                elif source.startswith(closer, j):
+                    depth, j = depth - 1, j + 2
+                else:
+                    j += 1
+            out.append((False, _blank(source[i:j])))
+            i = j
+        elif source.startswith("//", i):
+            j = source.find("\n", i)
+            j = n if j < 0 else j
+            out.append((False, _blank(source[i:j])))
+            i = j
+        elif ch == "{":
+            j = source.find("}", i)
+            j = n if j < 0 else j + 1
+            out.append((False, _blank(source[i:j])))
+            i = j
+        else:
+            j = i + 1
+            while j < n and source[j] not in "'\"(/{":
+                j += 1
+            out.append((False, source[i:j]))
+            i = j
+    return out
+
+
+def _enum_literal(match: re.Match[str]) -> str:
+    prefix = match.group(1)
+    return match.group(0) if prefix.upper() in TYPED_LITERAL_PREFIXES else prefix + "."
+
+
+def preprocess(source: str) -> str:
+    """The source with the rewrites above applied; same length, same line breaks."""
+    pieces: list[str] = []
+    code: list[str] = []
+    for is_string, text in [*_segments(source), (True, "")]:
+        if not is_string:
+            code.append(text)
+            continue
+        joined = "".join(code)
+        joined = _STRING_BRACKET.sub(lambda m: f"{m.group(1)}{m.group(2)}({m.group(3)})", joined)
+        pieces.append(_ENUM_LITERAL.sub(_enum_literal, joined))
+        pieces.append(text)
+        code = []
+    return "".join(pieces)

@@ -1,0 +1,382 @@
+"""Standard functions (IEC 61131-3 §2.5.1.5): conversions, numeric, selection, bit shifts, strings, comparisons."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from shopfloor_st import model as m
+from shopfloor_st.st_types import (
+    BOOL,
+    DINT,
+    ELEMENTARY,
+    INT,
+    Elementary,
+    EnumType,
+    LiteralType,
+    StringType,
+    StType,
+    common_type,
+    implicitly_converts,
+)
+
+if TYPE_CHECKING:
+    from shopfloor_st.exprgen import ExprGen, Value
+
+__all__ = ["STANDARD_FUNCTIONS", "StandardCall"]
+
+_MATH = {
+    "SQRT": "_math.sqrt",
+    "LN": "_math.log",
+    "LOG": "_math.log10",
+    "EXP": "_math.exp",
+    "SIN": "_math.sin",
+    "COS": "_math.cos",
+    "TAN": "_math.tan",
+    "ASIN": "_math.asin",
+    "ACOS": "_math.acos",
+    "ATAN": "_math.atan",
+}
+_PARAMS: dict[str, tuple[str, ...]] = {
+    "ABS": ("IN",),
+    "TRUNC": ("IN",),
+    "EXPT": ("IN1", "IN2"),
+    "LIMIT": ("MN", "IN", "MX"),
+    "SEL": ("G", "IN0", "IN1"),
+    "SHL": ("IN", "N"),
+    "SHR": ("IN", "N"),
+    "ROL": ("IN", "N"),
+    "ROR": ("IN", "N"),
+    "LEN": ("IN",),
+    "LEFT": ("IN", "L"),
+    "RIGHT": ("IN", "L"),
+    "MID": ("IN", "L", "P"),
+    "FIND": ("IN1", "IN2"),
+    "INSERT": ("IN1", "IN2", "P"),
+    "DELETE": ("IN", "L", "P"),
+    "REPLACE": ("IN1", "IN2", "L", "P"),
+    "MOVE": ("IN",),
+    **{name: ("IN",) for name in _MATH},
+    **{name: ("IN1", "IN2") for name in ("GT", "GE", "EQ", "LE", "LT", "NE")},
+}
+_VARIADIC = {"MIN": 2, "MAX": 2, "CONCAT": 2, "MUX": 2}
+STANDARD_FUNCTIONS = frozenset([*_PARAMS, *_VARIADIC])
+_CONVERTIBLE = {**ELEMENTARY, "STRING": StringType()}
+
+
+class StandardCall:
+    def __init__(self, gen: ExprGen) -> None:
+        self.gen = gen
+
+    def call(self, node: m.Call) -> Value | None:
+        assert isinstance(node.func, m.Name)
+        name = node.func.name.upper()
+        if "_TO_" in name or name.startswith("TO_"):
+            src_name, _, dst_name = name.rpartition("TO_")
+            src_name = src_name.rstrip("_")
+            if dst_name in _CONVERTIBLE and (not src_name or src_name in _CONVERTIBLE):
+                args = self.args(node, ("IN",))
+                return None if args is None else self.conversion(node, args[0], src_name, _CONVERTIBLE[dst_name])
+            return None
+        if name not in STANDARD_FUNCTIONS:
+            return None
+        args = self.args(node, _PARAMS.get(name), _VARIADIC.get(name, 0))
+        if args is None:
+            from shopfloor_st.exprgen import Value
+
+            return Value("None", None)
+        if any(a.type is None for a in args):
+            return args[next(i for i, a in enumerate(args) if a.type is None)]
+        method = getattr(self, "f_" + name.lower(), None)
+        if method is None:
+            return self.f_math(node, name, args)
+        return method(node, args)  # type: ignore[no-any-return]
+
+    def args(self, node: m.Call, params: tuple[str, ...] | None, min_variadic: int = 0) -> list[Value] | None:
+        """Arguments in parameter order; reports wrong counts and unknown parameter names."""
+        name = node.func.name if isinstance(node.func, m.Name) else "?"
+        if any(a.output for a in node.args):
+            self.gen.ctx.error(node.line, node.col, f"{name} has no outputs")
+            return None
+        if params is None:  # variadic: positional, or IN1, IN2, ... (MUX: K, IN0, IN1, ...)
+            if len(node.args) < min_variadic:
+                self.gen.ctx.error(
+                    node.line, node.col, f"{name} expects at least {min_variadic} arguments, got {len(node.args)}"
+                )
+                return None
+            return [self.gen.expr(a.value) for a in node.args]
+        if len(node.args) != len(params):
+            self.gen.ctx.error(node.line, node.col, f"{name} expects {len(params)} argument(s), got {len(node.args)}")
+            return None
+        if all(a.name is None for a in node.args):
+            return [self.gen.expr(a.value) for a in node.args]
+        by_name = {a.name.upper(): a for a in node.args if a.name}
+        unknown = [a for a in node.args if a.name and a.name.upper() not in params]
+        if unknown or len(by_name) != len(params):
+            bad = unknown[0] if unknown else node
+            self.gen.ctx.error(bad.line, bad.col, f"{name} takes the parameters {', '.join(params)}")
+            return None
+        return [self.gen.expr(by_name[p].value) for p in params]
+
+    # ---- conversions ---------------------------------------------------------------------------------------------
+
+    def conversion(self, node: m.Call, arg: Value, src_name: str, dst: StType) -> Value:
+        from shopfloor_st.exprgen import Value
+
+        src = arg.type
+        if src is None:
+            return arg
+        if isinstance(src, LiteralType):
+            src = ELEMENTARY["LREAL"] if src.kind == "real" else ELEMENTARY["LINT"]
+        if isinstance(src, EnumType):
+            src = INT
+        code = self.gen.settle(arg)
+        if src_name and str(src) != src_name and not (src_name == "STRING" and isinstance(src, StringType)):
+            expected = _CONVERTIBLE[src_name]
+            if not implicitly_converts(arg.type, expected):  # type: ignore[arg-type]
+                return self.gen.error(node, f"{src_name}_TO_{dst}: expected {src_name}, got {arg.type}")
+            code, src = self.gen.convert(arg, expected, node, "convert"), expected
+        line, col = node.line, node.col
+        if isinstance(dst, StringType):
+            if isinstance(src, StringType):
+                return Value(code, dst)
+            assert isinstance(src, Elementary)
+            text = {"bool": f"('TRUE' if {code} else 'FALSE')", "real": f"_r2s({code})", "time": f"_t2s({code})"}
+            return Value(text.get(src.kind, f"str({code})"), dst)
+        assert isinstance(dst, Elementary)
+        if isinstance(src, StringType):
+            parsed = {"bool": f"({code}.strip().upper() == 'TRUE')", "real": f"_s2r({code})", "time": f"_s2t({code})"}
+            if dst.kind in parsed:
+                value = Value(parsed[dst.kind], dst)
+                return Value(f"_f32({value.code})", dst) if dst.name == "REAL" else value
+            return Value(f"_s2i({code})", dst, raw=True)
+        assert isinstance(src, Elementary)
+        if dst.kind == "bool":
+            return Value(f"({code} != 0)", BOOL)
+        if dst.kind == "real":
+            return Value(f"_f32({code})" if dst.name == "REAL" else f"float({code})", dst)
+        if src.kind == "real":
+            return Value(f"_r2i({code}, {dst.bits}, {dst.signed}, {line}, {col})", dst)
+        if src.kind == "bool":
+            return Value(f"int({code})", dst)
+        return Value(code, dst, raw=not implicit_int(src, dst))
+
+    # ---- numeric -------------------------------------------------------------------------------------------------
+
+    def f_abs(self, node: m.Call, args: list[Value]) -> Value:
+        from shopfloor_st.exprgen import Value
+
+        (arg,) = args
+        if not self.gen.numeric(arg.type):
+            return self.gen.error(node, f"ABS needs a number, not {arg.type}")
+        return Value(f"abs({self.gen.settle(arg)})", arg.type, raw=isinstance(arg.type, Elementary) and arg.type.signed)
+
+    def f_math(self, node: m.Call, name: str, args: list[Value]) -> Value:
+        from shopfloor_st.exprgen import Value
+
+        (arg,) = args
+        if not self.gen.numeric(arg.type):
+            return self.gen.error(node, f"{name} needs a number, not {arg.type}")
+        code, typ = self.gen.to_real(arg, node)
+        call = f"_fm({_MATH[name]}, {code})"
+        return Value(f"_f32({call})" if typ.name == "REAL" else call, typ)
+
+    def f_trunc(self, node: m.Call, args: list[Value]) -> Value:
+        from shopfloor_st.exprgen import Value
+
+        code, _ = self.gen.to_real(args[0], node)
+        return Value(f"_trunc({code}, {node.line}, {node.col})", DINT)
+
+    def f_expt(self, node: m.Call, args: list[Value]) -> Value:
+        from shopfloor_st.operators import binary
+
+        return binary(self.gen, m.Binary(node.line, node.col, "**", node.args[0].value, node.args[1].value))
+
+    def _common(self, node: m.Call, name: str, args: list[Value]) -> StType | None:
+        typ: StType | None = args[0].type
+        for arg in args[1:]:
+            typ = common_type(typ, arg.type) if typ is not None and arg.type is not None else None
+            if typ is None and not (isinstance(arg.type, StringType) and isinstance(args[0].type, StringType)):
+                self.gen.ctx.error(
+                    node.line, node.col, f"{name}: arguments of types {args[0].type} and {arg.type} do not mix"
+                )
+                return None
+            typ = typ or args[0].type
+        return typ
+
+    def f_min(self, node: m.Call, args: list[Value], fn: str = "min") -> Value:
+        from shopfloor_st.exprgen import Value
+
+        typ = self._common(node, fn.upper(), args)
+        if typ is None:
+            return Value("None", None)
+        codes = ", ".join(self.gen.convert(a, typ, node, "convert") for a in args)
+        return Value(f"{fn}({codes})", typ)
+
+    def f_max(self, node: m.Call, args: list[Value]) -> Value:
+        return self.f_min(node, args, "max")
+
+    def f_limit(self, node: m.Call, args: list[Value]) -> Value:
+        from shopfloor_st.exprgen import Value
+
+        typ = self._common(node, "LIMIT", args)
+        if typ is None:
+            return Value("None", None)
+        codes = ", ".join(self.gen.convert(a, typ, node, "convert") for a in args)
+        return Value(f"_limit({codes})", typ)
+
+    def f_sel(self, node: m.Call, args: list[Value]) -> Value:
+        from shopfloor_st.exprgen import Value
+
+        g = self.gen.convert(args[0], BOOL, node, "convert")
+        typ = self._common(node, "SEL", args[1:])
+        if typ is None:
+            return Value("None", None)
+        a, b = (self.gen.convert(x, typ, node, "convert") for x in args[1:])
+        return Value(f"({b} if {g} else {a})", typ)
+
+    def f_mux(self, node: m.Call, args: list[Value]) -> Value:
+        from shopfloor_st.exprgen import Value
+
+        k = self.gen.settle(args[0])
+        if not (isinstance(args[0].type, LiteralType | Elementary) and args[0].type.kind in ("int", "bits")):
+            return self.gen.error(node, f"MUX selector must be an integer, not {args[0].type}")
+        typ = self._common(node, "MUX", args[1:])
+        if typ is None:
+            return Value("None", None)
+        codes = ", ".join(self.gen.convert(a, typ, node, "convert") for a in args[1:])
+        return Value(f"_mux({k}, {node.line}, {node.col}, {codes})", typ)
+
+    # ---- bit strings ---------------------------------------------------------------------------------------------
+
+    def _shift(self, node: m.Call, args: list[Value], name: str) -> Value:
+        from shopfloor_st.exprgen import Value
+
+        value, count = args
+        typ = value.type
+        if not (isinstance(typ, Elementary) and typ.is_integral):
+            return self.gen.error(node, f"{name} needs a bit string or integer, not {typ}")
+        a, n = self.gen.settle(value), self.gen.settle(count)
+        mask = (1 << typ.bits) - 1
+        if name == "SHL":
+            return Value(f"(({a} << {n}) & {mask})", typ, raw=typ.signed)
+        if name == "SHR":
+            return Value(f"(({a} & {mask}) >> {n})", typ, raw=typ.signed)
+        helper = "_rol" if name == "ROL" else "_ror"
+        return Value(f"{helper}({a} & {mask}, {n}, {typ.bits})", typ, raw=typ.signed)
+
+    def f_shl(self, node: m.Call, args: list[Value]) -> Value:
+        return self._shift(node, args, "SHL")
+
+    def f_shr(self, node: m.Call, args: list[Value]) -> Value:
+        return self._shift(node, args, "SHR")
+
+    def f_rol(self, node: m.Call, args: list[Value]) -> Value:
+        return self._shift(node, args, "ROL")
+
+    def f_ror(self, node: m.Call, args: list[Value]) -> Value:
+        return self._shift(node, args, "ROR")
+
+    # ---- strings -------------------------------------------------------------------------------------------------
+
+    def _strings(self, node: m.Call, name: str, args: list[Value], kinds: str) -> list[str] | None:
+        """Codes of the arguments; `kinds` has one letter per argument: s = STRING, i = integer."""
+        codes = []
+        for arg, kind in zip(args, kinds, strict=True):
+            ok = (
+                isinstance(arg.type, StringType)
+                if kind == "s"
+                else self.gen.numeric(arg.type)
+                and not (isinstance(arg.type, Elementary | LiteralType) and arg.type.kind == "real")
+            )
+            if not ok:
+                self.gen.ctx.error(
+                    node.line, node.col, f"{name}: expected {'STRING' if kind == 's' else 'an integer'}, got {arg.type}"
+                )
+                return None
+            codes.append(self.gen.settle(arg))
+        return codes
+
+    def _string_result(
+        self, node: m.Call, name: str, args: list[Value], kinds: str, template: str, typ: StType
+    ) -> Value:
+        from shopfloor_st.exprgen import Value
+
+        codes = self._strings(node, name, args, kinds)
+        return Value(template.format(*codes), typ) if codes is not None else Value("None", None)
+
+    def f_len(self, node: m.Call, args: list[Value]) -> Value:
+        return self._string_result(node, "LEN", args, "s", "len({0})", INT)
+
+    def f_left(self, node: m.Call, args: list[Value]) -> Value:
+        return self._string_result(node, "LEFT", args, "si", "{0}[:max({1}, 0)]", StringType(255))
+
+    def f_right(self, node: m.Call, args: list[Value]) -> Value:
+        return self._string_result(node, "RIGHT", args, "si", "({0}[-{1}:] if {1} > 0 else '')", StringType(255))
+
+    def f_mid(self, node: m.Call, args: list[Value]) -> Value:
+        return self._string_result(node, "MID", args, "sii", "_mid({0}, {1}, {2})", StringType(255))
+
+    def f_find(self, node: m.Call, args: list[Value]) -> Value:
+        return self._string_result(node, "FIND", args, "ss", "_find({0}, {1})", INT)
+
+    def f_insert(self, node: m.Call, args: list[Value]) -> Value:
+        return self._string_result(
+            node, "INSERT", args, "ssi", "({0}[:max({2}, 0)] + {1} + {0}[max({2}, 0):])", StringType(255)
+        )
+
+    def f_delete(self, node: m.Call, args: list[Value]) -> Value:
+        return self._string_result(
+            node,
+            "DELETE",
+            args,
+            "sii",
+            "({0}[:max({2} - 1, 0)] + {0}[max({2} - 1, 0) + max({1}, 0):])",
+            StringType(255),
+        )
+
+    def f_replace(self, node: m.Call, args: list[Value]) -> Value:
+        template = "({0}[:max({3} - 1, 0)] + {1} + {0}[max({3} - 1, 0) + max({2}, 0):])"
+        return self._string_result(node, "REPLACE", args, "ssii", template, StringType(255))
+
+    def f_concat(self, node: m.Call, args: list[Value]) -> Value:
+        return self._string_result(
+            node,
+            "CONCAT",
+            args,
+            "s" * len(args),
+            "(" + " + ".join(f"{{{i}}}" for i in range(len(args))) + ")",
+            StringType(255),
+        )
+
+    # ---- comparison functions and MOVE ---------------------------------------------------------------------------
+
+    def _compare(self, node: m.Call, args: list[Value], name: str) -> Value:
+        from shopfloor_st.operators import binary
+
+        op = {"GT": ">", "GE": ">=", "EQ": "=", "LE": "<=", "LT": "<", "NE": "<>"}[name]
+        return binary(self.gen, m.Binary(node.line, node.col, op, node.args[0].value, node.args[1].value))
+
+    def f_gt(self, node: m.Call, args: list[Value]) -> Value:
+        return self._compare(node, args, "GT")
+
+    def f_ge(self, node: m.Call, args: list[Value]) -> Value:
+        return self._compare(node, args, "GE")
+
+    def f_eq(self, node: m.Call, args: list[Value]) -> Value:
+        return self._compare(node, args, "EQ")
+
+    def f_le(self, node: m.Call, args: list[Value]) -> Value:
+        return self._compare(node, args, "LE")
+
+    def f_lt(self, node: m.Call, args: list[Value]) -> Value:
+        return self._compare(node, args, "LT")
+
+    def f_ne(self, node: m.Call, args: list[Value]) -> Value:
+        return self._compare(node, args, "NE")
+
+    def f_move(self, node: m.Call, args: list[Value]) -> Value:
+        return args[0]
+
+
+def implicit_int(src: Elementary, dst: Elementary) -> bool:
+    return src.is_integral and dst.is_integral and dst.low <= src.low and src.high <= dst.high
