@@ -1,0 +1,317 @@
+"""The scan engine: one dedicated thread running the program on a fixed cycle of absolute deadlines.
+
+Each cycle, at the scan boundary: copy the latest field inputs and queued server writes into the program, apply a
+pending online change, execute one scan, publish a snapshot of the published variables, hand changed field outputs
+to the I/O scanner. A fault (runtime error, field device loss, watchdog expiry) or a stop writes the safe state to
+the field outputs and the variables before anything else.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from shopfloor_vplc import clock
+from shopfloor_vplc.image import EMPTY_SNAPSHOT, PlcState, Snapshot, WriteQueue
+from shopfloor_vplc.program import InstanceLike, ProgramLike
+from shopfloor_vplc.realtime import RealtimeStatus, apply_realtime
+from shopfloor_vplc.watchdog import ScanAborted, Watchdog
+
+log = logging.getLogger(__name__)
+
+# Long cycles are slept in slices so a stop request never waits a whole cycle.
+MAX_SLEEP_SLICE_NS = 100_000_000
+
+
+class FieldIO(Protocol):
+    """The I/O scanner as the scan sees it; see shopfloor_vplc.field_io."""
+
+    @property
+    def output_variables(self) -> Sequence[str]: ...
+    def latest_inputs(self) -> Mapping[str, Any]: ...
+    def lost_device(self) -> str | None: ...
+    def write_outputs(self, values: Mapping[str, Any]) -> None: ...
+    def enter_safe_state(self, values: Mapping[str, Any]) -> None: ...
+    def resume(self) -> None: ...
+
+
+class EngineListener:
+    """Hooks called on the scan thread (or the watchdog thread for faults): keep them short and non-blocking."""
+
+    def scan_completed(self, lateness_ns: int, duration_ns: int) -> None: ...
+    def overrun(self, missed_cycles: int) -> None: ...
+    def faulted(self, kind: str, reason: str) -> None: ...
+    def state_changed(self, state: PlcState, revision: str, fault: str) -> None: ...
+    def write_rejected(self, path: str, reason: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class SwapResult:
+    accepted: bool
+    revision: str
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    cycle_ns: int
+    watchdog_ns: int
+    published: Sequence[str] = ()
+    safe_state: Mapping[str, Any] | None = None
+    retained: Sequence[str] = ()
+    retain_capture_ns: int = 2_000_000_000
+    realtime_priority: int = 0
+
+
+class ScanEngine:
+    def __init__(
+        self,
+        program: ProgramLike,
+        config: EngineConfig,
+        *,
+        field_io: FieldIO | None = None,
+        listener: EngineListener | None = None,
+        restore: Mapping[str, Any] | None = None,
+        clock_ns: Callable[[], int] = clock.now_ns,
+    ) -> None:
+        self.config = config
+        self.program = program
+        self.writes = WriteQueue()
+        self.field_io = field_io
+        self.listener = listener or EngineListener()
+        self.realtime: RealtimeStatus | None = None
+        self._clock = clock_ns
+        self._instance: InstanceLike = program.instantiate()
+        self._restore = dict(restore or {})
+        self._snapshot = EMPTY_SNAPSHOT
+        self._state = PlcState.LOADING
+        self._fault = ""
+        self._state_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._pending_swap: tuple[ProgramLike, concurrent.futures.Future[SwapResult]] | None = None
+        self._retained_values: dict[str, Any] = {}
+        self._last_retain_capture_ns = 0
+        self._applied_write_id = 0
+        self._seq = 0
+        self._thread = threading.Thread(target=self._run, name="vplc-scan", daemon=True)
+        self.watchdog = Watchdog(config.watchdog_ns, self._watchdog_expired)
+        self.started = threading.Event()
+
+    # -- read by anyone ---------------------------------------------------------------------------------------------
+    @property
+    def snapshot(self) -> Snapshot:
+        return self._snapshot
+
+    @property
+    def state(self) -> PlcState:
+        return self._state
+
+    @property
+    def fault(self) -> str:
+        return self._fault
+
+    @property
+    def retained_values(self) -> dict[str, Any]:
+        """The RETAIN variables as last captured at a scan boundary (JSON-ready)."""
+        return dict(self._retained_values)
+
+    # -- control ----------------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+        self.watchdog.start(self._thread)
+        self.started.wait(5)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop at the next scan boundary: safe state to field outputs and variables first, then the thread ends."""
+        self._enter_safe_outputs()
+        self._stop.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        self.watchdog.stop()
+
+    def request_swap(self, program: ProgramLike) -> concurrent.futures.Future[SwapResult]:
+        """Swap in `program` at the next scan boundary, keeping state through `migrate_from`."""
+        future: concurrent.futures.Future[SwapResult] = concurrent.futures.Future()
+        previous, self._pending_swap = self._pending_swap, (program, future)
+        if previous is not None:
+            previous[1].set_result(SwapResult(False, previous[0].revision, "superseded by a newer revision"))
+        self._wake.set()
+        return future
+
+    # -- the scan thread --------------------------------------------------------------------------------------------
+    def _run(self) -> None:
+        self.realtime = apply_realtime(self.config.realtime_priority)
+        self._restore_retained()
+        self._set_state(PlcState.RUNNING, "")
+        self._publish()
+        self.started.set()
+        deadline = self._clock()
+        while not self._stop.is_set():
+            try:
+                if self._state is PlcState.FAULTED:
+                    self._wait_while_faulted()
+                    deadline = self._clock()
+                    continue
+                deadline = self._cycle(deadline)
+            except ScanAborted:
+                self.watchdog.scan_finished()
+                self._after_fault()
+        self._shutdown()
+
+    def _cycle(self, deadline: int) -> int:
+        self._sleep_until(deadline)
+        if self._stop.is_set():
+            return deadline
+        woke = self._clock()
+        if not self._boundary():
+            return deadline
+        self.watchdog.scan_started(woke)
+        try:
+            self._instance.scan(deadline)
+        except ScanAborted:
+            raise
+        except Exception as exc:  # a RuntimeFault, or any bug in generated code, faults the PLC: never guess
+            self.watchdog.scan_finished()
+            self._fault_now("runtime", f"{type(exc).__name__}: {exc}")
+            return deadline
+        self.watchdog.scan_finished()
+        self._publish()
+        if self.field_io is not None:
+            self.field_io.write_outputs({name: self._instance.get(name) for name in self.field_io.output_variables})
+        finished = self._clock()
+        self.listener.scan_completed(woke - deadline, finished - woke)
+        deadline += self.config.cycle_ns
+        if finished > deadline:
+            missed = (finished - deadline) // self.config.cycle_ns + 1
+            deadline += missed * self.config.cycle_ns
+            self.listener.overrun(missed)
+        return deadline
+
+    def _boundary(self) -> bool:
+        """Everything that enters the program between two scans; False when the PLC faulted instead."""
+        if self.field_io is not None:
+            lost = self.field_io.lost_device()
+            if lost is not None:
+                self._fault_now("field-device-lost", f"field device {lost} lost")
+                return False
+            for name, value in self.field_io.latest_inputs().items():
+                self._instance.set(name, value)
+        for write_id, path, value in self.writes.drain():
+            try:
+                self._instance.set(path, value)
+            except Exception as exc:  # a bad value from a client is refused, the scan goes on
+                self.listener.write_rejected(path, str(exc))
+            self._applied_write_id = write_id
+        if self._pending_swap is not None:
+            self._swap(*self._pending_swap)
+        now = self._clock()
+        if self.config.retained and now - self._last_retain_capture_ns >= self.config.retain_capture_ns:
+            self._capture_retained(now)
+        return True
+
+    def _swap(self, program: ProgramLike, future: concurrent.futures.Future[SwapResult]) -> None:
+        self._pending_swap = None
+        try:
+            instance = program.migrate_from(self._instance, self.program)
+        except Exception as exc:  # IncompatibleChange, or anything else: the old program keeps running
+            future.set_result(SwapResult(False, program.revision, str(exc)))
+            return
+        self.program, self._instance = program, instance
+        self._set_state(self._state, self._fault)
+        future.set_result(SwapResult(True, program.revision))
+
+    def _publish(self) -> None:
+        self._seq += 1
+        values = {name: self._instance.get(name) for name in self.config.published}
+        self._snapshot = Snapshot.of(
+            self._seq, values, self._applied_write_id, self._state, self.program.revision, self._fault, self._clock()
+        )
+
+    def _sleep_until(self, deadline: int) -> None:
+        while not self._stop.is_set():
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                return
+            clock.sleep_until(deadline if remaining <= MAX_SLEEP_SLICE_NS else self._clock() + MAX_SLEEP_SLICE_NS)
+
+    # -- retain -----------------------------------------------------------------------------------------------------
+    def _capture_retained(self, now: int) -> None:
+        image = self._instance.snapshot()
+        self._retained_values = {name: image[name] for name in self.config.retained if name in image}
+        self._last_retain_capture_ns = now
+
+    def _restore_retained(self) -> None:
+        for name, value in self._restore.items():
+            if name not in self.config.retained:
+                continue
+            try:
+                self._instance.set(name, value)
+            except Exception as exc:  # a checkpoint from another program version: keep the initial value
+                log.warning("retained %s not restored: %s", name, exc)
+        if self.config.retained:
+            self._capture_retained(self._clock())
+
+    # -- faults and safe state --------------------------------------------------------------------------------------
+    def _enter_safe_outputs(self) -> None:
+        if self.field_io is not None:
+            self.field_io.enter_safe_state(self.config.safe_state or {})
+
+    def _fault_now(self, kind: str, reason: str) -> None:
+        """Fault on the scan thread: outputs first, then variables."""
+        self._declare_fault(kind, reason)
+        self._after_fault()
+
+    def _declare_fault(self, kind: str, reason: str) -> bool:
+        with self._state_lock:
+            if self._state is PlcState.FAULTED:
+                return False
+            self._enter_safe_outputs()
+            self._set_state(PlcState.FAULTED, reason)
+        log.error("PLC faulted (%s): %s", kind, reason)
+        self.listener.faulted(kind, reason)
+        return True
+
+    def _after_fault(self) -> None:
+        self._apply_safe_variables()
+        self._publish()
+
+    def _apply_safe_variables(self) -> None:
+        for name, value in (self.config.safe_state or {}).items():
+            try:
+                self._instance.set(name, value)
+            except Exception as exc:
+                log.error("safe state for %s not applied: %s", name, exc)
+
+    def _watchdog_expired(self, elapsed_ns: int) -> bool:
+        """Called on the watchdog thread while a scan is stuck; True asks it to abort the scan."""
+        return self._declare_fault("watchdog", f"scan exceeded the watchdog ({elapsed_ns / 1e6:.1f} ms)")
+
+    def _wait_while_faulted(self) -> None:
+        """A faulted PLC executes nothing; a new program revision (online change) restarts it."""
+        self._wake.wait(0.1)
+        self._wake.clear()
+        if self._pending_swap is None or self._stop.is_set():
+            return
+        program, future = self._pending_swap
+        self._swap(program, future)
+        if future.result().accepted:
+            if self.field_io is not None:
+                self.field_io.resume()  # outputs follow the program again
+            self._set_state(PlcState.RUNNING, "")
+
+    def _set_state(self, state: PlcState, fault: str) -> None:
+        self._state, self._fault = state, fault
+        self.listener.state_changed(state, self.program.revision, fault)
+
+    def _shutdown(self) -> None:
+        self._apply_safe_variables()
+        if self.config.retained:
+            self._capture_retained(self._clock())
+        self._set_state(PlcState.STOPPED, self._fault)
+        self._publish()
