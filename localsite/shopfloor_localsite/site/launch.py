@@ -50,6 +50,7 @@ class PodLaunch(BaseModel):
     service_account: str
     command: list[str]
     env: dict[str, str]
+    labels: dict[str, str]
     container_ports: dict[str, int]
     volumes: list[MountedVolume]
 
@@ -148,6 +149,7 @@ def plan_launch(pod: Mapping[str, Any], lookup: Lookup) -> PodLaunch:
         owner=owners[0]["name"] if owners else labels.get("app.kubernetes.io/instance", metadata["name"]),
         service_account=spec.get("serviceAccountName") or "default",
         command=command,
+        labels=dict(labels),
         env=_env(pod, container, lookup),
         container_ports=ports,
         volumes=_volumes(pod, container),

@@ -23,6 +23,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from shopfloor_inpod.endpoints import ENDPOINT_MAP_ENV, format_endpoint_map
 from shopfloor_localsite.nodes import KWOK_MANAGED_LABEL
 from shopfloor_localsite.processes import ManagedProcess, free_port
 from shopfloor_localsite.site.launch import (
@@ -73,6 +74,8 @@ class SiteRunner:
     workdir: Path
     interval: float = 0.3
     on_event: Callable[[str], None] | None = None
+    # Names the site answers for besides Services, e.g. the plant's devices and the broker: (name, port) -> address.
+    static_endpoints: dict[tuple[str, int], tuple[str, int]] = field(default_factory=dict)
     attached: dict[str, AttachedWorkload] = field(default_factory=dict)
     events: list[SiteEvent] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -132,6 +135,37 @@ class SiteRunner:
                     self._attach(core, raw_pod)
                 else:
                     self._restart_if_exited(self.attached[key])
+            self._publish_endpoints(core)
+
+    @property
+    def endpoint_map_file(self) -> Path:
+        return self.workdir / "endpoints"
+
+    def _publish_endpoints(self, core: client.CoreV1Api) -> None:
+        """Map each Service's `name.namespace:port` to the loopback listener of the workload it selects: the
+        site's stand-in for cluster DNS and kube-proxy. Rewritten atomically when it changes."""
+        entries = dict(self.static_endpoints)
+        services = core.list_service_for_all_namespaces(label_selector=f"{PART_OF_LABEL}={PART_OF_VALUE}").items
+        for service in services:
+            selector = service.spec.selector or {}
+            for workload in self.attached.values():
+                labels = workload.launch.labels
+                if workload.launch.namespace != service.metadata.namespace or not selector:
+                    continue
+                if any(labels.get(k) != v for k, v in selector.items()):
+                    continue
+                for port in service.spec.ports or []:
+                    target = _target_port_name(port.target_port, workload.launch.container_ports)
+                    if target is not None:
+                        name = f"{service.metadata.name}.{service.metadata.namespace}"
+                        entries[(name, port.port)] = ("127.0.0.1", workload.host_ports[target])
+        text = format_endpoint_map(entries)
+        path = self.endpoint_map_file
+        if not path.exists() or path.read_text() != text:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(text)
+            tmp.rename(path)
 
     @staticmethod
     def _should_run(pod: dict[str, Any], live_nodes: set[str]) -> bool:
@@ -161,6 +195,7 @@ class SiteRunner:
                 BIND_HOST_ENV: "127.0.0.1",
                 PORT_MAP_ENV: port_map_value({port: host_ports[name] for name, port in launch.container_ports.items()}),
                 FS_ROOT_ENV: str(pod_dir / "root"),
+                ENDPOINT_MAP_ENV: str(self.endpoint_map_file),
                 "HOSTNAME": launch.pod_name,
                 "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
                 "PYTHONUNBUFFERED": "1",
@@ -262,7 +297,7 @@ class SiteRunner:
                 (target / relative).parent.mkdir(parents=True, exist_ok=True)
                 (target / relative).write_bytes(content)
 
-    def endpoints(self) -> list[dict[str, Any]]:
+    def workloads(self) -> list[dict[str, Any]]:
         """What runs where, for the site table."""
         with self._lock:
             return [
@@ -277,3 +312,11 @@ class SiteRunner:
                 }
                 for w in self.attached.values()
             ]
+
+
+def _target_port_name(target: int | str | None, container_ports: dict[str, int]) -> str | None:
+    """The container port (by its name in the pod) a Service port sends to."""
+    if isinstance(target, str) and not target.isdigit():
+        return target if target in container_ports else None
+    number = int(target) if target is not None else None
+    return next((name for name, port in container_ports.items() if port == number), None)

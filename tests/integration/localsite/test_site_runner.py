@@ -15,6 +15,7 @@ import pytest
 import yaml
 from kubernetes import client
 
+from shopfloor_inpod.endpoints import resolve
 from shopfloor_localsite.controlplane import LocalControlPlane
 from shopfloor_localsite.site.runner import SiteRunner
 from tests.support.waiting import wait_for
@@ -40,7 +41,11 @@ def workload_pod(name: str, node: str) -> dict[str, Any]:
         "kind": "Pod",
         "metadata": {
             "name": name,
-            "labels": {"app.kubernetes.io/part-of": "shopfloor", "app.kubernetes.io/component": "vplc"},
+            "labels": {
+                "app.kubernetes.io/part-of": "shopfloor",
+                "app.kubernetes.io/component": "vplc",
+                "app.kubernetes.io/instance": name,
+            },
         },
         "spec": {
             "nodeName": node,
@@ -87,6 +92,24 @@ def test_a_workload_pod_gets_a_real_process_with_its_own_identity(
     env = answer["env"]
     assert (env["PLAIN"], env["MY_POD"], env["MY_NODE"], env["SECRET_VALUE"]) == ("x", "plc-a", "edge-1", "s3cret")
     assert answer["identity"] == f"system:serviceaccount:{namespace}:default"
+
+    # A Service selecting the pod is reachable by its name through the site's endpoint map.
+    core.create_namespaced_service(
+        namespace,
+        {
+            "metadata": {"name": "plc-a", "labels": {"app.kubernetes.io/part-of": "shopfloor"}},
+            "spec": {
+                "selector": {"app.kubernetes.io/instance": "plc-a"},
+                "ports": [{"name": "api", "port": 502, "targetPort": "http"}],
+            },
+        },
+    )
+    host_port = runner.attached[f"{namespace}/plc-a"].host_ports["http"]
+    wait_for(
+        lambda: resolve(f"plc-a.{namespace}.svc", 502, str(runner.endpoint_map_file)) == ("127.0.0.1", host_port),
+        timeout=30,
+        what="the Service in the endpoint map",
+    )
 
     core.delete_namespaced_pod("plc-a", namespace, grace_period_seconds=0)
     wait_for(lambda: f"{namespace}/plc-a" not in runner.attached, timeout=30, what="the workload detached")
