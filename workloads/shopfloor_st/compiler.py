@@ -56,7 +56,7 @@ def _initial(ctx: Context, scope: Scope | None, symbol: Symbol) -> str:
 def _register_fbs(ctx: Context, unit: m.SourceUnit) -> None:
     for name, cls in STANDARD_FBS.items():
         fb = FbType(name, standard=cls, class_name=f"_std_{name}")
-        for member, section, type_name in cls.MEMBERS:
+        for member, section, type_name in getattr(cls, "MEMBERS", ()):
             fb.members[member.upper()] = Symbol(member, ctx.resolve_type(m.NamedTypeRef(0, 0, type_name)), section)  # type: ignore[arg-type]
         ctx.fb_types[name] = fb
     for pou in unit.pous:
@@ -168,7 +168,7 @@ def compile_unit(source: str, filename: str) -> CompiledUnit:
     module = _Module()
     for key, struct in ctx.types.items():
         if key in ctx.struct_classes and hasattr(struct, "fields"):
-            _struct_class(ctx, module, ctx.struct_classes[key], struct.fields)  # type: ignore[union-attr]
+            _struct_class(ctx, module, ctx.struct_classes[key], struct.fields)
     _class(ctx, module, "_Globals", globals_scope, None)
     programs: dict[str, tuple[str, Scope]] = {}
     for pou in unit.pous:

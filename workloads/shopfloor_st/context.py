@@ -126,7 +126,7 @@ class Context:
         if isinstance(expr, m.Literal):
             if expr.type_prefix and expr.type_prefix in ELEMENTARY:
                 return expr.value, ELEMENTARY[expr.type_prefix]
-            if expr.kind in ("int", "real"):
+            if expr.kind in ("int", "real") and isinstance(expr.value, int | float):
                 return expr.value, LiteralType(expr.kind, expr.value)
             kinds = {"bool": ELEMENTARY["BOOL"], "time": ELEMENTARY["TIME"]}
             return expr.value, kinds.get(expr.kind, StringType())

@@ -108,6 +108,13 @@ class ExprGen:
             else:
                 self.ctx.error(node.line, node.col, f"type mismatch: cannot {what} {src} to {target}")
             return value.code
+        if isinstance(target, LiteralType):
+            return value.code
+        if isinstance(src, LiteralType) and value.code != literal_code(src.value) and isinstance(target, Elementary):
+            # a computed untyped constant (e.g. MAX(1, 2)): convert the value at run time
+            if target.kind == "real":
+                return f"_f32({value.code})" if target.name == "REAL" else f"float({value.code})"
+            return wrap_code(value.code, target) if target.is_integral else value.code
         if isinstance(src, LiteralType) and isinstance(target, Elementary):
             if target.kind == "real":
                 from shopfloor_st.runtime import f32
@@ -137,7 +144,7 @@ class ExprGen:
                 return Value(literal_code(value), typ, raw=not typ.low <= value <= typ.high)
             return Value(literal_code(value), LiteralType(typ.kind, value) if isinstance(typ, LiteralType) else typ)
         method = getattr(self, "expr_" + type(node).__name__.lower())
-        return method(node)  # type: ignore[no-any-return]
+        return method(node)
 
     def expr_literal(self, node: m.Literal) -> Value:
         folded = self.ctx.const_value(node, None)
@@ -150,7 +157,7 @@ class ExprGen:
             elif isinstance(typ, Elementary) and typ.kind == "real":
                 from shopfloor_st.runtime import f32
 
-                value = f32(float(value)) if typ.name == "REAL" else float(value)  # type: ignore[arg-type]
+                value = f32(float(value)) if typ.name == "REAL" else float(value)
             elif isinstance(typ, Elementary) and typ.kind == "bool":
                 value = bool(value)
         return Value(literal_code(value), typ)

@@ -53,7 +53,7 @@ def _carry(old_value: Any, old_type: StType, new_value: Any, new_type: StType) -
         isinstance(old_type, StructType | FbType)
         and type(old_type) is type(new_type)
         and old_type.name.upper() == new_type.name.upper()
-    ):  # type: ignore[union-attr]
+    ):
         _carry_members(old_value, old_type, new_value, new_type)
     return new_value
 

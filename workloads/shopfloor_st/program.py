@@ -120,7 +120,10 @@ class Instance:
 
     def _resolve(self, path: str) -> tuple[Any, Any, StType, str]:
         """(container, key, type, canonical path) for a path such as `Tank.Level`, `Arr[2]`, `M[1, 2]`, `Fb.Q`."""
-        pos, container, key, typ, canonical = 0, None, None, None, ""
+        pos, canonical = 0, ""
+        container: Any = None
+        key: Any = None
+        typ: StType | None = None
         scope: Scope = self.program._scope
         while pos < len(path):
             match = _PATH_PART.match(path, pos)
@@ -128,9 +131,9 @@ class Instance:
                 raise KeyError(f"{path}: cannot read the path at {path[pos:]!r}")
             pos = match.end()
             name, index_text = match.group(1), match.group(2)
-            current = (
-                getattr(container, key) if isinstance(key, str) else container[key] if container is not None else None
-            )
+            current: Any = None
+            if container is not None:
+                current = getattr(container, key) if isinstance(key, str) else container[key]
             if name is not None:
                 if typ is None:
                     symbol = scope.symbols.get(name.upper())

@@ -20,7 +20,7 @@ _pack, _unpack = _F32.pack, _F32.unpack
 def f32(value: float) -> float:
     """Round to IEEE single precision, as a REAL holds it (overflow gives +/-inf like the FPU does)."""
     try:
-        return _unpack(_pack(value))[0]  # type: ignore[no-any-return]
+        return _unpack(_pack(value))[0]
     except OverflowError:
         return math.inf if value > 0 else -math.inf
 
@@ -68,7 +68,7 @@ def math_fault(name: str, value: float, line: int, col: int) -> float:
 def math_call(fn: Any, value: float) -> float:
     """A math function with IEEE results outside its domain (SQRT(-1) = NaN, LN(0) = -inf), as the FPU gives."""
     try:
-        return fn(value)  # type: ignore[no-any-return]
+        return fn(value)
     except ValueError:
         return -math.inf if value == 0 else math.nan
     except OverflowError:
@@ -86,10 +86,9 @@ def deep_copy(value: Any) -> Any:
     return copy.deepcopy(value)
 
 
-def make(cls: type, **values: Any) -> Any:
-    """An instance of a generated structure/FB class with some members set (initialisers)."""
-    obj = cls.__new__(cls)
-    obj.__init__()
+def make(cls: Any, **values: Any) -> Any:
+    """An instance of a generated structure class with some members set (initialisers)."""
+    obj = cls()
     for key, value in values.items():
         setattr(obj, key, value)
     return obj

@@ -165,6 +165,8 @@ def implicitly_converts(src: StType, dst: StType) -> bool:
     if src is dst or src == dst:
         return True
     if isinstance(src, LiteralType):
+        if isinstance(dst, LiteralType):
+            return src.kind == dst.kind or dst.kind == "real"
         if isinstance(dst, Elementary):
             if dst.kind == "real":
                 return True

@@ -60,7 +60,7 @@ _PARAMS: dict[str, tuple[str, ...]] = {
 }
 _VARIADIC = {"MIN": 2, "MAX": 2, "CONCAT": 2, "MUX": 2}
 STANDARD_FUNCTIONS = frozenset([*_PARAMS, *_VARIADIC])
-_CONVERTIBLE = {**ELEMENTARY, "STRING": StringType()}
+_CONVERTIBLE: dict[str, StType] = {**ELEMENTARY, "STRING": StringType()}
 
 
 class StandardCall:
@@ -89,7 +89,7 @@ class StandardCall:
         method = getattr(self, "f_" + name.lower(), None)
         if method is None:
             return self.f_math(node, name, args)
-        return method(node, args)  # type: ignore[no-any-return]
+        return method(node, args)
 
     def args(self, node: m.Call, params: tuple[str, ...] | None, min_variadic: int = 0) -> list[Value] | None:
         """Arguments in parameter order; reports wrong counts and unknown parameter names."""
