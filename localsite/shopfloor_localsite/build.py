@@ -25,10 +25,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from shopfloor_localsite.versions import ETCD_VERSION, KUBERNETES_VERSION, KWOK_VERSION
+from shopfloor_localsite.versions import ETCD_VERSION, HELM_VERSION, KUBERNETES_VERSION, KWOK_VERSION
 
 KUBE_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
-ALL_BINARIES = (*KUBE_COMMANDS, "etcd", "kwok")
+ALL_BINARIES = (*KUBE_COMMANDS, "etcd", "kwok", "helm")
 WRAPPER_GO_VERSION = "1.24.0"
 
 
@@ -55,6 +55,7 @@ class Binaries:
     kubectl: Path
     kwok: Path
     kwok_stages: Path
+    helm: Path
 
     def all(self) -> list[Path]:
         return [
@@ -64,6 +65,7 @@ class Binaries:
             self.kube_scheduler,
             self.kubectl,
             self.kwok,
+            self.helm,
         ]
 
 
@@ -77,6 +79,10 @@ def etcd_dir() -> Path:
 
 def kwok_dir() -> Path:
     return cache_root() / "bin" / f"kwok-{KWOK_VERSION}"
+
+
+def helm_dir() -> Path:
+    return cache_root() / "bin" / f"helm-{HELM_VERSION}"
 
 
 def _user_asset(name: str) -> Path | None:
@@ -102,6 +108,7 @@ def locate() -> Binaries:
         kubectl=pick("kubectl", kube_dir()),
         kwok=pick("kwok", kwok_dir()),
         kwok_stages=kwok_dir() / "stages",
+        helm=pick("helm", helm_dir()),
     )
 
 
@@ -282,23 +289,37 @@ KWOK_STAGE_FILES = (
 )
 
 
+def _go_install(name: str, package: str, version: str, work: Path, log_file: Path) -> Path:
+    """`go install package@version` into a private GOBIN; returns the binary."""
+    _log(f"{name} {version}: go install")
+    module = work / name
+    module.mkdir(parents=True, exist_ok=True)
+    gobin = module / "bin"
+    started = time.monotonic()
+    _run(
+        ["env", f"GOBIN={gobin}", "go", "install", "-trimpath", "-ldflags=-s -w", f"{package}@{version}"],
+        module,
+        f"go install {name}",
+        log_file,
+    )
+    _log(f"{name} built in {time.monotonic() - started:.0f}s")
+    return gobin / name
+
+
+def build_helm(work: Path, log_file: Path) -> None:
+    """Helm renders and lints the chart in the tests."""
+    if (helm_dir() / "helm").exists():
+        return
+    binary = _go_install("helm", "helm.sh/helm/v3/cmd/helm", HELM_VERSION, work, log_file)
+    _install_outputs({"helm": binary}, helm_dir())
+
+
 def build_kwok(work: Path, log_file: Path) -> None:
     target = kwok_dir()
     if (target / "kwok").exists() and (target / "stages").exists():
         return
-    _log(f"kwok {KWOK_VERSION}: go install")
+    binary = _go_install("kwok", "sigs.k8s.io/kwok/cmd/kwok", KWOK_VERSION, work, log_file)
     module = work / "kwok"
-    module.mkdir(parents=True, exist_ok=True)
-    gobin = module / "bin"
-    env_args = ["env", f"GOBIN={gobin}"]
-    started = time.monotonic()
-    _run(
-        [*env_args, "go", "install", "-trimpath", "-ldflags=-s -w", f"sigs.k8s.io/kwok/cmd/kwok@{KWOK_VERSION}"],
-        module,
-        "go install kwok",
-        log_file,
-    )
-    _log(f"kwok built in {time.monotonic() - started:.0f}s")
     out = _run(["go", "mod", "download", "-json", f"sigs.k8s.io/kwok@{KWOK_VERSION}"], module, "locate kwok", log_file)
     source = Path(json.loads(out[out.index("{") :])["Dir"])
     stages = module / "stages"
@@ -308,7 +329,7 @@ def build_kwok(work: Path, log_file: Path) -> None:
         if not file.exists():
             raise BuildError(f"kwok {KWOK_VERSION} has no stage file {relative}")
         (stages / file.name).write_text(file.read_text())
-    _install_outputs({"kwok": gobin / "kwok"}, target)
+    _install_outputs({"kwok": binary}, target)
     if (target / "stages").exists():
         shutil.rmtree(target / "stages")
     shutil.copytree(stages, target / "stages")
@@ -330,6 +351,7 @@ def ensure_binaries() -> Binaries:
     build_etcd(work, log_file)
     build_kwok(work, log_file)
     build_kubernetes(work, log_file)
+    build_helm(work, log_file)
     # The wrapper modules and intermediate outputs are cheap to recreate; the binaries are what is cached.
     shutil.rmtree(work, ignore_errors=True)
     _log(f"control plane binaries ready in {time.monotonic() - started:.0f}s under {cache_root() / 'bin'}")
