@@ -1,17 +1,24 @@
-"""In-pod configuration from the environment (set by the operator's pod builder).
+"""In-pod configuration from the environment (set by the operator's pod builder; the local edge site adds the
+last three where a kubelet would differ).
 
-- SHOPFLOOR_NAME: name of the VirtualPLC / ProtocolBridge, and of its Lease (required).
+- SHOPFLOOR_NAME: name of the VirtualPLC / ProtocolBridge (required).
 - SHOPFLOOR_NAMESPACE: namespace of the workload's objects (default: the service account's namespace).
 - SHOPFLOOR_POD_NAME: this pod's name, the Lease's holderIdentity (default: HOSTNAME).
-- SHOPFLOOR_KUBECONFIG: a kubeconfig file; unset means in-cluster (the service account token).
+- SHOPFLOOR_CONFIGMAP, SHOPFLOOR_LEASE, SHOPFLOOR_RETAIN_CONFIGMAP: object names (default `<name>-runtime`,
+  `<name>`, `<name>-retain`).
 - SHOPFLOOR_HTTP_PORT: the metrics/health port (default 8080).
+- SHOPFLOOR_SECRETS_DIR: where Secrets are mounted, one folder per Secret (default /etc/shopfloor/secrets).
+- SHOPFLOOR_KUBECONFIG: a kubeconfig file; unset means in-cluster (the service account token).
+- SHOPFLOOR_BIND_HOST: the address servers listen on (default 0.0.0.0).
+- SHOPFLOOR_PORT_MAP: `container=host` pairs, comma separated: listen on `host` where the spec says `container`.
+- SHOPFLOOR_FS_ROOT: a folder that mounted paths (SHOPFLOOR_SECRETS_DIR) are relative to.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from kubernetes import client, config
@@ -23,6 +30,16 @@ class SettingsError(ValueError):
     """A missing or invalid environment variable, named in the message."""
 
 
+def parse_port_map(text: str) -> dict[int, int]:
+    mapping: dict[int, int] = {}
+    for pair in filter(None, (part.strip() for part in text.split(","))):
+        container, sep, host = pair.partition("=")
+        if not sep or not container.strip().isdigit() or not host.strip().isdigit():
+            raise SettingsError(f"SHOPFLOOR_PORT_MAP: {pair!r} is not container=host")
+        mapping[int(container)] = int(host)
+    return mapping
+
+
 @dataclass(frozen=True)
 class PodSettings:
     namespace: str
@@ -30,6 +47,19 @@ class PodSettings:
     pod_name: str
     kubeconfig: Path | None
     http_port: int = 8080
+    config_map: str = ""
+    lease: str = ""
+    retain_config_map: str = ""
+    secrets_dir: Path = Path("/etc/shopfloor/secrets")
+    bind_host: str = "0.0.0.0"
+    port_map: dict[int, int] = field(default_factory=dict)
+
+    def port(self, container_port: int) -> int:
+        """Where to listen for what the spec calls `container_port`."""
+        return self.port_map.get(container_port, container_port)
+
+    def secret_dir(self, secret: str) -> Path:
+        return self.secrets_dir / secret
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> PodSettings:
@@ -49,7 +79,21 @@ class PodSettings:
         port_text = env.get("SHOPFLOOR_HTTP_PORT", "8080").strip()
         if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
             raise SettingsError(f"SHOPFLOOR_HTTP_PORT: {port_text!r} is not a port number")
-        return cls(namespace, name, pod_name, Path(kubeconfig) if kubeconfig else None, int(port_text))
+        fs_root = Path(env.get("SHOPFLOOR_FS_ROOT", "").strip() or "/")
+        secrets = env.get("SHOPFLOOR_SECRETS_DIR", "").strip() or "/etc/shopfloor/secrets"
+        return cls(
+            namespace,
+            name,
+            pod_name,
+            Path(kubeconfig) if kubeconfig else None,
+            int(port_text),
+            config_map=env.get("SHOPFLOOR_CONFIGMAP", "").strip() or f"{name}-runtime",
+            lease=env.get("SHOPFLOOR_LEASE", "").strip() or name,
+            retain_config_map=env.get("SHOPFLOOR_RETAIN_CONFIGMAP", "").strip() or f"{name}-retain",
+            secrets_dir=fs_root / secrets.lstrip("/"),
+            bind_host=env.get("SHOPFLOOR_BIND_HOST", "").strip() or "0.0.0.0",
+            port_map=parse_port_map(env.get("SHOPFLOOR_PORT_MAP", "")),
+        )
 
     def api_client(self) -> client.ApiClient:
         if self.kubeconfig is not None:

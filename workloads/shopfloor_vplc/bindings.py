@@ -1,0 +1,135 @@
+"""From a VirtualPLC spec and a compiled program to what the servers and the I/O scanner serve: Modbus bindings
+with the variables' own types, device configurations, published variables. Errors name the manifest field."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from shopfloor_api.virtualplc import FieldDevice, ModbusMapEntry, VirtualPLCSpec
+from shopfloor_vplc.field_io import DeviceConfig, health_variable_names
+from shopfloor_vplc.modbus_codec import AddressMap, Binding, CodecError, Table, WordOrder
+from shopfloor_vplc.program import ProgramLike, find_variable
+
+
+class BindingError(ValueError):
+    """A manifest entry that does not fit the program; the message starts with the field path."""
+
+
+def variable_type(program: ProgramLike, path: str, field: str) -> tuple[str, str]:
+    """(declared name, type name) of a top-level variable or a dotted member path."""
+    head, _, rest = path.partition(".")
+    declared = find_variable(program, head)
+    if declared is None:
+        raise BindingError(f"{field}: {head} is not declared in {program.entrypoint}")
+    if not rest:
+        return declared, str(program.variables[declared].type_name)
+    member_type = member_type_name(program, declared, rest)
+    if member_type is None:
+        raise BindingError(f"{field}: {path} cannot be resolved in {program.entrypoint}")
+    return f"{declared}.{rest}", member_type
+
+
+def member_type_name(program: ProgramLike, declared: str, member_path: str) -> str | None:
+    """The type of a structure member, asked of the program's own lookup when the compiler offers one."""
+    lookup = getattr(program, "type_of", None)
+    if lookup is None:
+        return None
+    try:
+        return str(lookup(f"{declared}.{member_path}"))
+    except Exception:
+        return None
+
+
+def entry_binding(program: ProgramLike, entry: ModbusMapEntry, field: str) -> Binding:
+    variable, type_name = variable_type(program, entry.variable, f"{field}.variable")
+    binding = Binding(variable, Table(entry.table.value), entry.address, type_name, WordOrder(entry.word_order.value))
+    try:
+        AddressMap([binding])
+    except CodecError as exc:
+        raise BindingError(f"{field}: {exc}") from None
+    return binding
+
+
+def modbus_bindings(spec: VirtualPLCSpec, program: ProgramLike) -> list[Binding]:
+    bindings = [
+        entry_binding(program, entry, f"spec.io.modbus.map[{index}]") for index, entry in enumerate(spec.io.modbus.map)
+    ]
+    try:
+        AddressMap(bindings)
+    except CodecError as exc:
+        raise BindingError(f"spec.io.modbus.map: {exc}") from None
+    return bindings
+
+
+def device_config(spec: VirtualPLCSpec, device: FieldDevice, index: int, program: ProgramLike) -> DeviceConfig:
+    field = f"spec.io.fieldDevices[{index}]"
+    inputs = [entry_binding(program, e, f"{field}.inputs[{i}]") for i, e in enumerate(device.inputs)]
+    outputs = [entry_binding(program, e, f"{field}.outputs[{i}]") for i, e in enumerate(device.outputs)]
+    ok_name, quality_name = health_variable_names(device.name)
+    poll = device.poll_interval or spec.cycle_time
+    return DeviceConfig(
+        name=device.name,
+        host=device.modbus.host,
+        port=device.modbus.port,
+        unit_id=device.modbus.unit_id,
+        poll_interval_s=poll.seconds,
+        inputs=inputs,
+        outputs=outputs,
+        hold_last_value=device.on_loss == "HoldLastValue",
+        ok_variable=find_variable(program, ok_name),
+        quality_variable=find_variable(program, quality_name),
+        timeout_s=max(0.2, min(2.0, 3 * poll.seconds)),
+    )
+
+
+def device_configs(spec: VirtualPLCSpec, program: ProgramLike) -> list[DeviceConfig]:
+    return [device_config(spec, device, index, program) for index, device in enumerate(spec.io.field_devices)]
+
+
+ELEMENTARY_TYPES = {
+    "BOOL", "SINT", "INT", "DINT", "LINT", "USINT", "UINT", "UDINT", "ULINT",
+    "BYTE", "WORD", "DWORD", "LWORD", "REAL", "LREAL", "TIME", "STRING",
+}  # fmt: skip
+
+
+def opcua_variables(program: ProgramLike) -> list[tuple[str, str]]:
+    """(name, type) of the program's top-level variables of elementary types, served over OPC UA."""
+    found = []
+    for name, info in program.variables.items():
+        type_name = str(info.type_name).upper()
+        if type_name.split("[")[0] in ELEMENTARY_TYPES or type_name.startswith("STRING"):
+            found.append((name, str(info.type_name)))
+    return found
+
+
+def published_variables(spec: VirtualPLCSpec, program: ProgramLike) -> list[str]:
+    names: list[str] = [b.variable for b in modbus_bindings(spec, program)]
+    if spec.io.opcua.enabled:
+        names += [name for name, _ in opcua_variables(program)]
+    return list(dict.fromkeys(names))
+
+
+def safe_state_variables(spec: VirtualPLCSpec, program: ProgramLike) -> dict[str, object]:
+    """safeState with the program's spelling of each name; unknown names are an error naming the key."""
+    resolved: dict[str, object] = {}
+    for name, value in spec.safe_state.items():
+        declared, _ = variable_type(program, name, f"spec.safeState.{name}")
+        resolved[declared] = value
+    return resolved
+
+
+def check_compatible(spec: VirtualPLCSpec, program: ProgramLike, current: Sequence[Binding]) -> str | None:
+    """Why `program` cannot replace the running one under the same manifest, or None when it can."""
+    try:
+        new = modbus_bindings(spec, program)
+        for device in device_configs(spec, program):
+            new += list(device.inputs) + list(device.outputs)
+        safe_state_variables(spec, program)
+    except BindingError as exc:
+        return str(exc)
+    old_types = {(b.variable, b.table, b.address): b.type_name.upper() for b in current}
+    for binding in new:
+        old = old_types.get((binding.variable, binding.table, binding.address))
+        if old is not None and old != binding.type_name.upper():
+            return f"{binding.variable} changes type from {old} to {binding.type_name} while mapped to Modbus"
+    return None

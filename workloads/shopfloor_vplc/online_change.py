@@ -1,0 +1,58 @@
+"""Online change: a new program revision compiled off the scan thread, checked against the running manifest and
+swapped in at a scan boundary by the engine, keeping state through `migrate_from`. Whatever is refused leaves the
+running program untouched, and the outcome says why."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from shopfloor_api.virtualplc import VirtualPLCSpec
+from shopfloor_st import CompileError, compile_source
+from shopfloor_vplc.bindings import check_compatible
+from shopfloor_vplc.engine import ScanEngine
+from shopfloor_vplc.modbus_codec import Binding
+from shopfloor_vplc.program import ProgramLike
+
+
+@dataclass(frozen=True)
+class ChangeOutcome:
+    accepted: bool
+    revision: str
+    reason: str = ""
+    unchanged: bool = False
+
+    def message(self) -> str:
+        if self.unchanged:
+            return f"program unchanged ({self.revision})"
+        if self.accepted:
+            return f"online change: now running {self.revision}"
+        return f"online change refused, the running program continues: {self.reason}"
+
+
+def compile_program(source: str, filename: str, entrypoint: str | None) -> ProgramLike:
+    program: ProgramLike = compile_source(source, filename=filename, entrypoint=entrypoint or None)
+    return program
+
+
+async def online_change(
+    engine: ScanEngine,
+    spec: VirtualPLCSpec,
+    bindings: Sequence[Binding],
+    source: str,
+    filename: str,
+    timeout_s: float = 10.0,
+) -> ChangeOutcome:
+    try:
+        program = await asyncio.to_thread(compile_program, source, filename, spec.program.entrypoint)
+    except CompileError as exc:
+        return ChangeOutcome(False, "", "\n".join(str(d) for d in exc.diagnostics))
+    if program.revision == engine.program.revision:
+        return ChangeOutcome(True, program.revision, unchanged=True)
+    reason = check_compatible(spec, program, bindings)
+    if reason is not None:
+        return ChangeOutcome(False, program.revision, reason)
+    future = engine.request_swap(program)
+    result = await asyncio.wait_for(asyncio.wrap_future(future), timeout_s)
+    return ChangeOutcome(result.accepted, result.revision, result.reason)

@@ -1,0 +1,140 @@
+"""The runtime in a pod: the program and settings come from the runtime ConfigMap (`<plc>-runtime`, watched: a new
+revision is an online change), state goes to the Lease `<plc>`, retained values to the ConfigMap `<plc>-retain`.
+
+The runtime ConfigMap holds one key, `virtualplc.yaml`: the VirtualPLC manifest with `spec.program.source` filled in
+(the operator resolves `configMapRef`). Configuration comes from the environment: see shopfloor_inpod.settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from typing import Any
+
+from kubernetes import client
+
+from shopfloor_inpod.configmap import ConfigMapStore, ConfigMapWatcher
+from shopfloor_inpod.lease import LeaseReporter
+from shopfloor_inpod.settings import PodSettings
+from shopfloor_st import CompileError
+from shopfloor_vplc.bindings import BindingError
+from shopfloor_vplc.image import PlcState
+from shopfloor_vplc.online_change import compile_program
+from shopfloor_vplc.plc_file import PlcFile, PlcFileError, from_manifest_text
+from shopfloor_vplc.retain import decode_checkpoint, encode_checkpoint
+from shopfloor_vplc.runtime import PlcRuntime, RuntimeOptions
+
+log = logging.getLogger(__name__)
+
+RUNTIME_KEY = "virtualplc.yaml"
+RETAIN_KEY = "retain.json"
+ANNOTATION_STATE = "shopfloor.io/state"
+ANNOTATION_REVISION = "shopfloor.io/active-revision"
+ANNOTATION_FAULT = "shopfloor.io/fault"
+ANNOTATION_REALTIME = "shopfloor.io/realtime"
+
+
+class ConfigMapRetainStore:
+    """Retained values in the ConfigMap `<plc>-retain`, key `retain.json`."""
+
+    def __init__(self, api: client.ApiClient, namespace: str, name: str) -> None:
+        self.store = ConfigMapStore(api, namespace, name, RETAIN_KEY)
+
+    def load(self) -> dict[str, Any]:
+        text = self.store.read()
+        return decode_checkpoint(text) if text else {}
+
+    def save(self, revision: str, values: dict[str, Any]) -> None:
+        self.store.write(encode_checkpoint(revision, values))
+
+
+def state_annotations(state: PlcState, revision: str, fault: str) -> dict[str, str]:
+    return {ANNOTATION_STATE: state.value, ANNOTATION_REVISION: revision, ANNOTATION_FAULT: fault[:1024]}
+
+
+class PodRuntime:
+    def __init__(self, settings: PodSettings, api: client.ApiClient) -> None:
+        self.settings = settings
+        self.api = api
+        self.reporter = LeaseReporter(api, settings.namespace, settings.lease, settings.pod_name)
+        self.runtime: PlcRuntime | None = None
+        self.started = asyncio.Event()
+        self._plc: PlcFile | None = None
+
+    def _report(self, state: PlcState, revision: str, fault: str) -> None:
+        self.reporter.update(state_annotations(state, revision, fault))
+
+    async def on_runtime_configmap(self, data: dict[str, str]) -> None:
+        text = data.get(RUNTIME_KEY)
+        if text is None:
+            self._report(PlcState.FAULTED, "", f"ConfigMap {self.settings.config_map} has no key {RUNTIME_KEY}")
+            return
+        filename = f"{self.settings.config_map}/{RUNTIME_KEY}"
+        if self.runtime is None:
+            await self._start(text, filename)
+            return
+        try:
+            plc = from_manifest_text(text, filename)
+        except PlcFileError as exc:
+            log.error("online change refused: %s", exc)
+            return
+        outcome = await self.runtime.apply_source(plc.source)
+        log.warning("%s", outcome.message())
+
+    async def _start(self, text: str, filename: str) -> None:
+        try:
+            plc = from_manifest_text(text, filename)
+            program = await asyncio.to_thread(compile_program, plc.source, filename, plc.spec.program.entrypoint)
+            settings = self.settings
+            secret = plc.spec.io.opcua.certificate_secret_ref
+            options = RuntimeOptions(
+                host=settings.bind_host,
+                modbus_port=settings.port(plc.spec.io.modbus.port),
+                opcua_port=settings.port(plc.spec.io.opcua.port),
+                http_port=settings.port(settings.http_port),
+                opcua_cert_dir=settings.secret_dir(secret.name) if secret is not None else None,
+                retain_store=ConfigMapRetainStore(self.api, settings.namespace, settings.retain_config_map),
+                filename=filename,
+                state_listeners=[self._report],
+            )
+            runtime = await asyncio.to_thread(PlcRuntime, plc.name, plc.spec, program, options)
+        except CompileError as exc:
+            self._report(PlcState.FAULTED, "", "\n".join(str(d) for d in exc.diagnostics))
+            return
+        except (PlcFileError, BindingError, ValueError) as exc:
+            self._report(PlcState.FAULTED, "", str(exc))
+            return
+        await runtime.start()
+        realtime = runtime.engine.realtime
+        if realtime is not None:
+            self.reporter.update(
+                {ANNOTATION_REALTIME: "granted" if realtime.granted else f"refused: {realtime.detail}"}
+            )
+        self.runtime, self._plc = runtime, plc
+        self.started.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self.reporter.update(state_annotations(PlcState.LOADING, "", ""))
+        reporter_task = asyncio.create_task(self.reporter.run(), name="lease")
+        watcher = ConfigMapWatcher(
+            self.api, self.settings.namespace, self.settings.config_map, self.on_runtime_configmap
+        )
+        watcher.start()
+        await stop.wait()
+        watcher.stop()
+        if self.runtime is not None:
+            await self.runtime.shutdown()
+        await asyncio.to_thread(self.reporter.renew_once)  # the final state (Stopped) before leaving
+        reporter_task.cancel()
+
+
+async def run_pod() -> int:
+    settings = PodSettings.from_env()
+    api = settings.api_client()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await PodRuntime(settings, api).run(stop)
+    return 0

@@ -1,0 +1,182 @@
+"""The vPLC runtime assembled: scan engine, I/O scanner, Modbus and OPC UA servers, metrics/health port, retain.
+
+Start order: retained values are restored, field devices polled once, the scan starts, then the servers open.
+Stop order (SIGTERM, end of run): the safe state is written to the field outputs and the variables before
+anything else, then the scan ends, the servers close and the retained values are saved a last time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shopfloor_api.virtualplc import VirtualPLCSpec
+from shopfloor_inpod.http import HealthServer
+from shopfloor_vplc import bindings
+from shopfloor_vplc.engine import EngineConfig, ScanEngine
+from shopfloor_vplc.field_io import FieldIO
+from shopfloor_vplc.image import PlcState
+from shopfloor_vplc.metrics import RuntimeMetrics
+from shopfloor_vplc.modbus_server import ModbusServer
+from shopfloor_vplc.online_change import ChangeOutcome, online_change
+from shopfloor_vplc.opcua_server import OpcUaConfig, OpcUaServer
+from shopfloor_vplc.program import ProgramLike, retained_variables
+from shopfloor_vplc.retain import DEFAULT_INTERVAL_S, Checkpointer, RetainStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RuntimeOptions:
+    """How this process serves the spec: addresses and ports (overrides for tests and laptops), files, stores."""
+
+    host: str = "0.0.0.0"
+    modbus_port: int | None = None  # None: spec.io.modbus.port
+    opcua_port: int | None = None  # None: spec.io.opcua.port
+    http_port: int | None = 8080  # None: no health/metrics port
+    opcua_cert_dir: Path | None = None  # holds tls.crt and tls.key (the mounted certificateSecretRef)
+    retain_store: RetainStore | None = None
+    retain_interval_s: float = DEFAULT_INTERVAL_S
+    filename: str = "<program>"
+    state_listeners: list[Callable[[PlcState, str, str], None]] = field(default_factory=list)
+
+
+class PlcRuntime:
+    def __init__(self, name: str, spec: VirtualPLCSpec, program: ProgramLike, options: RuntimeOptions) -> None:
+        self.name = name
+        self.spec = spec
+        self.options = options
+        self.metrics = RuntimeMetrics()
+        self.metrics.on_state.extend(options.state_listeners)
+        self.modbus_bindings = bindings.modbus_bindings(spec, program)
+        self.devices = bindings.device_configs(spec, program)
+        self.field_io = FieldIO(self.devices) if self.devices else None
+        restore = options.retain_store.load() if options.retain_store else {}
+        self.engine = ScanEngine(
+            program,
+            EngineConfig(
+                cycle_ns=int(spec.cycle_time.seconds * 1e9),
+                watchdog_ns=int(spec.watchdog.seconds * 1e9),
+                published=bindings.published_variables(spec, program),
+                safe_state=bindings.safe_state_variables(spec, program),
+                retained=retained_variables(program),
+                retain_capture_ns=int(min(options.retain_interval_s, 2.0) * 1e9),
+                realtime_priority=spec.realtime_priority,
+            ),
+            field_io=self.field_io,
+            listener=self.metrics,
+            restore=restore,
+        )
+        self.modbus: ModbusServer | None = None
+        self.opcua: OpcUaServer | None = None
+        self.http: HealthServer | None = None
+        self.checkpointer: Checkpointer | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopped = False
+
+    @property
+    def all_bindings(self) -> list[bindings.Binding]:
+        found = list(self.modbus_bindings)
+        for device in self.devices:
+            found += list(device.inputs) + list(device.outputs)
+        return found
+
+    def ready(self) -> tuple[bool, str]:
+        state = self.engine.state
+        if state is PlcState.RUNNING:
+            return True, f"running {self.engine.program.revision}"
+        return False, f"{state.value}: {self.engine.fault}" if self.engine.fault else state.value
+
+    async def start(self) -> None:
+        if self.field_io is not None:
+            await self.field_io.start()
+            self._tasks.append(asyncio.create_task(self._watch_devices(), name="field-device-metrics"))
+        self.engine.start()
+        realtime = self.engine.realtime
+        if realtime is not None:
+            self.metrics.realtime_granted.set(1 if realtime.granted else 0)
+            log.info("real-time: %s", realtime.detail)
+        io = self.spec.io
+        if io.modbus.enabled:
+            port = io.modbus.port if self.options.modbus_port is None else self.options.modbus_port
+            self.modbus = ModbusServer(
+                self.modbus_bindings,
+                lambda: self.engine.snapshot,
+                self.engine.writes,
+                host=self.options.host,
+                port=port,
+                unit_id=io.modbus.unit_id,
+                on_request=self.metrics.modbus_request,
+            )
+            await self.modbus.start()
+        if io.opcua.enabled:
+            self.opcua = OpcUaServer(self._opcua_config(), lambda: self.engine.snapshot, self.engine.writes,
+                                     on_sessions=self.metrics.opcua_sessions.set)  # fmt: skip
+            await self.opcua.start()
+        if self.options.http_port is not None:
+            self.http = HealthServer(self.metrics.registry, self.ready, self.options.host, self.options.http_port)
+            await self.http.start()
+        if self.options.retain_store is not None and self.engine.config.retained:
+            self.checkpointer = Checkpointer(
+                self.options.retain_store,
+                lambda: (self.engine.program.revision, self.engine.retained_values),
+                self.options.retain_interval_s,
+            )
+            self._tasks.append(asyncio.create_task(self.checkpointer.run(), name="retain-checkpoint"))
+
+    def _opcua_config(self) -> OpcUaConfig:
+        opcua = self.spec.io.opcua
+        cert_dir = self.options.opcua_cert_dir
+        return OpcUaConfig(
+            host=self.options.host,
+            port=opcua.port if self.options.opcua_port is None else self.options.opcua_port,
+            program=self.engine.program.entrypoint,
+            variables=bindings.opcua_variables(self.engine.program),
+            writable=opcua.writable,
+            security_policies=[policy.value for policy in opcua.security_policies],
+            certificate=cert_dir / "tls.crt" if cert_dir else None,
+            private_key=cert_dir / "tls.key" if cert_dir else None,
+            allow_anonymous=opcua.allow_anonymous,
+            trusted_user_certificates=sorted((cert_dir / "users").glob("*.der")) if cert_dir else (),
+        )
+
+    async def _watch_devices(self) -> None:
+        assert self.field_io is not None
+        while True:
+            for link in self.field_io.links:
+                self.metrics.field_device_up.labels(link.config.name).set(1 if link.healthy else 0)
+            await asyncio.sleep(1.0)
+
+    async def apply_source(self, source: str) -> ChangeOutcome:
+        """Online change to `source`; refused changes leave the running program as it is."""
+        outcome = await online_change(self.engine, self.spec, self.all_bindings, source, self.options.filename)
+        if not outcome.unchanged:
+            self.metrics.online_changes.labels("accepted" if outcome.accepted else "refused").inc()
+        return outcome
+
+    async def shutdown(self) -> None:
+        """Safe state first (field outputs, then variables), then everything else closes."""
+        if self._stopped:
+            return
+        self._stopped = True
+        if self.field_io is not None:
+            await self.field_io.write_safe_state(self.engine.config.safe_state or {})
+        await asyncio.to_thread(self.engine.stop)
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.checkpointer is not None:
+            await self.checkpointer.save_if_changed()
+        if self.modbus is not None:
+            await self.modbus.stop()
+        if self.opcua is not None:
+            await self.opcua.stop()
+        if self.http is not None:
+            await self.http.stop()
+        if self.field_io is not None:
+            await self.field_io.stop()
