@@ -73,7 +73,7 @@ def _register_fbs(ctx: Context, unit: m.SourceUnit) -> None:
 def _scope_for(ctx: Context, pou: m.Pou, globals_: dict[str, Symbol]) -> Scope:
     scope = Scope(pou.kind, pou.name, globals=globals_)
     if pou.kind == "FUNCTION":
-        declare_vars(ctx, scope, pou.decls, {"VAR": "v_"})
+        declare_vars(ctx, scope, pou.decls, {"VAR": ""})
         if pou.return_type is not None:
             ret = ctx.resolve_type(pou.return_type, scope)
             if ret is not None:

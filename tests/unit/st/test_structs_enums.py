@@ -1,0 +1,64 @@
+PRELUDE = """
+TYPE
+  Mode : (Idle, Filling, Draining := 5, Fault);
+  Valve : STRUCT
+    Open : BOOL;
+    Position : REAL := 0.5;
+  END_STRUCT;
+  Tank : STRUCT
+    Level : REAL := 1.5;
+    Inlet : Valve;
+    History : ARRAY[1..3] OF INT := [3(7)];
+    State : Mode := Filling;
+  END_STRUCT;
+  Percent : INT;
+  Small : INT(0..100);
+END_TYPE
+"""
+
+
+def test_struct_defaults_and_nesting(run) -> None:
+    snap = run("t : Tank;", "", prelude=PRELUDE)
+    assert snap["t"] == {
+        "Level": 1.5,
+        "Inlet": {"Open": False, "Position": 0.5},
+        "History": [7, 7, 7],
+        "State": "Filling",
+    }
+
+
+def test_struct_member_access_and_initialiser(run) -> None:
+    decls = "t : Tank := (Level := 2.0, Inlet := (Open := TRUE)); l : REAL; o : BOOL;"
+    body = "t.History[2] := 1; t.Inlet.Position := t.Level * 2.0; l := t.Inlet.Position; o := t.Inlet.Open;"
+    snap = run(decls, body, prelude=PRELUDE)
+    assert snap["l"] == 4.0 and snap["o"] is True
+    assert snap["t"]["History"] == [7, 1, 7]
+
+
+def test_struct_assignment_copies(run) -> None:
+    snap = run("a : Valve; b : Valve;", "a.Open := TRUE; b := a; b.Position := 0.0;", prelude=PRELUDE)
+    assert snap["a"] == {"Open": True, "Position": 0.5}
+    assert snap["b"] == {"Open": True, "Position": 0.0}
+
+
+def test_enum_values_and_comparison(run) -> None:
+    decls = "m : Mode; n : Mode := Mode#Fault; isIdle : BOOL; v : INT;"
+    body = "isIdle := m = Idle; m := Draining; v := Mode_TO_INT(n);"
+    snap = run(decls, body.replace("Mode_TO_INT(n)", "TO_INT(n)"), prelude=PRELUDE)
+    assert snap["m"] == "Draining" and snap["n"] == "Fault" and snap["isIdle"] is True
+    assert snap["v"] == 6  # Fault follows Draining := 5
+
+
+def test_alias_and_subrange_types(run) -> None:
+    snap = run("p : Percent := 5; s : Small := 50;", "p := p + s;", prelude=PRELUDE)
+    assert snap["p"] == 55
+
+
+def test_enum_type_mismatch(errors) -> None:
+    source = PRELUDE + "PROGRAM Main\nVAR m : Mode; i : INT; END_VAR\nm := i;\nEND_PROGRAM"
+    assert errors(source) == ["bad.st:19:6: type mismatch: cannot assign INT to Mode"]
+
+
+def test_unknown_member(errors) -> None:
+    source = PRELUDE + "PROGRAM Main\nVAR t : Tank; END_VAR\nt.Volume := 1.0;\nEND_PROGRAM"
+    assert errors(source) == ["bad.st:19:1: Tank has no member 'Volume'"]
