@@ -41,11 +41,11 @@ def check_target(gen: ExprGen, node: m.Expr, target: Value) -> bool:
         return False
     root = _root_name(node)
     root_symbol = gen.scope.lookup(root.name) if root else None
+    if root_symbol is not None and root_symbol.constant:
+        gen.error(node, f"cannot assign to constant {root_symbol.name!r}")
+        return False
     if not target.lvalue or root_symbol is None:
         gen.error(node, "cannot assign to this expression")
-        return False
-    if root_symbol.constant:
-        gen.error(node, f"cannot assign to constant {root_symbol.name!r}")
         return False
     if root_symbol.section == "VAR_INPUT" and gen.scope.pou_kind != "PROGRAM":
         gen.error(node, f"cannot assign to input {root_symbol.name!r}")

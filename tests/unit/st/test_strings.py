@@ -1,0 +1,53 @@
+import pytest
+
+
+@pytest.mark.parametrize(
+    ("expr", "expected"),
+    [
+        ("LEN('hello')", 5),
+        ("LEN('')", 0),
+        ("FIND('abcabc', 'ca')", 3),
+        ("FIND('abc', 'x')", 0),
+    ],
+)
+def test_integer_results(run, expr: str, expected: int) -> None:
+    assert run("i : INT;", f"i := {expr};")["i"] == expected
+
+
+@pytest.mark.parametrize(
+    ("expr", "expected"),
+    [
+        ("LEFT('hello', 2)", "he"),
+        ("RIGHT('hello', 3)", "llo"),
+        ("MID('hello', 3, 2)", "ell"),
+        ("CONCAT('ab', 'cd')", "abcd"),
+        ("CONCAT('a', 'b', 'c')", "abc"),
+        ("INSERT('abef', 'cd', 2)", "abcdef"),
+        ("DELETE('abcdef', 2, 3)", "abef"),  # L = 2 characters from P = 3
+        ("REPLACE('abcdef', 'XY', 3, 2)", "aXYef"),
+        ("LEFT('hi', 10)", "hi"),
+        ("RIGHT('hi', 0)", ""),
+    ],
+)
+def test_string_results(run, expr: str, expected: str) -> None:
+    assert run("s : STRING;", f"s := {expr};")["s"] == expected
+
+
+def test_string_length_limit_on_assignment(run) -> None:
+    snap = run("s : STRING(5); t : STRING;", "t := 'abcdefgh'; s := t; s := CONCAT(s, 'zz');")
+    assert snap["s"] == "abcde"
+
+
+def test_default_string_length_is_80(run) -> None:
+    snap = run("s : STRING; i : INT;", "FOR i := 1 TO 100 DO s := CONCAT(s, 'x'); END_FOR;")
+    assert snap["s"] == "x" * 80
+
+
+def test_string_with_variables(run) -> None:
+    snap = run("a : STRING := 'Tank'; n : INT := 7; s : STRING;", "s := CONCAT(a, INT_TO_STRING(n));")
+    assert snap["s"] == "Tank7"
+
+
+def test_string_to_number_type_mismatch(errors) -> None:
+    source = "PROGRAM Main\nVAR s : STRING; i : INT; END_VAR\ni := s;\nEND_PROGRAM"
+    assert errors(source) == ["bad.st:3:6: type mismatch: cannot assign STRING to INT"]
