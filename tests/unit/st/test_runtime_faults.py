@@ -32,7 +32,8 @@ def test_array_index_out_of_range_names_line_and_index() -> None:
 
 
 def test_index_fault_inside_a_function_names_the_function_line() -> None:
-    prelude = "FUNCTION Get : INT\nVAR_INPUT i : INT; END_VAR\nVAR a : ARRAY[0..1] OF INT; END_VAR\nGet := a[i];\nEND_FUNCTION\n"
+    prelude = "FUNCTION Get : INT\nVAR_INPUT i : INT; END_VAR\nVAR a : ARRAY[0..1] OF INT; END_VAR\n"
+    prelude += "Get := a[i];\nEND_FUNCTION\n"
     fault = fault_of("x := Get(2);", "x : INT;", prelude)
     assert (fault.message, fault.line, fault.col) == ("array index 2 out of range 0..1", 4, 10)
 
