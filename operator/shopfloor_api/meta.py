@@ -25,3 +25,5 @@ class ObjectMeta(ShopfloorModel):
     namespace: str = Field("default", max_length=63, description="Namespace.")
     labels: dict[str, str] = Field(default_factory=dict, description="Labels.")
     annotations: dict[str, str] = Field(default_factory=dict, description="Annotations.")
+    uid: str = Field("", description="Set by the API server.")
+    generation: int = Field(0, description="Set by the API server; increases with every spec change.")

@@ -278,6 +278,7 @@ class ProtocolBridgeStatus(ShopfloorModel):
     observed_generation: int = Field(0, description="The generation of the spec this status describes.")
     node_name: str = Field("", description="Node the bridge's pod is bound to.")
     pod_name: str = Field("", description="The bridge's pod.")
+    replacements: int = Field(0, description="How many times the operator replaced the bridge's pod.")
     conditions: list[Condition] = Field(default_factory=list, description="Ready, Reconciling, Stalled, Scheduled.")
 
 

@@ -321,7 +321,11 @@ class ProgramStatus(ShopfloorModel):
     desired_revision: str = Field("", description="Revision compiled from the current spec.")
     active_revision: str = Field("", description="Revision the runtime reports running.")
     last_known_good_revision: str = Field("", description="Last revision that passed verification.")
-    switched_at: str = Field("", description="When the runtime switched to the desired revision (RFC 3339).")
+    deployed_revision: str = Field("", description="Revision handed to the runtime (its ConfigMap).")
+    deployed_at: str = Field("", description="When the deployed revision was handed over (RFC 3339).")
+    switched_at: str = Field("", description="When the runtime reported the deployed revision active (RFC 3339).")
+    failed_revision: str = Field("", description="Revision rolled back after failing verification; not retried.")
+    message: str = Field("", description="Why the last rollback happened, or the program's first compile error.")
 
 
 class VirtualPLCStatus(ShopfloorModel):
@@ -334,6 +338,7 @@ class VirtualPLCStatus(ShopfloorModel):
     node_name: str = Field("", description="Node the PLC's pod is bound to.")
     pod_name: str = Field("", description="The PLC's pod.")
     program: ProgramStatus = Field(default_factory=ProgramStatus, description="Program revisions.")
+    replacements: int = Field(0, description="How many times the operator replaced the PLC's pod.")
     conditions: list[Condition] = Field(
         default_factory=list, description="Ready, Reconciling, Stalled, ProgramValid, Scheduled, RuntimeHealthy."
     )

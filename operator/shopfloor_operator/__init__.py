@@ -1,0 +1,1 @@
+"""The Shopfloor operator: reconciles VirtualPLC and ProtocolBridge objects into pods on edge nodes (kopf)."""

@@ -1,0 +1,91 @@
+"""Reconcile one ProtocolBridge, level-based: children, configuration, pod, status."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from shopfloor_api.loader import ManifestError, parse_manifest
+from shopfloor_api.protocolbridge import ProtocolBridge
+from shopfloor_api.virtualplc import Phase
+from shopfloor_operator import conditions
+from shopfloor_operator.builders import config, network, rbac
+from shopfloor_operator.builders.pod import spec_hash
+from shopfloor_operator.builders.workloads import bridge_workload
+from shopfloor_operator.children import ChildApplier
+from shopfloor_operator.conditions import Observation
+from shopfloor_operator.health import runtime_report
+from shopfloor_operator.kube import Kube
+from shopfloor_operator.plc import DEFAULT_RECHECK, Observed, Outcome
+from shopfloor_operator.podstep import pod_step, pod_view
+from shopfloor_operator.settings import OperatorSettings
+from shopfloor_operator.status import StatusWriter
+
+CONFIG_HASH_ANNOTATION = "shopfloor.io/config-hash"
+
+
+class BridgeReconciler:
+    def __init__(self, kube: Kube, settings: OperatorSettings, applier: ChildApplier) -> None:
+        self.kube = kube
+        self.settings = settings
+        self.applier = applier
+        self.status = StatusWriter(kube)
+
+    def reconcile(self, observed: Observed, now: datetime | None = None) -> Outcome:
+        now = now or datetime.now(UTC)
+        body = observed.body
+        status = dict(body.get("status") or {})
+        generation = int(body["metadata"].get("generation", 0))
+        try:
+            manifest = parse_manifest({**body, "status": None}, source=body["metadata"]["name"])
+        except ManifestError as error:
+            observation = Observation(conditions.STALLED, True, "InvalidSpec", "; ".join(error.problems))
+            self.status.write(body, {**status, "observedGeneration": generation}, [observation], now)
+            return Outcome(Phase.PENDING.value, DEFAULT_RECHECK)
+        assert isinstance(manifest, ProtocolBridge)
+        workload = bridge_workload(manifest, self.settings)
+        config_map = config.bridge_config_map(workload, manifest)
+        # The bridge reads its configuration at start: a new configuration is a new pod.
+        config_hash = spec_hash(config_map["data"])
+        workload = workload.with_pod_annotations({CONFIG_HASH_ANNOTATION: config_hash})
+        for child in (rbac.service_account(workload), rbac.role(workload), rbac.role_binding(workload)):
+            self.applier.apply(child)
+        self.applier.ensure_exists(config.lease(workload))
+        self.applier.apply(config_map)
+        self.applier.apply(network.service(workload))
+        self.applier.apply(network.network_policy(workload, self.settings))
+
+        incarnation = int(status.get("replacements", 0)) if status.get("podName") else None
+        pods = pod_step(self.kube, workload, self.settings, observed.pods, observed.nodes, incarnation, now)
+        live = pods.live
+        pod_name = live["metadata"]["name"] if live else ""
+        report = runtime_report(observed.lease, pod_name, now)
+        ready = bool(live and pod_view(live).ready)
+        if pods.scheduled.status is not True:
+            phase = Phase.SCHEDULING
+        elif report.state == "Faulted":
+            phase = Phase.FAULTED
+        elif report.healthy and ready:
+            phase = Phase.RUNNING
+        else:
+            phase = Phase.STARTING
+        status.update(
+            phase=phase.value,
+            observedGeneration=generation,
+            podName=pod_name,
+            nodeName=(live.get("spec") or {}).get("nodeName", "") if live else "",
+            replacements=pods.incarnation,
+        )
+        running = phase is Phase.RUNNING
+        observations = [
+            pods.scheduled,
+            Observation(conditions.RUNTIME_HEALTHY, report.healthy, report.reason, report.message),
+            Observation(conditions.READY, running, phase.value, report.message if running else f"phase {phase.value}"),
+            Observation(conditions.RECONCILING, not running and phase is not Phase.FAULTED, phase.value, ""),
+            Observation(conditions.STALLED, phase is Phase.FAULTED, phase.value, report.message if not running else ""),
+        ]
+        for kind, reason, message in self.status.write(body, status, observations, now):
+            self.kube.event(body, kind, reason, message)
+        recheck = DEFAULT_RECHECK if running else 2.0
+        if pods.recheck_after is not None:
+            recheck = min(recheck, pods.recheck_after)
+        return Outcome(phase.value, recheck, ready=running, replaced=pods.replaced_reason)

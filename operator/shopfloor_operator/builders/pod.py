@@ -1,0 +1,175 @@
+"""The workload's Pod: placement, Guaranteed QoS, restricted security context, HTTP probes, and a hash of itself.
+
+The operator manages this one Pod directly (no Deployment), so it decides exactly when a replacement starts and
+can guarantee that a PLC never runs twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from shopfloor_api.common import RealtimeMode
+from shopfloor_operator.builders.workload import Workload
+from shopfloor_operator.settings import OperatorSettings
+
+SPEC_HASH_ANNOTATION = "shopfloor.io/pod-spec-hash"
+INCARNATION_ANNOTATION = "shopfloor.io/incarnation"
+SECRETS_DIR = "/etc/shopfloor/secrets"
+RUN_AS = 65532  # the distroless "nonroot" user
+
+
+def cpu_quantity(cpus: float) -> str:
+    return str(int(cpus)) if float(cpus).is_integer() else f"{round(cpus * 1000)}m"
+
+
+def _affinity(workload: Workload, settings: OperatorSettings) -> dict[str, Any] | None:
+    node_affinity: dict[str, Any] = {}
+    if workload.placement.node_name:
+        # Pinned through the scheduler (like DaemonSets do), not spec.nodeName: taints and resources still count.
+        node_affinity["requiredDuringSchedulingIgnoredDuringExecution"] = {
+            "nodeSelectorTerms": [
+                {"matchFields": [{"key": "metadata.name", "operator": "In", "values": [workload.placement.node_name]}]}
+            ]
+        }
+    if workload.placement.realtime is RealtimeMode.PREFERRED:
+        expressions = [
+            {"key": key, "operator": "In", "values": [value]} for key, value in settings.realtime_node_selector.items()
+        ]
+        node_affinity["preferredDuringSchedulingIgnoredDuringExecution"] = [
+            {"weight": 100, "preference": {"matchExpressions": expressions}}
+        ]
+    return {"nodeAffinity": node_affinity} if node_affinity else None
+
+
+def _tolerations(workload: Workload, settings: OperatorSettings) -> list[dict[str, Any]]:
+    tolerations: list[dict[str, Any]] = []
+    if workload.placement.realtime is not RealtimeMode.NONE:
+        tolerations.append(
+            {
+                "key": settings.realtime_toleration_key,
+                "operator": "Exists",
+                "effect": settings.realtime_toleration_effect,
+            }
+        )
+    for toleration in workload.placement.tolerations:
+        tolerations.append(toleration.model_dump(mode="json", exclude_none=True, exclude_defaults=False))
+    return tolerations
+
+
+def _node_selector(workload: Workload, settings: OperatorSettings) -> dict[str, str]:
+    selector = dict(workload.placement.node_selector)
+    if workload.placement.realtime is RealtimeMode.REQUIRED:
+        selector.update(settings.realtime_node_selector)
+    return selector
+
+
+def _env(workload: Workload, settings: OperatorSettings) -> list[dict[str, Any]]:
+    def field_ref(path: str) -> dict[str, Any]:
+        return {"fieldRef": {"fieldPath": path}}
+
+    return [
+        {"name": "SHOPFLOOR_KIND", "value": workload.kind},
+        {"name": "SHOPFLOOR_NAME", "value": workload.name},
+        {"name": "SHOPFLOOR_NAMESPACE", "valueFrom": field_ref("metadata.namespace")},
+        {"name": "SHOPFLOOR_POD_NAME", "valueFrom": field_ref("metadata.name")},
+        {"name": "SHOPFLOOR_CONFIGMAP", "value": workload.config_map_name},
+        {"name": "SHOPFLOOR_LEASE", "value": workload.lease_name},
+        {"name": "SHOPFLOOR_RETAIN_CONFIGMAP", "value": workload.retain_config_map_name},
+        {"name": "SHOPFLOOR_HTTP_PORT", "value": str(settings.health_port)},
+        {"name": "SHOPFLOOR_SECRETS_DIR", "value": SECRETS_DIR},
+    ]
+
+
+def _container(workload: Workload, settings: OperatorSettings) -> dict[str, Any]:
+    capabilities: dict[str, Any] = {"drop": ["ALL"]}
+    if workload.realtime_priority > 0:
+        capabilities["add"] = ["SYS_NICE", "IPC_LOCK"]
+    resources = {"cpu": cpu_quantity(workload.cpus), "memory": str(workload.memory)}
+    ports = [
+        {"name": port.name, "containerPort": port.container_port, "protocol": "TCP"} for port in workload.service_ports
+    ]
+
+    def probe(path: str, period: int, failures: int) -> dict[str, Any]:
+        return {
+            "httpGet": {"path": path, "port": "http"},
+            "periodSeconds": period,
+            "timeoutSeconds": 1,
+            "failureThreshold": failures,
+        }
+
+    return {
+        "name": workload.component,
+        "image": workload.image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "args": list(workload.args),
+        "env": _env(workload, settings),
+        "ports": ports,
+        # requests == limits with whole cpus: Guaranteed QoS, exclusive cores under the static CPU manager.
+        "resources": {"requests": dict(resources), "limits": dict(resources)},
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": capabilities,
+        },
+        # HTTP probes only: exec probes fork inside the pod and disturb exclusive cores.
+        "startupProbe": probe("/healthz", 1, 60),
+        "livenessProbe": probe("/healthz", 5, 3),
+        "readinessProbe": probe("/readyz", 2, 2),
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}]
+        + [
+            {"name": f"secret-{name}", "mountPath": f"{SECRETS_DIR}/{name}", "readOnly": True}
+            for name in workload.secret_names
+        ],
+    }
+
+
+def pod_spec(workload: Workload, settings: OperatorSettings) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "serviceAccountName": workload.service_account_name,
+        "automountServiceAccountToken": True,
+        "enableServiceLinks": False,
+        "restartPolicy": "Always",
+        "terminationGracePeriodSeconds": settings.termination_grace_seconds,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUN_AS,
+            "runAsGroup": RUN_AS,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [_container(workload, settings)],
+        "volumes": [{"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}}]
+        + [{"name": f"secret-{name}", "secret": {"secretName": name}} for name in workload.secret_names],
+    }
+    node_selector = _node_selector(workload, settings)
+    if node_selector:
+        spec["nodeSelector"] = node_selector
+    affinity = _affinity(workload, settings)
+    if affinity:
+        spec["affinity"] = affinity
+    tolerations = _tolerations(workload, settings)
+    if tolerations:
+        spec["tolerations"] = tolerations
+    if workload.placement.runtime_class_name:
+        spec["runtimeClassName"] = workload.placement.runtime_class_name
+    if workload.placement.priority_class_name:
+        spec["priorityClassName"] = workload.placement.priority_class_name
+    return spec
+
+
+def spec_hash(spec: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+
+
+def pod(workload: Workload, settings: OperatorSettings, incarnation: int) -> dict[str, Any]:
+    """The complete Pod of one incarnation of the workload."""
+    spec = pod_spec(workload, settings)
+    metadata = workload.metadata(workload.pod_name(incarnation), labels=workload.extra_pod_labels)
+    metadata["annotations"] = {
+        **workload.pod_annotations,
+        SPEC_HASH_ANNOTATION: spec_hash({"spec": spec, "annotations": workload.pod_annotations}),
+        INCARNATION_ANNOTATION: str(incarnation),
+    }
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}

@@ -1,0 +1,126 @@
+"""The glue between kopf's watches and the reconcilers: fresh inputs, one reconcile at a time per object, metrics,
+and wake-ups when something an object depends on changes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from asyncio import FIRST_COMPLETED
+from typing import Any
+
+from kubernetes import client
+
+from shopfloor_operator.bridge import BridgeReconciler
+from shopfloor_operator.children import ChildApplier
+from shopfloor_operator.kube import Kube, KubeError, object_path
+from shopfloor_operator.metrics import OperatorMetrics
+from shopfloor_operator.plc import Observed, Outcome, PlcReconciler
+from shopfloor_operator.settings import OperatorSettings
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, str, str]  # (kind, namespace, name)
+CONTROLLERS = {"VirtualPLC": "virtualplc", "ProtocolBridge": "protocolbridge"}
+ERROR_RECHECK = 5.0
+
+
+def _version(body: dict[str, Any]) -> int:
+    text = str((body.get("metadata") or {}).get("resourceVersion", "0"))
+    return int(text) if text.isdigit() else 0
+
+
+class Controller:
+    def __init__(self, api_client: client.ApiClient, settings: OperatorSettings) -> None:
+        self.settings = settings
+        self.kube = Kube(api_client)
+        self.metrics = OperatorMetrics()
+        applier = ChildApplier(self.kube)
+        self.reconcilers: dict[str, PlcReconciler | BridgeReconciler] = {
+            "VirtualPLC": PlcReconciler(self.kube, settings, applier),
+            "ProtocolBridge": BridgeReconciler(self.kube, settings, applier),
+        }
+        self._wakeups: dict[Key, asyncio.Event] = {}
+        self._latest: dict[Key, dict[str, Any]] = {}  # the newest body we wrote, until the watch catches up
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ wake-ups (event loop only)
+
+    def wakeup_event(self, key: Key) -> asyncio.Event:
+        return self._wakeups.setdefault(key, asyncio.Event())
+
+    def wake(self, key: Key) -> None:
+        event = self._wakeups.get(key)
+        if event is not None:
+            event.set()
+
+    def forget(self, key: Key, uid: str) -> None:
+        self._wakeups.pop(key, None)
+        with self._lock:
+            self._latest.pop(key, None)
+        self.metrics.forget(CONTROLLERS[key[0]], uid)
+
+    async def run_object(self, key: Key, inputs: Any, stopped: Any) -> None:
+        """Reconcile `key` until kopf stops its daemon: at once, then whenever woken or due again."""
+        wakeup = self.wakeup_event(key)
+        while not stopped:
+            wakeup.clear()
+            observed = inputs()
+            outcome = await asyncio.to_thread(self.reconcile, key, observed)
+            woken = asyncio.ensure_future(wakeup.wait())
+            stopping = asyncio.ensure_future(stopped.wait())
+            try:
+                await asyncio.wait({woken, stopping}, timeout=outcome.recheck_after, return_when=FIRST_COMPLETED)
+            finally:
+                woken.cancel()
+                stopping.cancel()
+
+    # ------------------------------------------------------------------ reconcile (worker thread)
+
+    def reconcile(self, key: Key, observed: Observed) -> Outcome:
+        kind, namespace, name = key
+        controller = CONTROLLERS[kind]
+        with self._lock:
+            latest = self._latest.get(key)
+        if latest is not None and _version(latest) > _version(observed.body):
+            observed.body = latest  # our own status write is not in the watch yet
+        self._confirm_pods(observed, namespace)
+        requests_before = self.kube.requests
+        started = time.perf_counter()
+        try:
+            outcome = self.reconcilers[kind].reconcile(observed)
+        except KubeError as error:
+            # Conflicts and transient API errors: look again shortly, level-based.
+            result = "requeue_after" if error.status in (409, 429) or error.status >= 500 else "error"
+            log.warning("%s %s/%s: %s", kind, namespace, name, error)
+            self.metrics.reconcile_total.labels(controller, result).inc()
+            return Outcome("", ERROR_RECHECK)
+        except Exception:
+            log.exception("%s %s/%s: reconcile failed", kind, namespace, name)
+            self.metrics.reconcile_total.labels(controller, "error").inc()
+            return Outcome("", ERROR_RECHECK)
+        finally:
+            self.metrics.reconcile_time.labels(controller).observe(time.perf_counter() - started)
+            self.metrics.api_requests_total.inc(self.kube.requests - requests_before)
+        self.metrics.reconcile_total.labels(controller, "success").inc()
+        if outcome.replaced:
+            self.metrics.replacements_total.labels(controller).inc()
+        if outcome.rolled_back:
+            self.metrics.rollbacks_total.inc()
+        metadata = observed.body["metadata"]
+        self.metrics.observe(
+            controller, metadata.get("uid", ""), int(metadata.get("generation", 0)), outcome.phase, outcome.ready
+        )
+        with self._lock:
+            self._latest[key] = observed.body
+        return outcome
+
+    def _confirm_pods(self, observed: Observed, namespace: str) -> None:
+        """The status names a pod the watch has not shown yet (just created): ask, so no second pod is made."""
+        expected = (observed.body.get("status") or {}).get("podName")
+        if not expected or any(p["metadata"]["name"] == expected for p in observed.pods):
+            return
+        found = self.kube.get(object_path("v1", "Pod", namespace, expected))
+        if found is not None:
+            observed.pods = [*observed.pods, found]

@@ -1,0 +1,105 @@
+"""`shopfloor-operator`: settings from the environment and flags, kopf wiring, metrics and health endpoints."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from typing import Any
+
+import kopf
+from kubernetes import client, config
+
+from shopfloor_operator.controller import Controller
+from shopfloor_operator.handlers import register
+from shopfloor_operator.settings import OperatorSettings, settings_from_environment
+
+log = logging.getLogger("shopfloor_operator")
+
+
+def kopf_settings(settings: OperatorSettings) -> kopf.OperatorSettings:
+    configured = kopf.OperatorSettings()
+    # Without timeouts a silent connection (a load balancer dropping it) freezes watches forever.
+    configured.watching.server_timeout = settings.watch_timeout_seconds
+    configured.watching.client_timeout = settings.watch_timeout_seconds + 15
+    configured.watching.connect_timeout = 10
+    configured.watching.inactivity_timeout = settings.watch_timeout_seconds + 30
+    configured.peering.name = settings.peering_name
+    configured.peering.priority = settings.priority
+    configured.peering.standalone = settings.standalone
+    configured.peering.mandatory = not settings.standalone
+    configured.peering.clusterwide = not settings.namespaces
+    configured.posting.level = logging.WARNING  # our own Events describe transitions; kopf's would duplicate them
+    configured.execution.max_workers = 8
+    return configured
+
+
+def load_api_client() -> client.ApiClient:
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    return client.ApiClient()
+
+
+async def run(
+    settings: OperatorSettings,
+    api_client: client.ApiClient,
+    stop_flag: asyncio.Event | threading.Event | None = None,
+    ready_flag: asyncio.Event | threading.Event | None = None,
+) -> Controller:
+    """Run until stopped; returns the controller (its metrics) for the caller's inspection."""
+    controller = Controller(api_client, settings)
+    registry = kopf.OperatorRegistry()
+    register(registry, controller)
+
+    @kopf.on.probe(id="reconciling", registry=registry)
+    def reconciling(**_: Any) -> bool:
+        return True
+
+    @kopf.on.login(registry=registry)
+    def login(**_: Any) -> kopf.ConnectionInfo | None:
+        return _connection_info(api_client)
+
+    if settings.metrics_port:
+        controller.metrics.serve(settings.metrics_port)
+    await kopf.operator(
+        registry=registry,
+        settings=kopf_settings(settings),
+        liveness_endpoint=settings.liveness_endpoint or None,
+        clusterwide=not settings.namespaces,
+        namespaces=settings.namespaces,
+        stop_flag=stop_flag,
+        ready_flag=ready_flag,
+    )
+    return controller
+
+
+def _connection_info(api_client: client.ApiClient) -> kopf.ConnectionInfo:
+    """kopf uses the same credentials as our REST client (one kubeconfig, one identity)."""
+    configuration = api_client.configuration
+    token = (configuration.api_key or {}).get("authorization", "") or (configuration.api_key or {}).get(
+        "BearerToken", ""
+    )
+    return kopf.ConnectionInfo(
+        server=configuration.host,
+        ca_path=configuration.ssl_ca_cert,
+        insecure=not configuration.verify_ssl,
+        certificate_path=configuration.cert_file,
+        private_key_path=configuration.key_file,
+        token=token.removeprefix("Bearer ").strip() or None,
+        scheme="Bearer" if token else None,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    import sys
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # one line per indexed event otherwise
+    settings = settings_from_environment(sys.argv[1:] if argv is None else argv)
+    asyncio.run(run(settings, load_api_client()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+"""Pure planner of program updates of one PLC: deploy, wait for the runtime, verify, promote or roll back.
+
+State in, the next single action out; the clock is passed in, so tests step through time without sleeping.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from shopfloor_operator.health import RuntimeReport
+
+ACTIVATION_TIMEOUT = timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class ProgramState:
+    desired: str | None  # revision of the spec's program; None while it does not compile
+    deployed: str  # revision in the runtime ConfigMap
+    deployed_at: datetime | None
+    last_known_good: str
+    failed: str  # revision rolled back; not deployed again until the spec changes
+    switched_at: datetime | None  # when the runtime first reported `deployed` active
+    restart: bool  # updateStrategy Restart: a new revision replaces the pod
+    verify_for: timedelta
+    report: RuntimeReport
+    pod_ready: bool
+    activation_timeout: timedelta = ACTIVATION_TIMEOUT
+
+
+@dataclass(frozen=True)
+class Deploy:
+    revision: str
+    restart: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class Switched:
+    """The runtime reports the deployed revision: start the verification period."""
+
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Promote:
+    """Verified: the deployed revision becomes the last known good."""
+
+    revision: str
+
+
+@dataclass(frozen=True)
+class Rollback:
+    to_revision: str
+    failed_revision: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Fail:
+    """Verification failed and there is nothing to roll back to (the first revision)."""
+
+    failed_revision: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Wait:
+    reason: str
+    recheck_after: float  # seconds
+
+
+@dataclass(frozen=True)
+class Steady:
+    """Nothing to do: the deployed revision is verified, or failed and waits for a new spec."""
+
+
+Action = Deploy | Switched | Promote | Rollback | Fail | Wait | Steady
+
+
+def plan(state: ProgramState, now: datetime) -> Action:
+    if state.desired and state.desired not in (state.deployed, state.failed):
+        restart = state.restart and bool(state.deployed)
+        how = "replacing the pod" if restart else "online change"
+        return Deploy(state.desired, restart, f"new program revision {state.desired} ({how})")
+    if not state.deployed:
+        return Wait("no valid program to deploy", 30.0)
+    if state.deployed in (state.last_known_good, state.failed):
+        return Steady()  # verified, or failed with nothing to roll back to: waits for a new spec
+    report = state.report
+    if state.switched_at is None:
+        if report.active_revision == state.deployed and report.healthy:
+            return Switched(now)
+        if report.state == "Faulted":
+            return _failed(state, f"the runtime faulted loading {state.deployed}: {report.message}")
+        waited = now - (state.deployed_at or now)
+        if waited > state.activation_timeout:
+            seconds = int(state.activation_timeout.total_seconds())
+            return _failed(state, f"the runtime did not activate {state.deployed} within {seconds}s ({report.message})")
+        remaining = (state.activation_timeout - waited).total_seconds()
+        return Wait(f"waiting for the runtime to activate {state.deployed}", max(1.0, min(remaining, 5.0)))
+    if not report.healthy:
+        return _failed(state, report.message)
+    if not state.pod_ready:
+        return _failed(state, "the pod failed its readiness probe")
+    verified = now - state.switched_at
+    if verified >= state.verify_for:
+        return Promote(state.deployed)
+    return Wait(f"verifying {state.deployed}", max(0.5, min((state.verify_for - verified).total_seconds(), 5.0)))
+
+
+def _failed(state: ProgramState, reason: str) -> Rollback | Fail:
+    if state.last_known_good:
+        return Rollback(state.last_known_good, state.deployed, reason)
+    return Fail(state.deployed, reason)

@@ -1,0 +1,129 @@
+"""Phase and conditions from what the reconciler found, and writing them to the status subresource on change."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from shopfloor_api.virtualplc import Phase
+from shopfloor_operator import conditions
+from shopfloor_operator.conditions import Observation
+from shopfloor_operator.health import RuntimeReport
+from shopfloor_operator.kube import Kube, object_path
+from shopfloor_operator.program import ProgramCheck
+
+ACTIVE_PHASES = (Phase.PENDING, Phase.SCHEDULING, Phase.STARTING, Phase.UPDATING)
+
+# (condition, new status) -> Event (type, reason) for transitions a human wants to see.
+TRANSITION_EVENTS = {
+    (conditions.READY, "True"): ("Normal", "Ready"),
+    (conditions.PROGRAM_VALID, "False"): ("Warning", "ProgramInvalid"),
+    (conditions.SCHEDULED, "False"): ("Warning", "NotScheduled"),
+    (conditions.SCHEDULED, "True"): ("Normal", "Scheduled"),
+    (conditions.RUNTIME_HEALTHY, "False"): ("Warning", "RuntimeUnhealthy"),
+    (conditions.STALLED, "True"): ("Warning", "Stalled"),
+}
+
+
+def phase_of(program: dict[str, Any], report: RuntimeReport, scheduled: Observation | None, pod_ready: bool) -> Phase:
+    deployed, good, failed = (
+        program.get(k, "") for k in ("deployedRevision", "lastKnownGoodRevision", "failedRevision")
+    )
+    if not deployed:
+        return Phase.PENDING
+    if scheduled is None or scheduled.status is not True:
+        return Phase.SCHEDULING
+    if (failed and deployed == failed) or (report.state == "Faulted" and deployed == good):
+        return Phase.FAULTED
+    if failed and failed == program.get("desiredRevision"):
+        return Phase.DEGRADED
+    if deployed != good:
+        return Phase.UPDATING if good else Phase.STARTING
+    if report.healthy and pod_ready:
+        return Phase.RUNNING
+    return Phase.STARTING
+
+
+def conditions_for(
+    check: ProgramCheck,
+    program: dict[str, Any],
+    report: RuntimeReport,
+    scheduled: Observation | None,
+    pod_ready: bool,
+) -> tuple[str, list[Observation]]:
+    phase = phase_of(program, report, scheduled, pod_ready)
+    rolled_back = phase is Phase.DEGRADED
+    stalled_reason = ""
+    if not check.valid:
+        stalled_reason, stalled_message = check.reason, check.message
+    elif rolled_back:
+        stalled_reason, stalled_message = "RolledBack", program.get("message", "")
+    elif phase is Phase.FAULTED:
+        stalled_reason, stalled_message = "Faulted", program.get("message", "") or report.message
+    ready = phase is Phase.RUNNING and check.valid
+    observations = [
+        Observation(conditions.PROGRAM_VALID, check.valid, check.reason, check.message),
+        scheduled or Observation(conditions.SCHEDULED, None, "Pending", "no program deployed yet"),
+        Observation(conditions.RUNTIME_HEALTHY, report.healthy, report.reason, report.message),
+        Observation(
+            conditions.DEGRADED,
+            rolled_back,
+            "RolledBack" if rolled_back else "AsExpected",
+            program.get("message", "") if rolled_back else "",
+        ),
+        Observation(conditions.READY, ready, phase.value, report.message if ready else f"phase {phase.value}"),
+        Observation(
+            conditions.RECONCILING,
+            phase in ACTIVE_PHASES and not stalled_reason,
+            phase.value,
+            f"phase {phase.value}",
+        ),
+        Observation(
+            conditions.STALLED,
+            bool(stalled_reason),
+            stalled_reason or "AsExpected",
+            stalled_message if stalled_reason else "",
+        ),
+    ]
+    return phase.value, observations
+
+
+def _worth_an_event(condition: dict[str, Any], before: str) -> bool:
+    """Transitions from Unknown are the normal start-up sequence, except problems a human must fix."""
+    if condition["type"] == conditions.SCHEDULED and condition["status"] == "False":
+        return bool(condition.get("reason") == "Unschedulable")
+    return before != "Unknown" or condition["type"] in (conditions.PROGRAM_VALID, conditions.STALLED, conditions.READY)
+
+
+class StatusWriter:
+    """Patches the status subresource only when something besides timestamps changed."""
+
+    def __init__(self, kube: Kube) -> None:
+        self.kube = kube
+
+    def write(
+        self, body: dict[str, Any], status: dict[str, Any], observations: list[Observation], now: datetime
+    ) -> list[tuple[str, str, str]]:
+        """Returns Events (type, reason, message) for the condition transitions it recorded."""
+        old = body.get("status") or {}
+        old_conditions = list(old.get("conditions") or [])
+        new_conditions = conditions.merge(old_conditions, observations, int(status.get("observedGeneration", 0)), now)
+        new_status = {**status, "conditions": new_conditions}
+        transitions = []
+        for condition in new_conditions:
+            before = conditions.status_of(old_conditions, condition["type"])
+            event = TRANSITION_EVENTS.get((condition["type"], condition["status"]))
+            if event and before != condition["status"] and _worth_an_event(condition, before):
+                transitions.append((event[0], event[1], condition["message"] or condition["reason"]))
+        unchanged = {k: v for k, v in old.items() if k != "conditions"} == {
+            k: v for k, v in new_status.items() if k != "conditions"
+        } and conditions.without_transition_times(old_conditions) == conditions.without_transition_times(new_conditions)
+        if not unchanged:
+            metadata = body["metadata"]
+            path = object_path(body["apiVersion"], body["kind"], metadata["namespace"], metadata["name"]) + "/status"
+            response = self.kube.merge_patch(path, {"status": new_status}) or {}
+            body["status"] = new_status
+            version = (response.get("metadata") or {}).get("resourceVersion")
+            if version:
+                body["metadata"] = {**body["metadata"], "resourceVersion": version}
+        return transitions
