@@ -21,7 +21,7 @@ from asyncua import Node, Server, ua
 from asyncua.common.callback import CallbackType, ServerItemCallback
 
 from shopfloor_bridge.metrics import BridgeMetrics
-from shopfloor_bridge.opcua_source import to_value
+from shopfloor_bridge.opcua_source import certificate_file, to_value
 from shopfloor_bridge.tags import DataType, Quality, TagTable, TagValue
 from shopfloor_bridge.writes import WriteGate
 
@@ -95,8 +95,9 @@ class OpcUaServerSink:
         await server.set_application_uri(NAMESPACE)
         server.set_security_policy([_POLICIES[p] for p in self.settings.policies])
         if self.settings.certificate is not None and self.settings.private_key is not None:
-            await server.load_certificate(str(self.settings.certificate))
-            await server.load_private_key(str(self.settings.private_key))
+            cert, key = certificate_file(self.settings.certificate), certificate_file(self.settings.private_key)
+            await server.load_certificate(cert.path_or_content, format=cert.extension)
+            await server.load_private_key(key.path_or_content, format=key.extension)
         tokens = [ua.X509IdentityToken, ua.UserNameIdentityToken]
         server.set_identity_tokens([ua.AnonymousIdentityToken, *tokens] if self.settings.allow_anonymous else tokens)
         namespace = await server.register_namespace(NAMESPACE)
@@ -114,9 +115,8 @@ class OpcUaServerSink:
         datatype = self.table.info[name].datatype
         node_id = ua.NodeId(ua.String(name), ua.Int16(namespace))
         browse_name = ua.QualifiedName(name.split("/", 1)[-1], namespace)
-        variable = await folder.add_variable(
-            node_id, browse_name, ua.Variant(None, _VARIANT[datatype]), _VARIANT[datatype]
-        )
+        initial = ua.Variant(to_value(datatype, 0), _VARIANT[datatype])
+        variable = await folder.add_variable(node_id, browse_name, initial, _VARIANT[datatype])
         await variable.write_attribute(
             ua.AttributeIds.Value,
             ua.DataValue(StatusCode=ua.StatusCode(ua.UInt32(ua.StatusCodes.BadWaitingForInitialData))),

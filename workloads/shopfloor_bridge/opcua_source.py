@@ -17,6 +17,7 @@ from typing import Any
 
 from asyncua import Client, Node, ua
 from asyncua.common.subscription import DataChangeNotif
+from asyncua.crypto import security_policies, uacrypto
 
 from shopfloor_bridge.metrics import BridgeMetrics
 from shopfloor_bridge.modbus_source import Emit, WriteError
@@ -50,12 +51,25 @@ class OpcUaSecurity:
     private_key: Path
     server_certificate: Path | None = None
 
-    def security_string(self) -> str:
+    async def apply(self, client: Client) -> None:
         name, _, mode = self.policy.rpartition("_")
-        parts = [name.replace("_", ""), mode, str(self.certificate), str(self.private_key)]
-        if self.server_certificate is not None:
-            parts.append(str(self.server_certificate))
-        return ",".join(parts)
+        policy = getattr(security_policies, "SecurityPolicy" + name.replace("_", ""), None)
+        if policy is None or mode not in ("Sign", "SignAndEncrypt"):
+            raise ValueError(f"securityPolicy: unsupported {self.policy!r}")
+        await client.set_security(
+            policy,
+            certificate_file(self.certificate),
+            certificate_file(self.private_key),
+            server_certificate=certificate_file(self.server_certificate) if self.server_certificate else None,
+            mode=getattr(ua.MessageSecurityMode, mode),
+        )
+
+
+def certificate_file(path: Path) -> uacrypto.CertProperties:
+    """A certificate or key file, PEM or DER by content (Secrets name them tls.crt/tls.key, not .pem/.der)."""
+    with path.open("rb") as f:
+        pem = f.read(11) == b"-----BEGIN "
+    return uacrypto.CertProperties(path, extension="pem" if pem else "der")
 
 
 @dataclass(frozen=True)
@@ -99,7 +113,7 @@ class OpcUaSource:
             client.application_uri = APPLICATION_URI
             try:
                 if self.device.security is not None:
-                    await client.set_security_string(self.device.security.security_string())
+                    await self.device.security.apply(client)
                 await client.connect()
                 self._client = client
                 await self._subscribe(client)
