@@ -125,6 +125,13 @@ def _volumes(pod: Mapping[str, Any], container: Mapping[str, Any]) -> list[Mount
     return mounted
 
 
+def image_entrypoint(image: str) -> list[str]:
+    """The entry point of a Shopfloor image: the command named like the image (see Dockerfile), e.g.
+    `ghcr.io/shopfloor/shopfloor-vplc:0.1.0` -> `shopfloor-vplc`. Other images have none known here."""
+    name = image.rsplit("/", 1)[-1].split("@", 1)[0].split(":", 1)[0]
+    return [name] if name in ("shopfloor-vplc", "shopfloor-bridge", "shopfloor-operator") else []
+
+
 def plan_launch(pod: Mapping[str, Any], lookup: Lookup) -> PodLaunch:
     """How to run `pod` (a workload pod bound to a node) here. Raises LaunchError naming the field."""
     metadata, spec = pod.get("metadata", {}), pod.get("spec", {})
@@ -132,11 +139,11 @@ def plan_launch(pod: Mapping[str, Any], lookup: Lookup) -> PodLaunch:
     if not containers:
         raise LaunchError("spec.containers is empty")
     container = containers[0]
-    command = [*(container.get("command") or []), *(container.get("args") or [])]
+    entrypoint = container.get("command") or image_entrypoint(container.get("image", ""))
+    command = [*entrypoint, *(container.get("args") or [])]
     if not command:
-        raise LaunchError(
-            f"spec.containers[0] ({container.get('name')}) has no command: the image entry point is unknown here"
-        )
+        name = container.get("name")
+        raise LaunchError(f"spec.containers[0] ({name}) has no command and its image no known entry point")
     labels = metadata.get("labels") or {}
     owners = metadata.get("ownerReferences") or []
     ports = {str(p.get("name") or p["containerPort"]): int(p["containerPort"]) for p in container.get("ports") or []}

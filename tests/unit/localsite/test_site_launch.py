@@ -75,7 +75,12 @@ def test_a_missing_secret_key_is_named() -> None:
 
 def test_a_pod_without_command_cannot_run_here() -> None:
     with pytest.raises(LaunchError, match=r"spec.containers\[0\] \(runtime\) has no command"):
-        plan_launch(pod(command=None, args=None), no_lookup)
+        plan_launch(pod(command=None, args=None, image="registry.example/other:1"), no_lookup)
+
+
+def test_shopfloor_images_run_their_entry_point() -> None:
+    launch = plan_launch(pod(command=None, image="ghcr.io/shopfloor/shopfloor-vplc:0.1.0"), no_lookup)
+    assert launch.command == ["shopfloor-vplc", "run", "--in-pod"]
 
 
 def test_unsupported_field_path_is_named() -> None:
