@@ -44,7 +44,7 @@ def simulate(
         try:
             _, _, typ, canonical = instance._resolve(path)
         except KeyError as exc:
-            raise ValueError(str(exc).strip("'\"")) from None
+            raise ValueError(exc.args[0]) from None
         instance.set(path, parse_text(text, typ, canonical))
     for cycle in range(cycles):
         instance.scan(cycle * cycle_time_ns)
