@@ -147,7 +147,7 @@ def test_simulate_parses_overrides_per_type(path: str, text: str, expected: obje
 
 
 def test_simulate_rejects_bad_override() -> None:
-    with pytest.raises(ValueError, match="^Count: cannot read 'abc' as UDINT$"):
+    with pytest.raises(ValueError, match=r"^Count: cannot read 'abc' as UDINT$"):
         simulate(SOURCE, cycles=1, overrides={"Count": "abc"})
     with pytest.raises(ValueError, match="no variable 'Nope'"):
         simulate(SOURCE, cycles=1, overrides={"Nope": "1"})
