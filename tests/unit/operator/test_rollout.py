@@ -1,0 +1,79 @@
+"""The program rollout planner, stepped through time with an injected clock."""
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+from shopfloor_operator.health import RuntimeReport
+from shopfloor_operator.rollout import Deploy, Fail, ProgramState, Promote, Rollback, Steady, Switched, Wait, plan
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+GOOD, NEW = "sha256:" + "1" * 64, "sha256:" + "2" * 64
+HEALTHY_OLD = RuntimeReport(True, "Running", "", GOOD, "Running")
+HEALTHY_NEW = RuntimeReport(True, "Running", "", NEW, "Running")
+STEADY = ProgramState(
+    desired=GOOD,
+    deployed=GOOD,
+    deployed_at=T0,
+    last_known_good=GOOD,
+    failed="",
+    switched_at=T0,
+    restart=False,
+    verify_for=timedelta(seconds=30),
+    report=HEALTHY_OLD,
+    pod_ready=True,
+)
+
+
+def test_steady() -> None:
+    assert plan(STEADY, T0) == Steady()
+
+
+def test_new_revision_deploys_online_or_by_restart() -> None:
+    assert plan(replace(STEADY, desired=NEW), T0) == Deploy(NEW, False, f"new program revision {NEW} (online change)")
+    action = plan(replace(STEADY, desired=NEW, restart=True), T0)
+    assert isinstance(action, Deploy) and action.restart
+
+
+def test_invalid_program_keeps_running_revision() -> None:
+    assert plan(replace(STEADY, desired=None), T0) == Steady()
+
+
+def test_verify_then_promote() -> None:
+    deployed = replace(STEADY, desired=NEW, deployed=NEW, deployed_at=T0, switched_at=None)
+    assert isinstance(plan(deployed, T0 + timedelta(seconds=1)), Wait)
+    switching = replace(deployed, report=HEALTHY_NEW)
+    assert plan(switching, T0 + timedelta(seconds=2)) == Switched(T0 + timedelta(seconds=2))
+    verifying = replace(switching, switched_at=T0 + timedelta(seconds=2))
+    assert isinstance(plan(verifying, T0 + timedelta(seconds=20)), Wait)
+    assert plan(verifying, T0 + timedelta(seconds=32)) == Promote(NEW)
+
+
+def test_fault_during_verification_rolls_back() -> None:
+    faulted = RuntimeReport(False, "RuntimeFaulted", "the runtime faulted: divide by zero", NEW, "Faulted")
+    state = replace(STEADY, desired=NEW, deployed=NEW, switched_at=T0, report=faulted)
+    action = plan(state, T0 + timedelta(seconds=5))
+    assert action == Rollback(GOOD, NEW, "the runtime faulted: divide by zero")
+
+
+def test_stale_report_and_readiness_roll_back() -> None:
+    stale = RuntimeReport(False, "ReportStale", "the runtime stopped reporting", NEW, "Running")
+    state = replace(STEADY, desired=NEW, deployed=NEW, switched_at=T0, report=stale)
+    assert isinstance(plan(state, T0 + timedelta(seconds=5)), Rollback)
+    unready = replace(STEADY, desired=NEW, deployed=NEW, switched_at=T0, report=HEALTHY_NEW, pod_ready=False)
+    assert plan(unready, T0 + timedelta(seconds=5)) == Rollback(GOOD, NEW, "the pod failed its readiness probe")
+
+
+def test_never_activated_rolls_back_after_timeout() -> None:
+    state = replace(STEADY, desired=NEW, deployed=NEW, deployed_at=T0, switched_at=None)
+    assert isinstance(plan(state, T0 + timedelta(seconds=59)), Wait)
+    action = plan(state, T0 + timedelta(seconds=61))
+    assert isinstance(action, Rollback) and "did not activate" in action.reason
+
+
+def test_failed_revision_not_redeployed_and_first_failure_has_nothing_to_roll_back() -> None:
+    rolled_back = replace(STEADY, desired=NEW, failed=NEW)
+    assert plan(rolled_back, T0) == Steady()
+    faulted = RuntimeReport(False, "RuntimeFaulted", "boom", NEW, "Faulted")
+    first = replace(STEADY, desired=NEW, deployed=NEW, last_known_good="", switched_at=T0, report=faulted)
+    assert plan(first, T0) == Fail(NEW, "boom")
+    assert plan(replace(first, failed=NEW), T0) == Steady()

@@ -1,0 +1,55 @@
+"""Operator settings from environment and flags; program checks."""
+
+import pytest
+
+from shopfloor_api.common import Duration
+from shopfloor_api.virtualplc import ProgramSpec
+from shopfloor_operator.program import check_program
+from shopfloor_operator.settings import OperatorSettings
+from shopfloor_st import source_revision
+
+from .conftest import SOURCE
+
+
+def test_defaults_follow_the_design() -> None:
+    settings = OperatorSettings.from_sources({}, [])
+    assert settings.realtime_node_selector == {"feature.node.kubernetes.io/kernel-config.PREEMPT_RT": "true"}
+    assert settings.realtime_toleration_key == "shopfloor.io/realtime"
+    assert settings.node_lost_grace == Duration("10s")
+    assert settings.namespaces == []
+
+
+def test_environment_then_flags() -> None:
+    environ = {"SHOPFLOOR_NODE_LOST_GRACE": "20s", "SHOPFLOOR_NAMESPACES": "a,b", "SHOPFLOOR_STANDALONE": "true"}
+    settings = OperatorSettings.from_sources(environ, ["--node-lost-grace", "5s", "--realtime-node-selector", "rt=1"])
+    assert settings.node_lost_grace == Duration("5s")
+    assert settings.namespaces == ["a", "b"] and settings.standalone is True
+    assert settings.realtime_node_selector == {"rt": "1"}
+
+
+def test_bad_setting_names_it() -> None:
+    with pytest.raises(SystemExit, match="node_lost_grace"):
+        OperatorSettings.from_sources({"SHOPFLOOR_NODE_LOST_GRACE": "soon"}, [])
+
+
+def no_configmaps(name: str, key: str) -> str | None:
+    return None
+
+
+def test_valid_program_gets_its_revision() -> None:
+    check = check_program(ProgramSpec(source=SOURCE), no_configmaps)
+    assert check.valid and check.revision == source_revision(SOURCE)
+
+
+def test_sha256_pin_mismatch_deploys_nothing() -> None:
+    check = check_program(ProgramSpec(source=SOURCE, sha256="0" * 64), no_configmaps)
+    assert not check.valid and check.reason == "ChecksumMismatch"
+    pinned = check_program(ProgramSpec(source=SOURCE, sha256=source_revision(SOURCE)), no_configmaps)
+    assert pinned.valid
+
+
+def test_configmap_source() -> None:
+    spec = ProgramSpec.model_validate({"configMapRef": {"name": "logic", "key": "main.st"}})
+    assert check_program(spec, no_configmaps).reason == "SourceNotFound"
+    found = check_program(spec, lambda name, key: SOURCE if (name, key) == ("logic", "main.st") else None)
+    assert found.valid
