@@ -47,7 +47,7 @@ def check_target(gen: ExprGen, node: m.Expr, target: Value) -> bool:
     if not target.lvalue or root_symbol is None:
         gen.error(node, "cannot assign to this expression")
         return False
-    if root_symbol.section == "VAR_INPUT" and gen.scope.pou_kind != "PROGRAM":
+    if root_symbol.section == "VAR_INPUT":
         gen.error(node, f"cannot assign to input {root_symbol.name!r}")
         return False
     if isinstance(node, m.Member) and target.symbol is not None and target.symbol.section == "VAR_OUTPUT":

@@ -183,6 +183,11 @@ def compile_unit(source: str, filename: str) -> CompiledUnit:
                 continue
             programs[key] = (f"_P_{pou.name}", scopes[key])
             _class(ctx, module, f"_P_{pou.name}", scopes[key], pou)
+    for pou in unit.pous:
+        if pou.kind != "PROGRAM" and pou.name.upper() in scopes:
+            for symbol in scopes[pou.name.upper()].symbols.values():
+                if symbol.section in ("VAR", "VAR_TEMP") and id(symbol) not in ctx.used:
+                    ctx.warn(symbol.line, symbol.col, f"{symbol.name!r} is declared but never used")
     if ctx.errors:
         raise CompileError(sorted(ctx.errors, key=lambda d: (d.line, d.col)))
     text, line_map = _render(module.lines)

@@ -66,6 +66,7 @@ class Context:
         self.fb_types: dict[str, FbType] = {}
         self.struct_classes: dict[str, str] = {}  # struct name (upper) -> generated class name
         self.signatures: dict[str, Any] = {}  # function name (upper) -> calls.Signature
+        self.used: set[int] = set()  # id() of every Symbol an expression reads or writes
 
     def error(self, line: int, col: int, message: str) -> None:
         self.diagnostics.append(Diagnostic(self.filename, line, col, message))

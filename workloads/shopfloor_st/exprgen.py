@@ -165,6 +165,7 @@ class ExprGen:
     def expr_name(self, node: m.Name) -> Value:
         symbol = self.scope.lookup(node.name)
         if symbol is not None:
+            self.ctx.used.add(id(symbol))
             if symbol.constant and symbol.value is not None and not isinstance(symbol.value, str):
                 return Value(literal_code(symbol.value), symbol.type, symbol=symbol)
             return Value(symbol.ref, symbol.type, symbol=symbol, lvalue=True)

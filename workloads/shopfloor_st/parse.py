@@ -35,6 +35,7 @@ _SECTIONS = {
     "var_global": "VAR_GLOBAL",
     "var_external": "VAR_EXTERNAL",
 }
+_ORDERING = {"<", ">", "<=", ">="}
 _DECLARATIONS_WITH_INITIALISER = {"variable_declaration", "structure_field", "type_definition"}
 _STATEMENTS_NEEDING_SEMICOLON = {"assignment_statement", "invocation_statement", "exit_statement", "return_statement"}
 
@@ -385,6 +386,17 @@ class Converter:
         operator = self.text(op).upper()
         if operator == "**":
             return self._power(left, right, line, col)
+        if operator in _ORDERING and left.type == "binary_expression":
+            # The grammar puts = and <> on the level of < and >; IEC binds the orderings tighter: a = b < c
+            # is a = (b < c).
+            inner_op = left.child_by_field_name("operator")
+            inner_left, inner_right = left.child_by_field_name("left"), left.child_by_field_name("right")
+            if inner_op is not None and inner_left is not None and inner_right is not None:
+                equality = self.text(inner_op)
+                if equality in ("=", "<>"):
+                    rline, rcol = self.pos(inner_right)
+                    ordering = m.Binary(rline, rcol, operator, self.expr(inner_right), self.expr(right))
+                    return m.Binary(line, col, equality, self.expr(inner_left), ordering)
         return m.Binary(line, col, operator, self.expr(left), self.expr(right))
 
     def _power(self, left: Node, right: Node, line: int, col: int) -> m.Expr:

@@ -77,3 +77,17 @@ def test_str_of_compile_error_lists_every_diagnostic() -> None:
         compile_source("PROGRAM Main\na := 1;\nb := 2;\nEND_PROGRAM", "m.st")
     except CompileError as exc:
         assert str(exc) == "m.st:2:1: undeclared name 'a'\nm.st:3:1: undeclared name 'b'"
+
+
+def test_unused_local_of_a_function_block_is_a_warning() -> None:
+    source = "FUNCTION_BLOCK F\nVAR spare : INT; used : INT; END_VAR\nused := 1;\nEND_FUNCTION_BLOCK\nPROGRAM Main\nEND_PROGRAM"
+    program = compile_source(source, "w.st")
+    assert [str(w) for w in program.warnings] == ["w.st:2:5: 'spare' is declared but never used"]
+    assert program.warnings[0].severity == "warning"
+    assert [str(d) for d in check(source, "w.st")] == ["w.st:2:5: 'spare' is declared but never used"]
+
+
+def test_assigning_a_program_input(errors) -> None:
+    assert errors("PROGRAM Main\nVAR_INPUT i : INT; END_VAR\ni := 1;\nEND_PROGRAM") == [
+        "bad.st:3:1: cannot assign to input 'i'"
+    ]

@@ -63,3 +63,8 @@ def test_comparing_strings_and_times(run) -> None:
 def test_time_arithmetic(run) -> None:
     snap = run("t : TIME; u : TIME; v : TIME;", "t := T#1s + T#500ms; u := T#1s * 3; v := T#1s / 4;")
     assert snap == {"t": 1500, "u": 3000, "v": 250}
+
+
+def test_orderings_bind_tighter_than_equality(run) -> None:
+    snap = run("a : BOOL; b : BOOL; c : BOOL := TRUE;", "a := FALSE = 1 < 2; b := 2 > 1 = c;")
+    assert snap["a"] is False and snap["b"] is True
