@@ -80,7 +80,8 @@ def test_str_of_compile_error_lists_every_diagnostic() -> None:
 
 
 def test_unused_local_of_a_function_block_is_a_warning() -> None:
-    source = "FUNCTION_BLOCK F\nVAR spare : INT; used : INT; END_VAR\nused := 1;\nEND_FUNCTION_BLOCK\nPROGRAM Main\nEND_PROGRAM"
+    source = "FUNCTION_BLOCK F\nVAR spare : INT; used : INT; END_VAR\nused := 1;\nEND_FUNCTION_BLOCK\n"
+    source += "PROGRAM Main\nEND_PROGRAM"
     program = compile_source(source, "w.st")
     assert [str(w) for w in program.warnings] == ["w.st:2:5: 'spare' is declared but never used"]
     assert program.warnings[0].severity == "warning"
