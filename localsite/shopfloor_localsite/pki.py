@@ -1,5 +1,8 @@
-"""Throwaway PKI for the local control plane: a CA, the API server's serving certificate, an admin client
-certificate (group system:masters) and the service-account signing key."""
+"""Throwaway PKI for the local site: certificate authorities and the certificates they issue.
+
+The control plane gets a CA, the API server's serving certificate, an admin client certificate (group
+system:masters) and the service-account signing key; the MQTT broker gets a serving certificate of its own CA.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +17,14 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 VALIDITY = datetime.timedelta(days=30)
+LOOPBACK_NAMES = ("localhost",)
+LOOPBACK_IPS = ("127.0.0.1", "::1")
+
+
+@dataclass(frozen=True)
+class Authority:
+    certificate: x509.Certificate
+    key: ec.EllipticCurvePrivateKey
 
 
 @dataclass(frozen=True)
@@ -28,14 +39,14 @@ class ControlPlanePki:
     service_account_pub: Path
 
 
-def _write_key(path: Path, key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> None:
+def write_key(path: Path, key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> None:
     path.write_bytes(
         key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     path.chmod(0o600)
 
 
-def _write_cert(path: Path, cert: x509.Certificate) -> None:
+def write_cert(path: Path, cert: x509.Certificate) -> None:
     path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
 
@@ -59,14 +70,12 @@ def _builder(subject: x509.Name, issuer: x509.Name, public_key: ec.EllipticCurve
     )
 
 
-def create_pki(directory: Path, service_ips: list[str]) -> ControlPlanePki:
-    """Write every key and certificate the control plane needs into `directory`."""
-    directory.mkdir(parents=True, exist_ok=True)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = _name("shopfloor-local-ca")
-    ca_cert = (
-        _builder(ca_name, ca_name, ca_key.public_key())
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+def new_authority(common_name: str) -> Authority:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = _name(common_name)
+    certificate = (
+        _builder(name, name, key.public_key())
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
                 digital_signature=True,
@@ -81,35 +90,66 @@ def create_pki(directory: Path, service_ips: list[str]) -> ControlPlanePki:
             ),
             critical=True,
         )
-        .sign(ca_key, hashes.SHA256())
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
     )
+    return Authority(certificate, key)
 
-    serving_key = ec.generate_private_key(ec.SECP256R1())
-    alt_names: list[x509.GeneralName] = [
-        x509.DNSName(name)
-        for name in (
-            "localhost",
+
+def issue(
+    authority: Authority,
+    common_name: str,
+    *,
+    server_names: tuple[str, ...] = (),
+    server_ips: tuple[str, ...] = (),
+    client: bool = False,
+    organization: str | None = None,
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """A serving certificate (when names or addresses are given) or a client certificate."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    builder = _builder(_name(common_name, organization), authority.certificate.subject, key.public_key())
+    builder = builder.add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+    builder = builder.add_extension(
+        x509.AuthorityKeyIdentifier.from_issuer_public_key(authority.key.public_key()), critical=False
+    )
+    if server_names or server_ips:
+        alt_names: list[x509.GeneralName] = [x509.DNSName(name) for name in server_names]
+        alt_names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in server_ips]
+        builder = builder.add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
+    usage = ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH
+    builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+    return builder.sign(authority.key, hashes.SHA256()), key
+
+
+def loopback_server_pki(directory: Path, common_name: str) -> tuple[Path, Path, Path]:
+    """A fresh CA and a serving certificate for localhost, 127.0.0.1 and ::1: (ca_file, cert_file, key_file)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    authority = new_authority(f"{common_name} CA")
+    cert, key = issue(authority, common_name, server_names=LOOPBACK_NAMES, server_ips=LOOPBACK_IPS)
+    ca_file, cert_file, key_file = directory / "ca.pem", directory / "server.pem", directory / "server.key"
+    write_cert(ca_file, authority.certificate)
+    write_cert(cert_file, cert)
+    write_key(key_file, key)
+    return ca_file, cert_file, key_file
+
+
+def create_pki(directory: Path, service_ips: list[str]) -> ControlPlanePki:
+    """Write every key and certificate the control plane needs into `directory`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    authority = new_authority("shopfloor-local-ca")
+    serving_cert, serving_key = issue(
+        authority,
+        "kube-apiserver",
+        server_names=(
+            *LOOPBACK_NAMES,
             "kubernetes",
             "kubernetes.default",
             "kubernetes.default.svc",
             "kubernetes.default.svc.cluster.local",
-        )
-    ]
-    alt_names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ["127.0.0.1", "::1", *service_ips]]
-    serving_cert = (
-        _builder(_name("kube-apiserver"), ca_name, serving_key.public_key())
-        .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .sign(ca_key, hashes.SHA256())
+        ),
+        server_ips=(*LOOPBACK_IPS, *service_ips),
     )
-
-    admin_key = ec.generate_private_key(ec.SECP256R1())
-    admin_cert = (
-        _builder(_name("shopfloor-admin", "system:masters"), ca_name, admin_key.public_key())
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-
+    admin_cert, admin_key = issue(authority, "shopfloor-admin", client=True, organization="system:masters")
     service_account_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
     pki = ControlPlanePki(
@@ -122,13 +162,13 @@ def create_pki(directory: Path, service_ips: list[str]) -> ControlPlanePki:
         service_account_key=directory / "sa.key",
         service_account_pub=directory / "sa.pub",
     )
-    _write_cert(pki.ca_cert, ca_cert)
-    _write_key(pki.ca_key, ca_key)
-    _write_cert(pki.serving_cert, serving_cert)
-    _write_key(pki.serving_key, serving_key)
-    _write_cert(pki.admin_cert, admin_cert)
-    _write_key(pki.admin_key, admin_key)
-    _write_key(pki.service_account_key, service_account_key)
+    write_cert(pki.ca_cert, authority.certificate)
+    write_key(pki.ca_key, authority.key)
+    write_cert(pki.serving_cert, serving_cert)
+    write_key(pki.serving_key, serving_key)
+    write_cert(pki.admin_cert, admin_cert)
+    write_key(pki.admin_key, admin_key)
+    write_key(pki.service_account_key, service_account_key)
     pki.service_account_pub.write_bytes(
         service_account_key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
