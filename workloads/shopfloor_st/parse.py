@@ -200,7 +200,9 @@ class Converter:
             return m.NamedTypeRef(line, col, self.text(node))
         if kind == "string_type":
             length = node.child_by_field_name("length")
-            return m.StringTypeRef(line, col, parse_integer(self.text(length)) if length else None)
+            if length is None or length.is_missing or not self.text(length).isdigit():
+                return m.StringTypeRef(line, col, None)
+            return m.StringTypeRef(line, col, parse_integer(self.text(length)))
         if kind == "array_type":
             dims = []
             for rng in node.children_by_field_name("range"):

@@ -208,7 +208,13 @@ class Instance:
 
 def compile_source(source: str, filename: str = "<program>", entrypoint: str | None = None) -> Program:
     """Compile ST source; raises CompileError with every diagnostic found."""
-    unit = compile_unit(source, filename)
+    try:
+        unit = compile_unit(source, filename)
+    except CompileError:
+        raise
+    except Exception as exc:  # a compiler bug must not take a runtime down: report it as a diagnostic
+        message = f"internal compiler error (please report): {type(exc).__name__}: {exc}"
+        raise CompileError([Diagnostic(filename, 1, 1, message)]) from exc
     names = {key: cls[1].pou_name for key, cls in unit.programs.items()}
     if entrypoint is not None:
         if entrypoint.upper() not in names:
