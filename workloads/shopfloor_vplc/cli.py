@@ -31,7 +31,13 @@ def parse_overrides(items: list[str]) -> dict[str, str]:
     return overrides
 
 
+def print_diagnostics(plc: PlcFile | None, error: CompileError) -> None:
+    for diagnostic in error.diagnostics:
+        print(plc.locate(diagnostic) if plc else diagnostic, file=sys.stderr)
+
+
 def cmd_check(args: argparse.Namespace) -> int:
+    plc: PlcFile | None = None
     try:
         plc = load_plc_file(Path(args.file))
         program = compile_program(plc.source, plc.filename, plc.spec.program.entrypoint)
@@ -42,8 +48,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             bindings.device_configs(plc.spec, program)
             bindings.safe_state_variables(plc.spec, program)
     except CompileError as exc:
-        for diagnostic in exc.diagnostics:
-            print(diagnostic, file=sys.stderr)
+        print_diagnostics(plc, exc)
         return 1
     except (PlcFileError, BindingError) as exc:
         print(exc, file=sys.stderr)
@@ -65,8 +70,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             plc.source, plc.filename, args.cycles, cycle_ns, overrides, plc.spec.program.entrypoint or None
         )
     except CompileError as exc:
-        for diagnostic in exc.diagnostics:
-            print(diagnostic, file=sys.stderr)
+        print_diagnostics(plc, exc)
         return 1
     except ValueError as exc:
         print(f"{plc.filename}: {exc}", file=sys.stderr)
@@ -81,7 +85,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 async def run_plc(args: argparse.Namespace) -> int:
     path = Path(args.file)
     plc = load_plc_file(path)
-    program = compile_program(plc.source, plc.filename, plc.spec.program.entrypoint)
+    try:
+        program = compile_program(plc.source, plc.filename, plc.spec.program.entrypoint)
+    except CompileError as exc:
+        print_diagnostics(plc, exc)
+        return 1
     retain_file = Path(args.retain_file) if args.retain_file else path.with_name(f"{plc.name}.retain.json")
     options = RuntimeOptions(
         host=args.host or "127.0.0.1",
@@ -125,7 +133,7 @@ def _serving_line(runtime: PlcRuntime) -> str:
 
 async def _follow_file(runtime: PlcRuntime, path: Path, original: PlcFile) -> None:
     async for text in changed_contents(path):
-        source = text
+        source, updated = text, original
         if is_manifest(path):
             try:
                 updated = from_manifest_text(text, str(path))
@@ -135,7 +143,7 @@ async def _follow_file(runtime: PlcRuntime, path: Path, original: PlcFile) -> No
             if updated.spec.model_dump(exclude={"program"}) != original.spec.model_dump(exclude={"program"}):
                 print("settings outside spec.program changed: they apply at the next restart", flush=True)
             source = updated.source
-        outcome = await runtime.apply_source(source)
+        outcome = await runtime.apply_source(source, updated.locate if is_manifest(path) else None)
         print(outcome.message(), flush=True)
 
 
@@ -189,10 +197,6 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(run_plc(args))
     except (PlcFileError, BindingError, ValueError) as exc:
         print(exc, file=sys.stderr)
-        return 1
-    except CompileError as exc:
-        for diagnostic in exc.diagnostics:
-            print(diagnostic, file=sys.stderr)
         return 1
 
 

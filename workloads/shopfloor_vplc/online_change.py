@@ -5,11 +5,11 @@ running program untouched, and the outcome says why."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from shopfloor_api.virtualplc import VirtualPLCSpec
-from shopfloor_st import CompileError, compile_source
+from shopfloor_st import CompileError, Diagnostic, compile_source, source_revision
 from shopfloor_vplc.bindings import check_compatible
 from shopfloor_vplc.engine import ScanEngine
 from shopfloor_vplc.modbus_codec import Binding
@@ -42,12 +42,14 @@ async def online_change(
     bindings: Sequence[Binding],
     source: str,
     filename: str,
+    locate: Callable[[Diagnostic], Diagnostic] | None = None,
     timeout_s: float = 10.0,
 ) -> ChangeOutcome:
     try:
         program = await asyncio.to_thread(compile_program, source, filename, spec.program.entrypoint)
     except CompileError as exc:
-        return ChangeOutcome(False, "", "\n".join(str(d) for d in exc.diagnostics))
+        diagnostics = [locate(d) if locate else d for d in exc.diagnostics]
+        return ChangeOutcome(False, source_revision(source), "\n".join(str(d) for d in diagnostics))
     if program.revision == engine.program.revision:
         return ChangeOutcome(True, program.revision, unchanged=True)
     reason = check_compatible(spec, program, bindings)

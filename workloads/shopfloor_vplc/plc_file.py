@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import yaml
 
 from shopfloor_api import ManifestError, VirtualPLC, parse_manifest
 from shopfloor_api.virtualplc import VirtualPLCSpec
+from shopfloor_st import Diagnostic
 
 MANIFEST_SUFFIXES = {".yaml", ".yml", ".json"}
 
@@ -21,6 +22,17 @@ class PlcFile:
     spec: VirtualPLCSpec
     source: str
     filename: str  # what diagnostics name: the .st file, or the manifest
+    line_offset: int = 0  # where the source starts inside a manifest (a block scalar), so positions point into it
+    col_offset: int = 0
+
+    def locate(self, diagnostic: Diagnostic) -> Diagnostic:
+        """The diagnostic with its position in FILE (the manifest's lines, not the embedded source's)."""
+        return replace(
+            diagnostic,
+            filename=self.filename,
+            line=diagnostic.line + self.line_offset,
+            col=diagnostic.col + self.col_offset,
+        )
 
 
 class PlcFileError(ValueError):
@@ -51,7 +63,34 @@ def from_manifest_text(text: str, filename: str) -> PlcFile:
         raise PlcFileError(
             f"{filename}: spec.program.configMapRef is read from the cluster; put the program in spec.program.source"
         )
-    return PlcFile(manifest.metadata.name, manifest.metadata.namespace or "default", manifest.spec, source, filename)
+    namespace = manifest.metadata.namespace or "default"
+    position = source_position(text)
+    if position is None:  # a quoted scalar: name the field, since its lines are not the file's
+        return PlcFile(manifest.metadata.name, namespace, manifest.spec, source, f"{filename}[spec.program.source]")
+    return PlcFile(manifest.metadata.name, namespace, manifest.spec, source, filename, *position)
+
+
+def source_position(text: str) -> tuple[int, int] | None:
+    """(lines before, indentation) of spec.program.source when it is a `|` block scalar, else None."""
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError:
+        return None
+    node = root
+    for key in ("spec", "program", "source"):
+        if not isinstance(node, yaml.MappingNode):
+            return None
+        node = next((value for name, value in node.value if getattr(name, "value", None) == key), None)
+    if not isinstance(node, yaml.ScalarNode) or node.style != "|":
+        return None
+    lines = text.splitlines()
+    first = node.start_mark.line + 1  # the line after the `|` indicator
+    while first < len(lines) and not lines[first].strip():
+        first += 1
+    if first >= len(lines):
+        return None
+    indent = len(lines[first]) - len(lines[first].lstrip(" "))
+    return node.start_mark.line + 1, indent
 
 
 def load_plc_file(path: Path) -> PlcFile:

@@ -20,7 +20,7 @@ from shopfloor_inpod.settings import PodSettings
 from shopfloor_st import CompileError
 from shopfloor_vplc.bindings import BindingError
 from shopfloor_vplc.image import PlcState
-from shopfloor_vplc.online_change import compile_program
+from shopfloor_vplc.online_change import ChangeOutcome, compile_program
 from shopfloor_vplc.plc_file import PlcFile, PlcFileError, from_manifest_text
 from shopfloor_vplc.retain import decode_checkpoint, encode_checkpoint
 from shopfloor_vplc.runtime import PlcRuntime, RuntimeOptions
@@ -33,6 +33,9 @@ ANNOTATION_STATE = "shopfloor.io/state"
 ANNOTATION_REVISION = "shopfloor.io/active-revision"
 ANNOTATION_FAULT = "shopfloor.io/fault"
 ANNOTATION_REALTIME = "shopfloor.io/realtime"
+# The last revision an online change refused, and why: the running revision stays in active-revision.
+ANNOTATION_REFUSED_REVISION = "shopfloor.io/refused-revision"
+ANNOTATION_REFUSED_REASON = "shopfloor.io/refused-reason"
 
 
 class ConfigMapRetainStore:
@@ -60,6 +63,7 @@ class PodRuntime:
         self.reporter = LeaseReporter(api, settings.namespace, settings.lease, settings.pod_name)
         self.runtime: PlcRuntime | None = None
         self.started = asyncio.Event()
+        self.outcomes: list[ChangeOutcome] = []
         self._plc: PlcFile | None = None
 
     def _report(self, state: PlcState, revision: str, fault: str) -> None:
@@ -79,12 +83,22 @@ class PodRuntime:
         except PlcFileError as exc:
             log.error("online change refused: %s", exc)
             return
-        outcome = await self.runtime.apply_source(plc.source)
+        outcome = await self.runtime.apply_source(plc.source, plc.locate)
         log.warning("%s", outcome.message())
+        if not outcome.accepted:
+            revision = outcome.revision or plc.spec.program.pinned_revision or ""
+            self.reporter.update(
+                {ANNOTATION_REFUSED_REVISION: revision, ANNOTATION_REFUSED_REASON: outcome.reason[:1024]}
+            )
+        self.outcomes.append(outcome)
 
     async def _start(self, text: str, filename: str) -> None:
         try:
             plc = from_manifest_text(text, filename)
+        except PlcFileError as exc:
+            self._report(PlcState.FAULTED, "", str(exc))
+            return
+        try:
             program = await asyncio.to_thread(compile_program, plc.source, filename, plc.spec.program.entrypoint)
             settings = self.settings
             secret = plc.spec.io.opcua.certificate_secret_ref
@@ -100,9 +114,9 @@ class PodRuntime:
             )
             runtime = await asyncio.to_thread(PlcRuntime, plc.name, plc.spec, program, options)
         except CompileError as exc:
-            self._report(PlcState.FAULTED, "", "\n".join(str(d) for d in exc.diagnostics))
+            self._report(PlcState.FAULTED, "", "\n".join(str(plc.locate(d)) for d in exc.diagnostics))
             return
-        except (PlcFileError, BindingError, ValueError) as exc:
+        except (BindingError, ValueError) as exc:
             self._report(PlcState.FAULTED, "", str(exc))
             return
         await runtime.start()

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from shopfloor_api.virtualplc import VirtualPLCSpec
 from shopfloor_inpod.http import HealthServer
+from shopfloor_st import Diagnostic
 from shopfloor_vplc import bindings
 from shopfloor_vplc.engine import EngineConfig, ScanEngine
 from shopfloor_vplc.field_io import FieldIO
@@ -28,6 +29,8 @@ from shopfloor_vplc.program import ProgramLike, retained_variables
 from shopfloor_vplc.retain import DEFAULT_INTERVAL_S, Checkpointer, RetainStore
 
 log = logging.getLogger(__name__)
+
+Locate = Callable[[Diagnostic], Diagnostic]
 
 
 @dataclass
@@ -151,9 +154,11 @@ class PlcRuntime:
                 self.metrics.field_device_up.labels(link.config.name).set(1 if link.healthy else 0)
             await asyncio.sleep(1.0)
 
-    async def apply_source(self, source: str) -> ChangeOutcome:
+    async def apply_source(
+        self, source: str, locate: Callable[[Diagnostic], Diagnostic] | None = None
+    ) -> ChangeOutcome:
         """Online change to `source`; refused changes leave the running program as it is."""
-        outcome = await online_change(self.engine, self.spec, self.all_bindings, source, self.options.filename)
+        outcome = await online_change(self.engine, self.spec, self.all_bindings, source, self.options.filename, locate)
         if not outcome.unchanged:
             self.metrics.online_changes.labels("accepted" if outcome.accepted else "refused").inc()
         return outcome

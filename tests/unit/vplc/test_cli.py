@@ -97,3 +97,11 @@ def test_simulate_bad_override_names_the_variable(program: Path, capsys: pytest.
 def test_simulate_of_a_manifest_runs_its_program(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["simulate", str(manifest(tmp_path, "Level")), "--cycles", "2"]) == 0
     assert json.loads(capsys.readouterr().out)["Count"] == 2
+
+
+def test_errors_in_a_manifest_point_into_the_manifest(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_manifest(tmp_path / "bad.yaml", "PROGRAM Main\nVAR x : INT; END_VAR\nx := y + 1;\nEND_PROGRAM\n")
+    assert main(["check", str(path)]) == 1
+    located = capsys.readouterr().err.splitlines()[0]
+    line, col = (int(part) for part in located.split(":")[1:3])
+    assert path.read_text().splitlines()[line - 1][col - 1 :].startswith("y + 1;")
