@@ -15,13 +15,14 @@ from shopfloor_api.virtualplc import VirtualPLC
 from shopfloor_st import compile_source
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
+
+
+def _is_shopfloor(document: object) -> bool:
+    return isinstance(document, dict) and str(document.get("apiVersion", "")).startswith("shopfloor.io/")
+
+
 MANIFESTS = sorted(
-    path
-    for path in EXAMPLES.rglob("*.yaml")
-    if any(
-        doc and str(doc.get("apiVersion", "")).startswith("shopfloor.io/")
-        for doc in yaml.safe_load_all(path.read_text())
-    )
+    path for path in EXAMPLES.rglob("*.yaml") if any(_is_shopfloor(d) for d in yaml.safe_load_all(path.read_text()))
 )
 
 
