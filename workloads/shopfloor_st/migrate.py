@@ -49,6 +49,8 @@ def _carry(old_value: Any, old_type: StType, new_value: Any, new_type: StType) -
             _carry_members(old_value, old_type, new_value, new_type)
             return new_value
         return copy.deepcopy(old_value)
+    if isinstance(old_type, ArrayType) and isinstance(new_type, ArrayType) and old_type.dims == new_type.dims:
+        return _carry_elements(old_value, old_type, new_value, new_type, len(new_type.dims))
     if (
         isinstance(old_type, StructType | FbType)
         and type(old_type) is type(new_type)
@@ -56,6 +58,13 @@ def _carry(old_value: Any, old_type: StType, new_value: Any, new_type: StType) -
     ):
         _carry_members(old_value, old_type, new_value, new_type)
     return new_value
+
+
+def _carry_elements(old: list[Any], old_type: ArrayType, new: list[Any], new_type: ArrayType, depth: int) -> list[Any]:
+    """Arrays of the same shape whose element type changed: carry element by element (structures, FBs)."""
+    if depth > 1:
+        return [_carry_elements(o, old_type, n, new_type, depth - 1) for o, n in zip(old, new, strict=True)]
+    return [_carry(o, old_type.elem, n, new_type.elem) for o, n in zip(old, new, strict=True)]
 
 
 def _members(typ: StType) -> dict[str, Symbol]:

@@ -84,3 +84,26 @@ def test_retained_struct_layout_change_is_refused() -> None:
     changed = source.replace("Pos : REAL;", "Pos : LREAL;")
     with pytest.raises(IncompatibleChange, match="'rv'"):
         compile_source(changed).migrate_from(old, old_program)
+
+
+def test_array_of_structures_keeps_matching_fields_when_the_structure_grows() -> None:
+    source = """
+TYPE Slot : STRUCT id : INT; END_STRUCT; END_TYPE
+PROGRAM Main
+VAR slots : ARRAY[1..2, 1..2] OF Slot; END_VAR
+slots[2, 1].id := 21;
+END_PROGRAM
+"""
+    old_program, old = running(source, 1)
+    grown = source.replace("id : INT;", "id : INT; weight : REAL := 1.5;")
+    new = compile_source(grown).migrate_from(old, old_program)
+    assert new.get("slots[2, 1].id") == 21 and new.get("slots[2, 1].weight") == 1.5
+
+
+def test_migration_carries_globals() -> None:
+    source = "VAR_GLOBAL RETAIN g : INT; END_VAR\nPROGRAM Main\ng := g + 1;\nEND_PROGRAM"
+    old_program, old = running(source, 4)
+    new = compile_source(source + "\n").migrate_from(old, old_program)
+    assert new.get("g") == 4
+    with pytest.raises(IncompatibleChange, match="retained variable 'g' would change type from INT to DINT"):
+        compile_source(source.replace("g : INT", "g : DINT")).migrate_from(old, old_program)
