@@ -3,7 +3,8 @@
 Known gaps of the grammar (tree-sitter-iec61131-3-st 0.1.2) and how they are handled here:
 - nested comments, `STRING[n]`, enumeration literals `Color#Red`: rewritten before parsing (see `preprocess`);
 - `**` binds looser than unary minus and associates to the right: the tree is re-balanced so that `-x**2` is
-  `-(x**2)` and `2**3**2` is `(2**3)**2` (IEC: equal precedence evaluates left to right);
+  `-(x**2)` and `2**3**2` is `(2**3)**2` (IEC: equal precedence evaluates left to right); `=`/`<>` share a level
+  with `<`/`>` in the grammar, so `a = b < c` is re-balanced to `a = (b < c)` (see `parse_expr`);
 - a missing `;` after a statement is accepted by the grammar: reported here as a syntax error;
 - initial values (`[3(0), 7(1)]`, `[(a := 1), (a := 2)]`, `(x := 1, arr := [1, 2])`) are parsed by `initializers`,
   which hands the plain expressions inside back to the grammar.
@@ -11,15 +12,14 @@ Known gaps of the grammar (tree-sitter-iec61131-3-st 0.1.2) and how they are han
 
 from __future__ import annotations
 
-import bisect
-from collections.abc import Callable
-
 import tree_sitter_iec61131_3_st as ts_st
 from tree_sitter import Language, Node, Parser
 
 from shopfloor_st import model as m
 from shopfloor_st.initializers import parse_initializer
-from shopfloor_st.literals import parse_duration_ms, parse_integer, parse_real, parse_string
+from shopfloor_st.literals import parse_integer
+from shopfloor_st.parse_expr import ExpressionReader
+from shopfloor_st.treereader import Locator
 
 __all__ = ["ParseResult", "parse_expression_text", "parse_program"]
 
@@ -35,34 +35,6 @@ _SECTIONS = {
     "var_global": "VAR_GLOBAL",
     "var_external": "VAR_EXTERNAL",
 }
-_ORDERING = {"<", ">", "<=", ">="}
-_DECLARATIONS_WITH_INITIALISER = {"variable_declaration", "structure_field", "type_definition"}
-_STATEMENTS_NEEDING_SEMICOLON = {"assignment_statement", "invocation_statement", "exit_statement", "return_statement"}
-
-
-class SyntaxProblem(Exception):
-    def __init__(self, line: int, col: int, message: str) -> None:
-        super().__init__(message)
-        self.line, self.col, self.message = line, col, message
-
-
-class Locator:
-    """Byte offsets of the parsed text -> 1-based (line, column in characters) of the user's file."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.starts = [0]
-        for i, byte in enumerate(data):
-            if byte == 10:
-                self.starts.append(i + 1)
-
-    def locate(self, offset: int) -> tuple[int, int]:
-        row = bisect.bisect_right(self.starts, offset) - 1
-        start = self.starts[row]
-        col = offset - start
-        if col and max(self.data[start:offset], default=0) >= 0x80:
-            col = len(self.data[start:offset].decode("utf-8", errors="replace"))
-        return row + 1, col + 1
 
 
 class ParseResult:
@@ -71,48 +43,8 @@ class ParseResult:
         self.errors = errors
 
 
-class Converter:
-    """Walks one tree; `shift` maps byte offsets of `data` to offsets of the located file."""
-
-    def __init__(self, data: bytes, locator: Locator, shift: int = 0) -> None:
-        self.data = data
-        self.locator = locator
-        self.shift = shift
-        self.errors: list[tuple[int, int, str]] = []
-
-    # ---- helpers -------------------------------------------------------------------------------------------------
-
-    def pos(self, node: Node) -> tuple[int, int]:
-        return self.locator.locate(node.start_byte + self.shift)
-
-    def text(self, node: Node) -> str:
-        return self.data[node.start_byte : node.end_byte].decode("utf-8", errors="replace")
-
-    def error(self, node: Node, message: str) -> None:
-        line, col = self.pos(node)
-        self.errors.append((line, col, message))
-
-    def collect_syntax_errors(self, node: Node) -> None:
-        if node.is_missing:
-            self.error(
-                node,
-                f"syntax error: missing {node.type!r}" if not node.is_named else "syntax error: expected an expression",
-            )
-            return
-        if node.type == "ERROR":
-            snippet = self.text(node).split("\n", 1)[0][:30]
-            self.error(node, f"syntax error: unexpected {snippet!r}")
-            return
-        if node.type in _STATEMENTS_NEEDING_SEMICOLON and (node.child_count == 0 or node.children[-1].type != ";"):
-            line, col = self.locator.locate(node.end_byte + self.shift)
-            self.errors.append((line, col, "syntax error: expected ';'"))
-        for child in node.children:
-            if child.type == ":=" and node.type in _DECLARATIONS_WITH_INITIALISER:
-                break  # initial values are parsed (and checked) by `initializers`
-            self.collect_syntax_errors(child)
-
-    def named(self, node: Node) -> list[Node]:
-        return [c for c in node.named_children if c.type not in ("comment", "pragma")]
+class Converter(ExpressionReader):
+    """Declarations, types and statements (expressions: `ExpressionReader`)."""
 
     # ---- top level -----------------------------------------------------------------------------------------------
 
@@ -327,140 +259,6 @@ class Converter:
     def missing(self, node: Node) -> m.Expr:
         line, col = self.pos(node)
         return m.Literal(line, col, "bool", False)
-
-    # ---- expressions ---------------------------------------------------------------------------------------------
-
-    def expr(self, node: Node) -> m.Expr:
-        line, col = self.pos(node)
-        handler = self._expr_handlers.get(node.type)
-        if handler is None:
-            if node.type != "ERROR" and not node.is_missing:
-                self.error(node, f"{node.type.replace('_', ' ')} is not supported")
-            return m.Literal(line, col, "bool", False)
-        try:
-            return handler(self, node, line, col)
-        except ValueError as exc:
-            self.error(node, str(exc))
-            return m.Literal(line, col, "bool", False)
-
-    def _identifier(self, node: Node, line: int, col: int) -> m.Expr:
-        return m.Name(line, col, self.text(node))
-
-    def _integer(self, node: Node, line: int, col: int) -> m.Expr:
-        return m.Literal(line, col, "int", parse_integer(self.text(node)))
-
-    def _real(self, node: Node, line: int, col: int) -> m.Expr:
-        return m.Literal(line, col, "real", parse_real(self.text(node)))
-
-    def _boolean(self, node: Node, line: int, col: int) -> m.Expr:
-        return m.Literal(line, col, "bool", self.text(node).upper() == "TRUE")
-
-    def _time(self, node: Node, line: int, col: int) -> m.Expr:
-        return m.Literal(line, col, "time", parse_duration_ms(self.text(node)))
-
-    def _string(self, node: Node, line: int, col: int) -> m.Expr:
-        return m.Literal(line, col, "string", parse_string(self.text(node)))
-
-    def _typed(self, node: Node, line: int, col: int) -> m.Expr:
-        type_node, value_node = node.child_by_field_name("type"), node.child_by_field_name("value")
-        if type_node is None or value_node is None:
-            raise ValueError("malformed typed literal")
-        inner = self.expr(value_node)
-        if isinstance(inner, m.Literal):
-            inner.type_prefix = self.text(type_node).upper()
-            inner.line, inner.col = line, col
-            return inner
-        return m.Member(line, col, m.Name(line, col, self.text(type_node)), self.text(value_node))
-
-    def _paren(self, node: Node, line: int, col: int) -> m.Expr:
-        return self.expr(self.named(node)[0])
-
-    def _unary(self, node: Node, line: int, col: int) -> m.Expr:
-        op, operand = node.child_by_field_name("operator"), node.child_by_field_name("operand")
-        if op is None or operand is None:
-            raise ValueError("malformed expression")
-        return m.Unary(line, col, self.text(op).upper(), self.expr(operand))
-
-    def _binary(self, node: Node, line: int, col: int) -> m.Expr:
-        left, op, right = (node.child_by_field_name(f) for f in ("left", "operator", "right"))
-        if left is None or op is None or right is None:
-            raise ValueError("malformed expression")
-        operator = self.text(op).upper()
-        if operator == "**":
-            return self._power(left, right, line, col)
-        if operator in _ORDERING and left.type == "binary_expression":
-            # The grammar puts = and <> on the level of < and >; IEC binds the orderings tighter: a = b < c
-            # is a = (b < c).
-            inner_op = left.child_by_field_name("operator")
-            inner_left, inner_right = left.child_by_field_name("left"), left.child_by_field_name("right")
-            if inner_op is not None and inner_left is not None and inner_right is not None:
-                equality = self.text(inner_op)
-                if equality in ("=", "<>"):
-                    rline, rcol = self.pos(inner_right)
-                    ordering = m.Binary(rline, rcol, operator, self.expr(inner_right), self.expr(right))
-                    return m.Binary(line, col, equality, self.expr(inner_left), ordering)
-        return m.Binary(line, col, operator, self.expr(left), self.expr(right))
-
-    def _power(self, left: Node, right: Node, line: int, col: int) -> m.Expr:
-        # The grammar gives `-x ** 2` as `(-x) ** 2` and `a ** b ** c` as `a ** (b ** c)`; IEC wants the opposite.
-        if right.type == "binary_expression" and self.text(right.child_by_field_name("operator") or right) == "**":
-            inner_left, inner_right = right.child_by_field_name("left"), right.child_by_field_name("right")
-            if inner_left is not None and inner_right is not None:
-                base = self._power(left, inner_left, line, col)
-                return m.Binary(line, col, "**", base, self.expr(inner_right))
-        if left.type == "unary_expression":
-            op, operand = left.child_by_field_name("operator"), left.child_by_field_name("operand")
-            if op is not None and operand is not None:
-                oline, ocol = self.pos(operand)
-                return m.Unary(line, col, self.text(op).upper(), self._power(operand, right, oline, ocol))
-        return m.Binary(line, col, "**", self.expr(left), self.expr(right))
-
-    def _member(self, node: Node, line: int, col: int) -> m.Expr:
-        obj, member = node.child_by_field_name("object"), node.child_by_field_name("member")
-        if obj is None or member is None:
-            raise ValueError("malformed member access")
-        return m.Member(line, col, self.expr(obj), self.text(member))
-
-    def _index(self, node: Node, line: int, col: int) -> m.Expr:
-        obj = node.child_by_field_name("object")
-        if obj is None:
-            raise ValueError("malformed index")
-        return m.Index(
-            line, col, self.expr(obj), [self.expr(i) for i in node.children_by_field_name("index") if i.is_named]
-        )
-
-    def _call(self, node: Node, line: int, col: int) -> m.Expr:
-        func, args_node = node.child_by_field_name("function"), node.child_by_field_name("arguments")
-        if func is None:
-            raise ValueError("malformed call")
-        args = []
-        for arg in self.named(args_node) if args_node else []:
-            aline, acol = self.pos(arg)
-            if arg.type == "named_argument":
-                name, value = arg.child_by_field_name("name"), arg.child_by_field_name("value")
-                if name is None or value is None:
-                    continue
-                output = any(c.type == "=>" for c in arg.children)
-                args.append(m.Arg(aline, acol, self.text(name), self.expr(value), output))
-            else:
-                args.append(m.Arg(aline, acol, None, self.expr(arg)))
-        return m.Call(line, col, self.expr(func), args)
-
-    _expr_handlers: dict[str, Callable[[Converter, Node, int, int], m.Expr]] = {
-        "identifier": _identifier,
-        "integer_literal": _integer,
-        "real_literal": _real,
-        "boolean_literal": _boolean,
-        "time_literal": _time,
-        "string_literal": _string,
-        "typed_literal": _typed,
-        "parenthesized_expression": _paren,
-        "unary_expression": _unary,
-        "binary_expression": _binary,
-        "member_access_expression": _member,
-        "index_expression": _index,
-        "call_expression": _call,
-    }
 
 
 def parse_program(text: str) -> ParseResult:

@@ -146,6 +146,32 @@ def mid(text: str, length: int, position: int) -> str:
     return text[position - 1 : position - 1 + length]
 
 
+def left(text: str, length: int) -> str:
+    return text[: max(length, 0)]
+
+
+def right(text: str, length: int) -> str:
+    return text[-length:] if length > 0 else ""
+
+
+def insert(text: str, inserted: str, position: int) -> str:
+    """INSERT(IN1, IN2, P): IN2 after the first P characters of IN1."""
+    at = max(position, 0)
+    return text[:at] + inserted + text[at:]
+
+
+def delete(text: str, length: int, position: int) -> str:
+    """DELETE(IN, L, P): remove L characters from the 1-based position P."""
+    at = max(position - 1, 0)
+    return text[:at] + text[at + max(length, 0) :]
+
+
+def replace(text: str, replacement: str, length: int, position: int) -> str:
+    """REPLACE(IN1, IN2, L, P): L characters from the 1-based position P replaced by IN2."""
+    at = max(position - 1, 0)
+    return text[:at] + replacement + text[at + max(length, 0) :]
+
+
 def string_to_int(text: str) -> int:
     from shopfloor_st.literals import parse_integer
 
@@ -210,6 +236,11 @@ HELPERS: dict[str, Any] = {
     "_ror": ror,
     "_find": find,
     "_mid": mid,
+    "_left": left,
+    "_right": right,
+    "_insert": insert,
+    "_delete": delete,
+    "_replace": replace,
     "_s2i": string_to_int,
     "_s2r": string_to_real,
     "_r2s": real_to_string,

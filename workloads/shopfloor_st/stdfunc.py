@@ -59,6 +59,19 @@ _PARAMS: dict[str, tuple[str, ...]] = {
     **{name: ("IN1", "IN2") for name in ("GT", "GE", "EQ", "LE", "LT", "NE")},
 }
 _VARIADIC = {"MIN": 2, "MAX": 2, "CONCAT": 2, "MUX": 2}
+_COMPARISONS = {"GT": ">", "GE": ">=", "EQ": "=", "LE": "<=", "LT": "<", "NE": "<>"}
+_SHIFTS = frozenset(("SHL", "SHR", "ROL", "ROR"))
+# name -> (argument kinds: s = STRING, i = integer; runtime helper; result type)
+_STRING_FUNCTIONS: dict[str, tuple[str, str, StType]] = {
+    "LEN": ("s", "len", INT),
+    "LEFT": ("si", "_left", StringType(255)),
+    "RIGHT": ("si", "_right", StringType(255)),
+    "MID": ("sii", "_mid", StringType(255)),
+    "FIND": ("ss", "_find", INT),
+    "INSERT": ("ssi", "_insert", StringType(255)),
+    "DELETE": ("sii", "_delete", StringType(255)),
+    "REPLACE": ("ssii", "_replace", StringType(255)),
+}
 STANDARD_FUNCTIONS = frozenset([*_PARAMS, *_VARIADIC])
 _CONVERTIBLE: dict[str, StType] = {**ELEMENTARY, "STRING": StringType()}
 
@@ -86,6 +99,12 @@ class StandardCall:
             return Value("None", None)
         if any(a.type is None for a in args):
             return args[next(i for i, a in enumerate(args) if a.type is None)]
+        if name in _COMPARISONS:
+            return self._compare(node, args, name)
+        if name in _SHIFTS:
+            return self._shift(node, args, name)
+        if name in _STRING_FUNCTIONS:
+            return self._string_function(node, name, args)
         method = getattr(self, "f_" + name.lower(), None)
         if method is None:
             return self.f_math(node, name, args)
@@ -264,18 +283,6 @@ class StandardCall:
         helper = "_rol" if name == "ROL" else "_ror"
         return Value(f"{helper}({a} & {mask}, {n}, {typ.bits})", typ, raw=typ.signed)
 
-    def f_shl(self, node: m.Call, args: list[Value]) -> Value:
-        return self._shift(node, args, "SHL")
-
-    def f_shr(self, node: m.Call, args: list[Value]) -> Value:
-        return self._shift(node, args, "SHR")
-
-    def f_rol(self, node: m.Call, args: list[Value]) -> Value:
-        return self._shift(node, args, "ROL")
-
-    def f_ror(self, node: m.Call, args: list[Value]) -> Value:
-        return self._shift(node, args, "ROR")
-
     # ---- strings -------------------------------------------------------------------------------------------------
 
     def _strings(self, node: m.Call, name: str, args: list[Value], kinds: str) -> list[str] | None:
@@ -304,39 +311,10 @@ class StandardCall:
         codes = self._strings(node, name, args, kinds)
         return Value(template.format(*codes), typ) if codes is not None else Value("None", None)
 
-    def f_len(self, node: m.Call, args: list[Value]) -> Value:
-        return self._string_result(node, "LEN", args, "s", "len({0})", INT)
-
-    def f_left(self, node: m.Call, args: list[Value]) -> Value:
-        return self._string_result(node, "LEFT", args, "si", "{0}[:max({1}, 0)]", StringType(255))
-
-    def f_right(self, node: m.Call, args: list[Value]) -> Value:
-        return self._string_result(node, "RIGHT", args, "si", "({0}[-{1}:] if {1} > 0 else '')", StringType(255))
-
-    def f_mid(self, node: m.Call, args: list[Value]) -> Value:
-        return self._string_result(node, "MID", args, "sii", "_mid({0}, {1}, {2})", StringType(255))
-
-    def f_find(self, node: m.Call, args: list[Value]) -> Value:
-        return self._string_result(node, "FIND", args, "ss", "_find({0}, {1})", INT)
-
-    def f_insert(self, node: m.Call, args: list[Value]) -> Value:
-        return self._string_result(
-            node, "INSERT", args, "ssi", "({0}[:max({2}, 0)] + {1} + {0}[max({2}, 0):])", StringType(255)
-        )
-
-    def f_delete(self, node: m.Call, args: list[Value]) -> Value:
-        return self._string_result(
-            node,
-            "DELETE",
-            args,
-            "sii",
-            "({0}[:max({2} - 1, 0)] + {0}[max({2} - 1, 0) + max({1}, 0):])",
-            StringType(255),
-        )
-
-    def f_replace(self, node: m.Call, args: list[Value]) -> Value:
-        template = "({0}[:max({3} - 1, 0)] + {1} + {0}[max({3} - 1, 0) + max({2}, 0):])"
-        return self._string_result(node, "REPLACE", args, "ssii", template, StringType(255))
+    def _string_function(self, node: m.Call, name: str, args: list[Value]) -> Value:
+        kinds, helper, typ = _STRING_FUNCTIONS[name]
+        template = f"{helper}({', '.join(f'{{{i}}}' for i in range(len(kinds)))})"
+        return self._string_result(node, name, args, kinds, template, typ)
 
     def f_concat(self, node: m.Call, args: list[Value]) -> Value:
         return self._string_result(
@@ -353,26 +331,9 @@ class StandardCall:
     def _compare(self, node: m.Call, args: list[Value], name: str) -> Value:
         from shopfloor_st.operators import binary
 
-        op = {"GT": ">", "GE": ">=", "EQ": "=", "LE": "<=", "LT": "<", "NE": "<>"}[name]
-        return binary(self.gen, m.Binary(node.line, node.col, op, node.args[0].value, node.args[1].value))
-
-    def f_gt(self, node: m.Call, args: list[Value]) -> Value:
-        return self._compare(node, args, "GT")
-
-    def f_ge(self, node: m.Call, args: list[Value]) -> Value:
-        return self._compare(node, args, "GE")
-
-    def f_eq(self, node: m.Call, args: list[Value]) -> Value:
-        return self._compare(node, args, "EQ")
-
-    def f_le(self, node: m.Call, args: list[Value]) -> Value:
-        return self._compare(node, args, "LE")
-
-    def f_lt(self, node: m.Call, args: list[Value]) -> Value:
-        return self._compare(node, args, "LT")
-
-    def f_ne(self, node: m.Call, args: list[Value]) -> Value:
-        return self._compare(node, args, "NE")
+        return binary(
+            self.gen, m.Binary(node.line, node.col, _COMPARISONS[name], node.args[0].value, node.args[1].value)
+        )
 
     def f_move(self, node: m.Call, args: list[Value]) -> Value:
         return args[0]
