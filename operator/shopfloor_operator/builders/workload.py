@@ -66,7 +66,13 @@ class Workload:
 
     @property
     def labels(self) -> dict[str, str]:
-        return {**self.selector_labels, "app.kubernetes.io/managed-by": MANAGED_BY, "shopfloor.io/kind": self.kind}
+        return {
+            **self.selector_labels,
+            "app.kubernetes.io/component": self.component,
+            "app.kubernetes.io/part-of": "shopfloor",
+            "app.kubernetes.io/managed-by": MANAGED_BY,
+            "shopfloor.io/kind": self.kind,
+        }
 
     def pod_name(self, incarnation: int) -> str:
         """Deterministic per incarnation, so a retried create finds its own pod instead of making a second one."""
