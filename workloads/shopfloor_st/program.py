@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import re
 import sys
 import traceback
 from dataclasses import dataclass
 from typing import Any
 
 from shopfloor_st.compiler import CompiledUnit, compile_unit
-from shopfloor_st.context import Scope, Symbol, is_elementary
+from shopfloor_st.context import Symbol, is_elementary
 from shopfloor_st.errors import CompileError, Diagnostic, RuntimeFault
+from shopfloor_st.paths import VariablePath, resolve_path
 from shopfloor_st.revision import source_revision
-from shopfloor_st.st_types import ArrayType, Elementary, EnumType, FbType, StringType, StructType, StType
-from shopfloor_st.values import coerce, to_json
+from shopfloor_st.st_types import Elementary, EnumType, StringType, StType
+from shopfloor_st.values import from_json, to_json
 
 __all__ = ["Instance", "Program", "VariableInfo", "compile_source"]
 
@@ -48,9 +48,6 @@ class VariableInfo:
 
 def _info(symbol: Symbol) -> VariableInfo:
     return VariableInfo(symbol.name, str(symbol.type), symbol.section, symbol.retain, symbol.constant, symbol.type)
-
-
-_PATH_PART = re.compile(r"\s*(?:\.?\s*([A-Za-z_]\w*)|\[([^\]]*)\])")
 
 
 class Program:
@@ -118,83 +115,53 @@ class Instance:
 
     # ---- variables -----------------------------------------------------------------------------------------------
 
-    def _resolve(self, path: str) -> tuple[Any, Any, StType, str]:
-        """(container, key, type, canonical path) for a path such as `Tank.Level`, `Arr[2]`, `M[1, 2]`, `Fb.Q`."""
-        pos, canonical = 0, ""
-        container: Any = None
-        key: Any = None
-        typ: StType | None = None
-        scope: Scope = self.program._scope
-        while pos < len(path):
-            match = _PATH_PART.match(path, pos)
-            if match is None or match.end() == pos:
-                raise KeyError(f"{path}: cannot read the path at {path[pos:]!r}")
-            pos = match.end()
-            name, index_text = match.group(1), match.group(2)
-            current: Any = None
-            if container is not None:
-                current = getattr(container, key) if isinstance(key, str) else container[key]
-            if name is not None:
-                if typ is None:
-                    symbol = scope.symbols.get(name.upper())
-                    if symbol is None or symbol.section == "VAR_TEMP":
-                        symbol = self.program._unit.globals_scope.symbols.get(name.upper())
-                        container = self._globals
-                    else:
-                        container = self._state
-                    if symbol is None:
-                        raise KeyError(f"{path}: no variable {name!r}")
-                else:
-                    members = (
-                        typ.fields if isinstance(typ, StructType) else typ.members if isinstance(typ, FbType) else None
-                    )
-                    symbol = members.get(name.upper()) if members else None
-                    if symbol is None:
-                        raise KeyError(f"{path}: {typ} has no member {name!r}")
-                    container = current
-                key, typ = symbol.attr, symbol.type
-                canonical += ("." if canonical else "") + symbol.name
-            else:
-                if not isinstance(typ, ArrayType):
-                    raise KeyError(f"{path}: {canonical} is not an array")
-                indices = [int(i) for i in index_text.split(",")]
-                if len(indices) > len(typ.dims):
-                    raise KeyError(f"{path}: {canonical} has {len(typ.dims)} dimension(s)")
-                for dim, index in enumerate(indices):
-                    offset = self._offset(path, typ, index, dim)
-                    if dim < len(indices) - 1:
-                        current = current[offset]
-                    else:
-                        container, key = current, offset
-                canonical += f"[{index_text.replace(' ', '')}]"
-                typ = typ.peel(len(indices))
-        if typ is None:
-            raise KeyError(f"{path}: empty path")
-        return container, key, typ, canonical
+    def path(self, path: str) -> VariablePath:
+        """Resolve a variable path once (KeyError if it names nothing); read/write it with `read`/`write`."""
+        return resolve_path(path, self.program._scope, self.program._unit.globals_scope)
 
-    @staticmethod
-    def _offset(path: str, typ: ArrayType, index: int, dim: int) -> int:
-        low, high = typ.dims[dim]
-        if not low <= index <= high:
-            raise KeyError(f"{path}: index {index} out of range {low}..{high}")
-        return index - low
+    def read(self, where: VariablePath) -> Any:
+        """The value at a resolved path, as `get` returns it."""
+        value = where.read(self._globals if where.in_globals else self._state)
+        return value if where.is_elementary else to_json(value, where.type)
+
+    def write(self, where: VariablePath, value: Any) -> None:
+        """Set the elementary variable at a resolved path, as `set` does."""
+        where.write(self._globals if where.in_globals else self._state, value)
 
     def get(self, path: str) -> Any:
-        """The value at a path: elementary values as Python values (enumerations as their integer)."""
-        container, key, typ, _ = self._resolve(path)
-        value = getattr(container, key) if isinstance(key, str) else container[key]
-        return value if is_elementary(typ) else to_json(value, typ)
+        """The value at a path: elementary values as Python values (enumerations as their integer),
+        arrays/structures/FB instances JSON-ready."""
+        return self.read(self.path(path))
 
     def set(self, path: str, value: Any) -> None:
         """Set an elementary variable; coerces and range-checks (ValueError naming the variable)."""
-        container, key, typ, canonical = self._resolve(path)
-        if not is_elementary(typ):
-            raise ValueError(f"{canonical}: only elementary variables can be set, not {typ}")
-        checked = coerce(value, typ, canonical)
-        if isinstance(key, str):
-            setattr(container, key, checked)
-        else:
-            container[key] = checked
+        self.write(self.path(path), value)
+
+    def retained_values(self) -> dict[str, Any]:
+        """JSON-ready values of every RETAIN variable (entry program and globals), for a checkpoint."""
+        out = {s.name: to_json(getattr(self._globals, s.attr), s.type) for s in self._retained(globals_=True)}
+        out.update({s.name: to_json(getattr(self._state, s.attr), s.type) for s in self._retained(globals_=False)})
+        return out
+
+    def load_retained(self, values: dict[str, Any]) -> list[str]:
+        """Restore a checkpoint made by `retained_values`; returns the reasons for entries that could not be used
+        (unknown, no longer retained, or of another shape), which are skipped."""
+        problems = []
+        for name, data in values.items():
+            try:
+                where = self.path(name)
+                symbol_retained = any(s.name == where.canonical for s in self._retained(where.in_globals))
+                if not symbol_retained:
+                    raise ValueError(f"{name}: not a retained variable")
+                root = self._globals if where.in_globals else self._state
+                where.write_checked(root, from_json(data, where.type, where.read(root), where.canonical))
+            except (KeyError, ValueError) as exc:
+                problems.append(str(exc.args[0]))
+        return problems
+
+    def _retained(self, globals_: bool) -> list[Symbol]:
+        scope = self.program._unit.globals_scope if globals_ else self.program._scope
+        return [s for s in scope.symbols.values() if s.retain and s.section != "VAR_TEMP"]
 
     def snapshot(self) -> dict[str, Any]:
         """The entry program's variables, JSON-ready (see `values.to_json`)."""

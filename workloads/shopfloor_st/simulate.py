@@ -42,10 +42,10 @@ def simulate(
     instance = program.instantiate()
     for path, text in (overrides or {}).items():
         try:
-            _, _, typ, canonical = instance._resolve(path)
+            where = instance.path(path)
         except KeyError as exc:
             raise ValueError(exc.args[0]) from None
-        instance.set(path, parse_text(text, typ, canonical))
+        instance.write(where, parse_text(text, where.type, where.canonical))
     for cycle in range(cycles):
         instance.scan(cycle * cycle_time_ns)
     return instance.snapshot()

@@ -8,7 +8,7 @@ from typing import Any
 from shopfloor_st.literals import parse_duration_ms, parse_integer
 from shopfloor_st.st_types import ArrayType, Elementary, EnumType, FbType, LiteralType, StringType, StructType, StType
 
-__all__ = ["coerce", "parse_text", "to_json"]
+__all__ = ["coerce", "from_json", "parse_text", "to_json"]
 
 
 def coerce(value: Any, typ: StType, name: str) -> Any:
@@ -114,3 +114,34 @@ def _array_json(value: list[Any], typ: ArrayType, depth: int) -> list[Any]:
     if depth == 1:
         return [to_json(v, typ.elem) for v in value]
     return [_array_json(v, typ, depth - 1) for v in value]
+
+
+def from_json(data: Any, typ: StType, current: Any, name: str) -> Any:
+    """The inverse of `to_json`, applied onto `current` (structures and FB instances are updated in place).
+
+    Raises ValueError naming the variable when the data does not fit the type (a checkpoint from another revision).
+    """
+    if isinstance(typ, Elementary) and typ.kind == "real" and isinstance(data, str):
+        return coerce(float(data), typ, name)
+    if isinstance(typ, ArrayType):
+        return _array_from_json(data, typ, current, name, len(typ.dims))
+    if isinstance(typ, StructType | FbType):
+        members = typ.fields if isinstance(typ, StructType) else typ.members
+        if not isinstance(data, dict):
+            raise ValueError(f"{name}: {typ} needs an object, got {data!r}")
+        for key, value in data.items():
+            member = members.get(key.upper())
+            if member is None or member.section == "VAR_TEMP":
+                raise ValueError(f"{name}: {typ} has no member {key!r}")
+            inner = f"{name}.{member.name}"
+            setattr(current, member.attr, from_json(value, member.type, getattr(current, member.attr), inner))
+        return current
+    return coerce(data, typ, name)
+
+
+def _array_from_json(data: Any, typ: ArrayType, current: list[Any], name: str, depth: int) -> list[Any]:
+    if not isinstance(data, list) or len(data) != len(current):
+        raise ValueError(f"{name}: expected a list of {len(current)} values")
+    if depth == 1:
+        return [from_json(d, typ.elem, c, f"{name}[{i}]") for i, (d, c) in enumerate(zip(data, current, strict=True))]
+    return [_array_from_json(d, typ, c, name, depth - 1) for d, c in zip(data, current, strict=True)]

@@ -151,3 +151,52 @@ def test_simulate_rejects_bad_override() -> None:
         simulate(SOURCE, cycles=1, overrides={"Count": "abc"})
     with pytest.raises(ValueError, match="no variable 'Nope'"):
         simulate(SOURCE, cycles=1, overrides={"Nope": "1"})
+
+
+RETAIN_SOURCE = """
+TYPE Valve : STRUCT Open : BOOL; Pos : REAL; END_STRUCT; END_TYPE
+VAR_GLOBAL RETAIN Runs : UDINT; END_VAR
+PROGRAM Main
+VAR RETAIN total : DINT; v : Valve; hist : ARRAY[1..2, 1..2] OF INT; t : TON; level : REAL; END_VAR
+VAR scratch : INT; END_VAR
+total := total + 1; Runs := Runs + 1; v.Pos := 0.1; hist[2, 1] := 7; scratch := 5; level := 1.0 / 3.0;
+t(IN := TRUE, PT := T#1s);
+END_PROGRAM
+"""
+
+
+def test_retained_values_round_trip_through_json() -> None:
+    program = compile_source(RETAIN_SOURCE)
+    instance = program.instantiate()
+    for k in range(3):
+        instance.scan(k)
+    checkpoint = json.loads(json.dumps(instance.retained_values()))
+    assert set(checkpoint) == {"Runs", "total", "v", "hist", "t", "level"}
+    restored = program.instantiate()
+    assert restored.load_retained(checkpoint) == []
+    assert restored.retained_values() == checkpoint
+    assert restored.get("scratch") == 0 and restored.get("hist[2,1]") == 7 and restored.get("Runs") == 3
+
+
+def test_load_retained_skips_what_no_longer_fits() -> None:
+    program = compile_source(RETAIN_SOURCE)
+    problems = program.instantiate().load_retained(
+        {"total": "x", "gone": 1, "scratch": 3, "hist": [[1, 2]], "v": {"Open": True, "Nope": 1}, "level": 2.5}
+    )
+    assert problems == [
+        "total: DINT needs an integer, got 'x'",
+        "gone: no variable 'gone'",
+        "scratch: not a retained variable",
+        "hist: expected a list of 2 values",
+        "v: Valve has no member 'Nope'",
+    ]
+
+
+def test_resolved_paths_read_and_write_fast() -> None:
+    instance = compile_source(SOURCE).instantiate()
+    where = instance.path("arr[3]")
+    assert where.canonical == "Arr[3]" and where.is_elementary
+    instance.write(where, 30)
+    assert instance.read(where) == 30 and instance.get("Arr") == [1, 2, 30]
+    with pytest.raises(KeyError):
+        instance.path("Arr[x]")
