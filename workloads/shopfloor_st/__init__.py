@@ -4,6 +4,8 @@
     inst = program.instantiate()
     inst.scan(now_ns)                               # raises RuntimeFault(message, line, col)
     inst.get("Tank.Level"); inst.set("Start", True); inst.snapshot()
+    where = inst.path("Tank.Level"); inst.read(where); inst.write(where, 2.5)   # resolved once, for each scan
+    inst.retained_values(); inst.load_retained(checkpoint)                        # RETAIN checkpoints
     new_inst = new_program.migrate_from(inst, program)   # online change; raises IncompatibleChange
 
 See docs/st-language.md for the language subset and its semantics.

@@ -62,3 +62,14 @@ def test_enum_type_mismatch(errors) -> None:
 def test_unknown_member(errors) -> None:
     source = PRELUDE + "PROGRAM Main\nVAR t : Tank; END_VAR\nt.Volume := 1.0;\nEND_PROGRAM"
     assert errors(source) == ["bad.st:19:1: Tank has no member 'Volume'"]
+
+
+def test_array_alias_type(run) -> None:
+    prelude = "TYPE Row : ARRAY[1..3] OF INT; END_TYPE\nTYPE Pair : STRUCT a : Row; END_STRUCT; END_TYPE"
+    snap = run("r : Row := [1, 2, 3]; p : Pair;", "p.a := r; p.a[1] := 9;", prelude=prelude)
+    assert snap == {"r": [1, 2, 3], "p": {"a": [9, 2, 3]}}
+
+
+def test_duplicate_type_and_enum_value(errors) -> None:
+    source = "TYPE A : (X, Y, X); END_TYPE\nTYPE A : INT; END_TYPE\nPROGRAM Main\nEND_PROGRAM"
+    assert errors(source) == ["bad.st:1:17: duplicate value 'X' in A", "bad.st:2:6: duplicate declaration of type 'A'"]
