@@ -44,6 +44,9 @@ class ProcessImageStore(ModbusServerContext):
         self._writes = writes
         self.unit_id = unit_id
         self._pending: dict[tuple[Table, int], tuple[int, int]] = {}
+        # Encoded words of the current snapshot: a snapshot serves many requests between two scans.
+        self._encoded_seq = -1
+        self._encoded: dict[tuple[Table, int], int] = {}
 
     def device_ids(self) -> list[int]:
         return [self.unit_id]
@@ -107,6 +110,11 @@ class ProcessImageStore(ModbusServerContext):
         pending = self._pending.get((table, address))
         if pending is not None:
             return pending[1]
+        if snapshot.seq != self._encoded_seq:
+            self._encoded_seq, self._encoded = snapshot.seq, {}
+        word = self._encoded.get((table, address))
+        if word is not None:
+            return word
         cell = self.address_map.cell(table, address)
         if cell is None:
             return None
@@ -114,7 +122,10 @@ class ProcessImageStore(ModbusServerContext):
         value = snapshot.values.get(binding.variable)
         if value is None:
             return 0  # not published yet (the runtime is loading)
-        return binding.encode(value)[offset]
+        words = binding.encode(value)
+        for index, each in enumerate(words):
+            self._encoded[(table, binding.address + index)] = each
+        return words[offset]
 
     def _forget_applied(self, snapshot: Snapshot) -> None:
         if self._pending:
