@@ -175,3 +175,50 @@ def create_pki(directory: Path, service_ips: list[str]) -> ControlPlanePki:
         )
     )
     return pki
+
+
+def opcua_application_certificate(
+    application_uri: str, host_names: tuple[str, ...] = LOOPBACK_NAMES
+) -> tuple[bytes, bytes]:
+    """A self-signed OPC UA application instance certificate (PEM certificate, PEM key).
+
+    OPC UA's RSA security policies (Basic256Sha256, Aes*_Sha256_*) need an RSA key and the application URI in the
+    subject alternative name; both server and client applications use one."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = _name(application_uri.rsplit(":", 1)[-1], "Shopfloor")
+    now = datetime.datetime.now(datetime.UTC)
+    alt_names: list[x509.GeneralName] = [x509.UniformResourceIdentifier(application_uri)]
+    alt_names += [x509.DNSName(host) for host in host_names]
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + VALIDITY)
+        .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=True,
+                key_encipherment=True,
+                data_encipherment=True,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
+        )
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+    )
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem
