@@ -87,7 +87,8 @@ def _class(ctx: Context, module: _Module, name: str, scope: Scope, pou: m.Pou | 
     """A class for a FB or PROGRAM (state in slots, body as `_st_body`) or for the globals (`pou` None)."""
     state = [s for s in scope.symbols.values() if s.section != "VAR_TEMP"]
     module.add(0, f"class {name}:", pou)
-    module.add(1, f"__slots__ = {tuple(['_g', *[s.attr for s in state]])!r}")
+    hidden = ["_g", "_abort"] if pou is None else ["_g"]
+    module.add(1, f"__slots__ = {tuple([*hidden, *[s.attr for s in state]])!r}")
     module.add(1, "def __init__(self, _g=None):")
     module.add(2, "_g = self if _g is None else _g" if pou is None else "self._g = _g")
     for symbol in state:
@@ -98,6 +99,7 @@ def _class(ctx: Context, module: _Module, name: str, scope: Scope, pou: m.Pou | 
         )
     if pou is None:
         module.add(2, "self._g = self")
+        module.add(2, "self._abort = False")
         return
     module.add(1, "def _st_body(self, _now):")
     module.add(2, "_g = self._g")

@@ -113,6 +113,17 @@ class Instance:
                 found = self.program._unit.line_map.get(lineno, found)
         return found
 
+    def abort(self) -> None:
+        """Make a running scan stop with RuntimeFault("scan aborted (watchdog)") at its next loop iteration.
+
+        Safe to call from another thread (the watchdog's). Sticky: every later scan that reaches a loop faults too,
+        until `resume()`; straight-line code has no loop to stop in and ends by itself.
+        """
+        self._globals._abort = True
+
+    def resume(self) -> None:
+        self._globals._abort = False
+
     # ---- variables -----------------------------------------------------------------------------------------------
 
     def path(self, path: str) -> VariablePath:

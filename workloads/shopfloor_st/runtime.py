@@ -61,6 +61,10 @@ def index_fault(index: int, low: int, high: int, line: int, col: int) -> int:
     raise RuntimeFault(f"array index {index} out of range {low}..{high}", line, col)
 
 
+def aborted(line: int, col: int) -> None:
+    raise RuntimeFault("scan aborted (watchdog)", line, col)
+
+
 def math_fault(name: str, value: float, line: int, col: int) -> float:
     raise RuntimeFault(f"{name}({value}) is undefined", line, col)
 
@@ -226,6 +230,7 @@ HELPERS: dict[str, Any] = {
     "_expt": expt,
     "_oob": index_fault,
     "_mfault": math_fault,
+    "_aborted": aborted,
     "_copy": deep_copy,
     "_make": make,
     "_make_fb": make_fb,

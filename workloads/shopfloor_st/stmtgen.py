@@ -169,6 +169,7 @@ class StmtGen:
             test = f"({control.code} <= {end_var} if {step_code} > 0 else {control.code} >= {end_var})"
         increment = assignment(self.gen, control, Value(f"({control.code} + {step_code})", typ, raw=True), stmt)
         self.emit(indent, f"while {test}:", stmt)
+        self.abort_check(indent + 1, stmt)
         self.loops.append(_Loop("FOR", [increment]))
         self.block(stmt.body, indent + 1, stmt)
         self.loops.pop()
@@ -183,12 +184,14 @@ class StmtGen:
             self.emit(indent + 2, "break", stmt)
         else:
             self.emit(indent, f"while {code}:", stmt)
+        self.abort_check(indent + 1, stmt)
         self.loops.append(_Loop("WHILE", []))
         self.block(stmt.body, indent + 1, stmt)
         self.loops.pop()
 
     def s_repeat(self, stmt: m.Repeat, indent: int) -> None:
         self.emit(indent, "while True:", stmt)
+        self.abort_check(indent + 1, stmt)
         code = self.condition(stmt.cond, "UNTIL condition")
         pre, self.gen.pre = self.gen.pre, []
         self.loops.append(_Loop("REPEAT", [*pre, f"if {code}:", "    break"]))
@@ -198,6 +201,10 @@ class StmtGen:
             self.emit(indent + 1, text, stmt.cond)
         self.emit(indent + 1, f"if {code}:", stmt.cond)
         self.emit(indent + 2, "break", stmt.cond)
+
+    def abort_check(self, indent: int, stmt: m.Stmt) -> None:
+        """Every loop iteration looks at the instance's abort flag, so a watchdog can stop an endless loop."""
+        self.emit(indent, f"if _g._abort: _aborted({stmt.line}, {stmt.col})", stmt)
 
     def s_exit(self, stmt: m.Exit, indent: int) -> None:
         if not self.loops:

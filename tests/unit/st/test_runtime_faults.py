@@ -55,3 +55,33 @@ def test_state_before_the_fault_is_kept() -> None:
     with pytest.raises(RuntimeFault):
         instance.scan(0)
     assert instance.get("n") == 1
+
+
+def test_abort_stops_an_endless_loop_from_another_thread() -> None:
+    import threading
+    import time
+
+    source = "PROGRAM Main\nVAR n : DINT; END_VAR\nWHILE TRUE DO\n  n := n + 1;\nEND_WHILE;\nEND_PROGRAM"
+    instance = compile_source(source, "loop.st").instantiate()
+    outcome: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            instance.scan(0)
+        except RuntimeFault as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while instance.get("n") == 0 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    instance.abort()
+    thread.join(timeout=10)
+    assert not thread.is_alive()
+    assert len(outcome) == 1 and outcome[0].message == "scan aborted (watchdog)" and outcome[0].line == 3
+    with pytest.raises(RuntimeFault):  # sticky until resume()
+        instance.scan(1)
+    instance.resume()
+    instance.set("n", 0)
+    assert instance.get("n") == 0
