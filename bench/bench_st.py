@@ -114,8 +114,8 @@ def bench_loop() -> None:
     plain: Callable[[], None] = namespace["run"]  # type: ignore[assignment]
     py_s = best_of(lambda: [plain() for _ in range(REPEATS)], 5) / REPEATS / 1000
     print(
-        f"{'FOR loop iteration (s := s + i)':<34} ST {st_s * 1e9:6.1f} ns/iter   plain Python {py_s * 1e9:5.1f} ns/iter   "
-        f"ratio {st_s / py_s:4.1f}x"
+        f"{'FOR loop iteration (s := s + i)':<34} ST {st_s * 1e9:6.1f} ns/iter   "
+        f"plain Python {py_s * 1e9:5.1f} ns/iter   ratio {st_s / py_s:4.1f}x"
     )
 
 
