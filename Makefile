@@ -81,6 +81,10 @@ cluster-up: $(STAMP) binaries
 cluster-down: $(STAMP)
 	$(PY) -m shopfloor_localsite.cli down --dir .cluster
 
+# The production line on the simulated edge site; ONCE=1 runs the story once and exits.
+demo: $(STAMP) system-deps binaries
+	$(PY) -m shopfloor_localsite.demo $(if $(filter 1,$(ONCE)),--once,)
+
 bench: $(STAMP) system-deps binaries
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 

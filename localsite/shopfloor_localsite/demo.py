@@ -1,0 +1,296 @@
+"""`make demo`: the example production line on the simulated edge site, told as a story.
+
+PLCs placed on real-time nodes and controlling the simulated plant, live values over Modbus and OPC UA, Sparkplug B
+on MQTT, an online change that keeps the process state, a bad program refused while the old one keeps running, and
+a node failure that moves a PLC to the other real-time node with its retained variables. `ONCE=1` (or --once) runs
+the story and exits; otherwise the site stays up until Ctrl-C. Everything started is stopped on the way out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from shopfloor_localsite.build import BuildError, ensure_binaries, missing
+from shopfloor_localsite.pki import opcua_application_certificate
+from shopfloor_localsite.site.edgesite import EdgeSite, SiteOptions
+from shopfloor_localsite.site.probes import SiteProbe
+from shopfloor_localsite.site.sparkplug_watch import SparkplugWatch
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = REPO / "examples" / "production-line"
+LINE = "line-1"
+
+
+class Story:
+    def __init__(self, site: EdgeSite, log_file: Path) -> None:
+        self.site = site
+        self.probe = SiteProbe(site)
+        self.started = time.monotonic()
+        self.log_file = log_file
+        self.step_number = 0
+
+    def step(self, title: str) -> None:
+        self.step_number += 1
+        print(f"\n== {self.step_number}. {title}", flush=True)
+
+    def say(self, text: str) -> None:
+        print(f"   {text}", flush=True)
+
+    # -- 1. the line comes up ----------------------------------------------------------------------------------
+
+    def apply_line(self) -> None:
+        self.step("Apply the production line (kubectl apply -f examples/production-line/)")
+        self.site.kubectl("apply", "-f", str(EXAMPLES / "00-namespace.yaml"))
+        cert, key = opcua_application_certificate("urn:shopfloor:line-1:tank-1")
+        self.probe.core.create_namespaced_secret(
+            LINE,
+            {
+                "metadata": {"name": "tank-1-opcua"},
+                "type": "kubernetes.io/tls",
+                "data": {"tls.crt": base64.b64encode(cert).decode(), "tls.key": base64.b64encode(key).decode()},
+            },
+        )
+        applied = self.site.kubectl("apply", "-f", str(EXAMPLES))
+        for line in applied.strip().splitlines():
+            self.say(line)
+        since = time.monotonic()
+        for name in ("tank-1", "conveyor-1"):
+            self.probe.wait(lambda n=name: self.running(n), 90, f"VirtualPLC {name} Running")  # type: ignore[misc]
+        self.say(f"both PLCs Running {time.monotonic() - since:.1f}s after apply")
+        self.print_table()
+
+    def running(self, name: str) -> bool:
+        status = self.probe.status(LINE, name)
+        endpoints = self.probe.endpoints(LINE, name)
+        return status.get("phase") == "Running" and endpoints is not None
+
+    def print_table(self) -> None:
+        self.say("")
+        self.say(f"{'PLC':<12} {'NODE':<11} {'REVISION':<16} {'MODBUS':<17} {'OPC UA':<27} METRICS")
+        for name in ("tank-1", "conveyor-1"):
+            status = self.probe.status(LINE, name)
+            endpoints = self.probe.endpoints(LINE, name)
+            if endpoints is None:
+                continue
+            revision = (status.get("program") or {}).get("activeRevision", "")[:15]
+            opcua = f"opc.tcp://127.0.0.1:{endpoints.opcua}" if endpoints.opcua else "-"
+            self.say(
+                f"{name:<12} {endpoints.node:<11} {revision:<16} 127.0.0.1:{endpoints.modbus:<7} {opcua:<27} "
+                f"http://127.0.0.1:{endpoints.http}/metrics"
+            )
+
+    # -- 2. placement ------------------------------------------------------------------------------------------
+
+    def placement(self) -> None:
+        self.step("Placement: real-time PLCs only on PREEMPT_RT nodes")
+        for name in ("tank-1", "conveyor-1"):
+            node = self.probe.status(LINE, name).get("nodeName", "")
+            rt = self.probe.node_labels(node).get("feature.node.kubernetes.io/kernel-config.PREEMPT_RT") == "true"
+            self.say(f"{name} runs on {node} (PREEMPT_RT: {'yes' if rt else 'NO'})")
+
+    # -- 3. live values ----------------------------------------------------------------------------------------
+
+    def live_values(self) -> None:
+        self.step("Live values over Modbus TCP: the PLCs control the simulated plant")
+        for _ in range(4):
+            level = self.probe.read_modbus(LINE, "tank-1", "inputRegisters", 0, "REAL")
+            valve = self.probe.read_modbus(LINE, "tank-1", "discreteInputs", 0, "BOOL")
+            fills = self.probe.read_modbus(LINE, "tank-1", "inputRegisters", 2, "UDINT")
+            parts = self.probe.read_modbus(LINE, "conveyor-1", "inputRegisters", 0, "UDINT")
+            motor = self.probe.read_modbus(LINE, "conveyor-1", "discreteInputs", 0, "BOOL")
+            self.say(
+                f"tank-1: Level {level} %  valve {'open' if valve else 'closed'}  fills {fills}   "
+                f"conveyor-1: parts {parts}  motor {'on' if motor else 'off'}"
+            )
+            time.sleep(1.5)
+
+    def opcua_values(self) -> None:
+        self.step("The same values over OPC UA (Basic256Sha256, SignAndEncrypt)")
+        endpoints = self.probe.endpoints(LINE, "tank-1")
+        if endpoints is None or endpoints.opcua is None:
+            self.say("tank-1 serves no OPC UA endpoint")
+            return
+        values = asyncio.run(read_opcua(endpoints.opcua, self.site.workdir, ["Level", "FillBelow", "StopAbove"]))
+        for name, value in values.items():
+            self.say(f"tank-1 {name} = {value}")
+
+    def sparkplug(self, watch: SparkplugWatch) -> None:
+        self.step("Sparkplug B on MQTT: the bridge publishes the line (group plant-a, edge node line-1)")
+        births = self.probe.wait(lambda: watch.births, 60, "an NBIRTH from the bridge")
+        birth = births[-1]
+        self.say(f"NBIRTH bdSeq={birth['bdSeq']} with {len(birth['metrics'])} metrics: {', '.join(birth['metrics'])}")
+        self.probe.wait(lambda: len(watch.data) >= 3, 30, "NDATA messages")
+        for message in watch.data[-3:]:
+            changes = ", ".join(f"{k}={v}" for k, v in message["metrics"].items())
+            self.say(f"NDATA seq={message['seq']}: {changes}")
+
+    # -- 4. online change --------------------------------------------------------------------------------------
+
+    def online_change(self) -> None:
+        self.step("Online change of conveyor-1: a shorter idle time and a parts-per-minute rate, no restart")
+        source = (EXAMPLES / "conveyor.st").read_text()
+        changed = source.replace("IdleTime : TIME := T#5s;", "IdleTime : TIME := T#3s;")
+        changed = changed.replace(
+            "    BatchDone : BOOL;\n", "    BatchDone : BOOL;\n    Uptime : TIME;\n    Tick : TON;\n"
+        )
+        before = self.probe.status(LINE, "conveyor-1")
+        parts_before = self.probe.read_modbus(LINE, "conveyor-1", "inputRegisters", 0, "UDINT")
+        pod_before = before.get("podName")
+        self.say(f"PartsTotal before: {parts_before}; active revision {before['program']['activeRevision'][:19]}")
+        since = time.monotonic()
+        self.probe.patch_spec(LINE, "conveyor-1", {"program": {"source": changed}})
+        phases: list[str] = []
+
+        def switched() -> bool:
+            status = self.probe.status(LINE, "conveyor-1")
+            if not phases or phases[-1] != status.get("phase"):
+                phases.append(str(status.get("phase")))
+            program = status.get("program") or {}
+            return bool(program.get("activeRevision") != before["program"]["activeRevision"] and "Updating" in phases)
+
+        self.probe.wait(switched, 60, "the new revision active")
+        switch_seconds = time.monotonic() - since
+        self.probe.wait(lambda: self.probe.status(LINE, "conveyor-1").get("phase") == "Running", 60, "verification")
+        after = self.probe.status(LINE, "conveyor-1")
+        parts_after = self.probe.read_modbus(LINE, "conveyor-1", "inputRegisters", 0, "UDINT")
+        if phases[-1] != "Running":
+            phases.append("Running")
+        self.say(f"phases: {' -> '.join(phases)}")
+        self.say(f"new revision {after['program']['activeRevision'][:19]} active {switch_seconds:.1f}s after apply")
+        self.say(f"PartsTotal after: {parts_after} (kept); same pod: {after.get('podName') == pod_before}")
+
+    def bad_program(self) -> None:
+        self.step("A bad program is refused; the running one keeps running")
+        good = self.probe.status(LINE, "conveyor-1")["program"]["activeRevision"]
+        source = (EXAMPLES / "conveyor.st").read_text().replace("Motor := Idle.Q;", "Motor := Idle.Q AND ;")
+        self.probe.patch_spec(LINE, "conveyor-1", {"program": {"source": source}})
+        condition = self.probe.wait(
+            lambda: (c := self.probe.condition(LINE, "conveyor-1", "ProgramValid")).get("status") == "False" and c,
+            30,
+            "ProgramValid=False",
+        )
+        self.say(f"ProgramValid=False: {condition.get('message')}")
+        still = self.probe.status(LINE, "conveyor-1")["program"]["activeRevision"]
+        parts = self.probe.read_modbus(LINE, "conveyor-1", "inputRegisters", 0, "UDINT")
+        self.say(f"active revision unchanged: {still == good}; still counting parts: {parts}")
+
+    # -- 5. node failure ---------------------------------------------------------------------------------------
+
+    def node_failure(self) -> None:
+        self.step("Node failure: the real-time node under tank-1 loses power")
+        status = self.probe.status(LINE, "tank-1")
+        node = status["nodeName"]
+        fills = self.probe.read_modbus(LINE, "tank-1", "inputRegisters", 2, "UDINT")
+        self.say(f"tank-1 on {node}, fills so far {fills}; stopping {node}'s kubelet heartbeat")
+        since = time.monotonic()
+        self.site.plane.set_node_heartbeat(node, False)
+        moved = self.probe.wait(
+            lambda: (
+                (s := self.probe.status(LINE, "tank-1")).get("nodeName") not in ("", node)
+                and s.get("phase") == "Running"
+                and self.probe.endpoints(LINE, "tank-1")
+                and s
+            ),
+            120,
+            "tank-1 running on another node",
+        )
+        self.say(f"tank-1 moved to {moved['nodeName']} and serving again {time.monotonic() - since:.1f}s later")
+        fills_after = self.probe.wait(
+            lambda: self.probe.read_modbus(LINE, "tank-1", "inputRegisters", 2, "UDINT"), 20, "tank-1 fills"
+        )
+        self.say(f"retained Fills after the move: {fills_after} (was {fills})")
+        for event in self.probe.events(LINE, "tank-1")[-3:]:
+            self.say(f"event {event}")
+        self.site.plane.set_node_heartbeat(node, True)
+
+
+async def read_opcua(port: int, workdir: Path, names: list[str]) -> dict[str, Any]:
+    from asyncua import Client
+
+    cert, key = opcua_application_certificate("urn:shopfloor:demo-client")
+    cert_file, key_file = workdir / "demo-client.pem", workdir / "demo-client.key"
+    cert_file.write_bytes(cert)
+    key_file.write_bytes(key)
+    opcua = Client(f"opc.tcp://127.0.0.1:{port}", timeout=5)
+    opcua.application_uri = "urn:shopfloor:demo-client"
+    await opcua.set_security_string(f"Basic256Sha256,SignAndEncrypt,{cert_file},{key_file}")
+    async with opcua:
+        namespace = await opcua.get_namespace_index("urn:shopfloor:vplc")
+        values: dict[str, Any] = {}
+        objects = opcua.nodes.objects
+        for child in await objects.get_children():
+            for variable in await child.get_children():
+                browse_name = (await variable.read_browse_name()).Name
+                if browse_name in names:
+                    values[browse_name] = await variable.read_value()
+        _ = namespace
+        return values
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="make demo", description=__doc__)
+    parser.add_argument("--once", action="store_true", default=os.environ.get("ONCE") == "1")
+    args = parser.parse_args(argv)
+    print("Shopfloor demo: a production line on a simulated edge site, all on this machine.")
+    if missing():
+        print("First run: building the control plane from Go modules (about 8 minutes on 2 cores; later runs: none).")
+    try:
+        ensure_binaries()
+    except BuildError as error:
+        print(f"ERROR: {error}", file=sys.stderr)
+        return 1
+    stop = threading.Event()
+
+    def request_stop(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, request_stop)
+    events_log: list[str] = []
+    site = EdgeSite(SiteOptions(on_event=events_log.append))
+    print("Starting the site: control plane, 4 simulated edge nodes, operator, MQTT broker, plant simulator ...")
+    try:
+        site.start()
+        story = Story(site, site.workdir / "site.log")
+        print(f"site up in {time.monotonic() - story.started:.1f}s")
+        assert site.broker is not None
+        with SparkplugWatch(site.broker.port, "plant-a") as watch:
+            story.apply_line()
+            story.placement()
+            story.live_values()
+            story.opcua_values()
+            story.sparkplug(watch)
+            story.online_change()
+            story.bad_program()
+            story.node_failure()
+        print(f"\nThe story took {time.monotonic() - story.started:.0f}s.")
+        if not args.once:
+            print("The site stays up; Ctrl-C stops everything.")
+            while not stop.is_set():
+                time.sleep(1)
+        return 0
+    except KeyboardInterrupt:
+        return 0
+    except Exception as error:
+        print(f"\nDEMO FAILED: {error}", file=sys.stderr)
+        print("last site events:\n  " + "\n  ".join(events_log[-15:]), file=sys.stderr)
+        if site.operator is not None:
+            print(f"operator log tail:\n{site.operator.log_tail(30)}", file=sys.stderr)
+        return 1
+    finally:
+        print("Stopping the site ...", flush=True)
+        site.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
