@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from shopfloor_vplc import clock
 from shopfloor_vplc.image import EMPTY_SNAPSHOT, PlcState, Snapshot, WriteQueue
-from shopfloor_vplc.program import InstanceLike, ProgramLike
+from shopfloor_vplc.program import InstanceLike, ProgramLike, ResolvedAccess
 from shopfloor_vplc.realtime import RealtimeStatus, apply_realtime
 from shopfloor_vplc.watchdog import ScanAborted, Watchdog
 
@@ -66,7 +66,7 @@ class EngineConfig:
     watchdog_ns: int
     published: Sequence[str] = ()
     safe_state: Mapping[str, Any] | None = None
-    retained: Sequence[str] = ()
+    retain: bool = False  # the program has RETAIN variables to capture
     retain_capture_ns: int = 2_000_000_000
     realtime_priority: int = 0
 
@@ -90,6 +90,7 @@ class ScanEngine:
         self.realtime: RealtimeStatus | None = None
         self._clock = clock_ns
         self._instance: InstanceLike = program.instantiate()
+        self._access = ResolvedAccess(self._instance)
         self._restore = dict(restore or {})
         self._snapshot = EMPTY_SNAPSHOT
         self._state = PlcState.LOADING
@@ -188,7 +189,7 @@ class ScanEngine:
         self.watchdog.scan_finished()
         self._publish()
         if self.field_io is not None:
-            self.field_io.write_outputs({name: self._instance.get(name) for name in self.field_io.output_variables})
+            self.field_io.write_outputs({name: self._access.get(name) for name in self.field_io.output_variables})
         finished = self._clock()
         self.listener.scan_completed(woke - deadline, finished - woke)
         deadline += self.config.cycle_ns
@@ -206,17 +207,17 @@ class ScanEngine:
                 self._fault_now("field-device-lost", f"field device {lost} lost")
                 return False
             for name, value in self.field_io.latest_inputs().items():
-                self._instance.set(name, value)
+                self._access.set(name, value)
         for write_id, path, value in self.writes.drain():
             try:
-                self._instance.set(path, value)
+                self._access.set(path, value)
             except Exception as exc:  # a bad value from a client is refused, the scan goes on
                 self.listener.write_rejected(path, str(exc))
             self._applied_write_id = write_id
         if self._pending_swap is not None:
             self._swap(*self._pending_swap)
         now = self._clock()
-        if self.config.retained and now - self._last_retain_capture_ns >= self.config.retain_capture_ns:
+        if self.config.retain and now - self._last_retain_capture_ns >= self.config.retain_capture_ns:
             self._capture_retained(now)
         return True
 
@@ -227,13 +228,14 @@ class ScanEngine:
         except Exception as exc:  # IncompatibleChange, or anything else: the old program keeps running
             future.set_result(SwapResult(False, program.revision, str(exc)))
             return
-        self.program, self._instance = program, instance
+        self.program, self._instance, self._access = program, instance, ResolvedAccess(instance)
         self._set_state(self._state, self._fault)
         future.set_result(SwapResult(True, program.revision))
 
     def _publish(self) -> None:
         self._seq += 1
-        values = {name: self._instance.get(name) for name in self.config.published}
+        get = self._access.get
+        values = {name: get(name) for name in self.config.published}
         self._snapshot = Snapshot.of(
             self._seq, values, self._applied_write_id, self._state, self.program.revision, self._fault, self._clock()
         )
@@ -247,19 +249,14 @@ class ScanEngine:
 
     # -- retain -----------------------------------------------------------------------------------------------------
     def _capture_retained(self, now: int) -> None:
-        image = self._instance.snapshot()
-        self._retained_values = {name: image[name] for name in self.config.retained if name in image}
+        self._retained_values = self._instance.retained_values()
         self._last_retain_capture_ns = now
 
     def _restore_retained(self) -> None:
-        for name, value in self._restore.items():
-            if name not in self.config.retained:
-                continue
-            try:
-                self._instance.set(name, value)
-            except Exception as exc:  # a checkpoint from another program version: keep the initial value
-                log.warning("retained %s not restored: %s", name, exc)
-        if self.config.retained:
+        if self._restore:
+            for problem in self._instance.load_retained(self._restore):
+                log.warning("retained value not restored: %s", problem)  # e.g. a checkpoint of another version
+        if self.config.retain:
             self._capture_retained(self._clock())
 
     # -- faults and safe state --------------------------------------------------------------------------------------
@@ -289,13 +286,16 @@ class ScanEngine:
     def _apply_safe_variables(self) -> None:
         for name, value in (self.config.safe_state or {}).items():
             try:
-                self._instance.set(name, value)
+                self._access.set(name, value)
             except Exception as exc:
                 log.error("safe state for %s not applied: %s", name, exc)
 
-    def _watchdog_expired(self, elapsed_ns: int) -> bool:
-        """Called on the watchdog thread while a scan is stuck; True asks it to abort the scan."""
-        return self._declare_fault("watchdog", f"scan exceeded the watchdog ({elapsed_ns / 1e6:.1f} ms)")
+    def _watchdog_expired(self, elapsed_ns: int) -> None:
+        """Called on the watchdog thread while a scan is stuck: fault, then ask the program to stop its loops."""
+        if self._declare_fault("watchdog", f"scan exceeded the watchdog ({elapsed_ns / 1e6:.1f} ms)"):
+            abort = getattr(self._instance, "abort", None)
+            if abort is not None:
+                abort()
 
     def _wait_while_faulted(self) -> None:
         """A faulted PLC executes nothing; a new program revision (online change) restarts it."""
@@ -306,6 +306,9 @@ class ScanEngine:
         program, future = self._pending_swap
         self._swap(program, future)
         if future.result().accepted:
+            resume = getattr(self._instance, "resume", None)
+            if resume is not None:
+                resume()
             if self.field_io is not None:
                 self.field_io.resume()  # outputs follow the program again
             self._set_state(PlcState.RUNNING, "")
@@ -316,7 +319,7 @@ class ScanEngine:
 
     def _shutdown(self) -> None:
         self._apply_safe_variables()
-        if self.config.retained:
+        if self.config.retain:
             self._capture_retained(self._clock())
         self._set_state(PlcState.STOPPED, self._fault)
         self._publish()

@@ -19,7 +19,32 @@ class InstanceLike(Protocol):
     def scan(self, now_ns: int) -> None: ...
     def get(self, path: str) -> Any: ...
     def set(self, path: str, value: Any) -> None: ...
+    def path(self, path: str) -> Any: ...
+    def read(self, where: Any) -> Any: ...
+    def write(self, where: Any, value: Any) -> None: ...
     def snapshot(self) -> dict[str, Any]: ...
+    def retained_values(self) -> dict[str, Any]: ...
+    def load_retained(self, values: dict[str, Any]) -> list[str]: ...
+
+
+class ResolvedAccess:
+    """Reads and writes of one instance by variable name, each name resolved to a path once: the scan's hot path."""
+
+    def __init__(self, instance: InstanceLike) -> None:
+        self.instance = instance
+        self._paths: dict[str, Any] = {}
+
+    def _where(self, name: str) -> Any:
+        where = self._paths.get(name)
+        if where is None:
+            where = self._paths[name] = self.instance.path(name)
+        return where
+
+    def get(self, name: str) -> Any:
+        return self.instance.read(self._where(name))
+
+    def set(self, name: str, value: Any) -> None:
+        self.instance.write(self._where(name), value)
 
 
 class ProgramLike(Protocol):
@@ -44,4 +69,6 @@ def find_variable(program: ProgramLike, name: str) -> str | None:
 
 
 def retained_variables(program: ProgramLike) -> list[str]:
-    return [name for name, info in program.variables.items() if getattr(info, "retain", False)]
+    """RETAIN variables of the entry program and the globals."""
+    scopes = [program.variables, getattr(program, "globals", {})]
+    return [name for scope in scopes for name, info in scope.items() if getattr(info, "retain", False)]

@@ -66,7 +66,7 @@ class PlcRuntime:
                 watchdog_ns=int(spec.watchdog.seconds * 1e9),
                 published=bindings.published_variables(spec, program),
                 safe_state=bindings.safe_state_variables(spec, program),
-                retained=retained_variables(program),
+                retain=bool(retained_variables(program)),
                 retain_capture_ns=int(min(options.retain_interval_s, 2.0) * 1e9),
                 realtime_priority=spec.realtime_priority,
             ),
@@ -123,7 +123,7 @@ class PlcRuntime:
         if self.options.http_port is not None:
             self.http = HealthServer(self.metrics.registry, self.ready, self.options.host, self.options.http_port)
             await self.http.start()
-        if self.options.retain_store is not None and self.engine.config.retained:
+        if self.options.retain_store is not None and self.engine.config.retain:
             self.checkpointer = Checkpointer(
                 self.options.retain_store,
                 lambda: (self.engine.program.revision, self.engine.retained_values),

@@ -1,8 +1,9 @@
 """The scan watchdog: a separate thread, since a stuck scan cannot report itself.
 
-When a scan runs longer than the watchdog time, the owner is told (it faults the PLC and writes the safe state to the
-field outputs from this thread) and the scan thread is interrupted with `ScanAborted`, raised asynchronously in it
-through `PyThreadState_SetAsyncExc`: a Python-level endless loop in a program is stopped at its next bytecode.
+When a scan runs longer than the watchdog time, the owner is told (it faults the PLC, writes the safe state to the
+field outputs from this thread and asks the program to abort its loops). A scan still running one more watchdog
+period later is interrupted with `ScanAborted`, raised asynchronously in the scan thread through
+`PyThreadState_SetAsyncExc`: whatever the program is doing stops at its next bytecode.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ def interrupt_thread(thread: threading.Thread) -> bool:
 
 
 class Watchdog:
-    def __init__(self, timeout_ns: int, on_expire: Callable[[int], bool]) -> None:
+    def __init__(self, timeout_ns: int, on_expire: Callable[[int], None]) -> None:
         self.timeout_ns = timeout_ns
         self._on_expire = on_expire
         self._scan_started_ns: int | None = None
@@ -34,6 +35,8 @@ class Watchdog:
         self._stop = threading.Event()
         self._monitor = threading.Thread(target=self._watch, name="vplc-watchdog", daemon=True)
         self._scan_thread: threading.Thread | None = None
+        self._expired_scan = -1
+        self._interrupted_scan = -1
         # Check several times per watchdog period, bounded so a long watchdog still reacts within 50 ms.
         self._period_ns = max(200_000, min(timeout_ns // 4, 50_000_000))
 
@@ -64,5 +67,10 @@ class Watchdog:
             elapsed = clock.now_ns() - started
             if elapsed <= self.timeout_ns:
                 continue
-            if self._on_expire(elapsed) and self._scan_thread is not None and self._scan_id == scan_id:
-                interrupt_thread(self._scan_thread)
+            if self._expired_scan != scan_id:
+                self._expired_scan = scan_id
+                self._on_expire(elapsed)
+            elif elapsed > 2 * self.timeout_ns and self._interrupted_scan != scan_id and self._scan_id == scan_id:
+                self._interrupted_scan = scan_id
+                if self._scan_thread is not None:
+                    interrupt_thread(self._scan_thread)

@@ -36,7 +36,7 @@ def engine_for(source: str = MIXER, cycle_ms: float = 2, watchdog_ms: float = 20
         watchdog_ns=int(watchdog_ms * 1e6),
         published=PUBLISHED,
         safe_state={"Pump": False, "Speed": 0},
-        retained=("Starts",),
+        retain=True,
         retain_capture_ns=1_000_000,
     )
     return ScanEngine(program, config, listener=kwargs.pop("listener", None), **kwargs)  # type: ignore[arg-type]
