@@ -195,7 +195,12 @@ def compile_unit(source: str, filename: str) -> CompiledUnit:
     text, line_map = _render(module.lines)
     code_filename = f"<st {filename}>"
     namespace: dict[str, Any] = {**HELPERS, **{f"_std_{key}": cls for key, cls in STANDARD_FBS.items()}}
-    exec(compile(text, code_filename, "exec"), namespace)
+    try:
+        code = compile(text, code_filename, "exec")
+    except (SyntaxError, RecursionError, MemoryError) as exc:  # limits of CPython's parser, e.g. nesting
+        line, col = line_map.get(getattr(exc, "lineno", 0) or 0, (1, 1))
+        raise CompileError([Diagnostic(filename, line, col, f"statement too complex to compile ({exc})")]) from None
+    exec(code, namespace)
     warnings = [d for d in ctx.diagnostics if d.severity == "warning"]
     return CompiledUnit(namespace, programs, globals_scope, line_map, code_filename, warnings, text)
 

@@ -150,7 +150,8 @@ class Context:
                 return None
             return (-inner[0] if expr.op == "-" else inner[0]), inner[1]
         if isinstance(expr, m.Binary) and expr.op in ("+", "-", "*", "/", "MOD"):
-            left, right = self.const_value(expr.left, scope), self.const_value(expr.right, scope)
+            left = self.const_value(expr.left, scope)
+            right = self.const_value(expr.right, scope) if left is not None else None
             if left is None or right is None or isinstance(left[0], bool | str) or isinstance(right[0], bool | str):
                 return None
             a, b = left[0], right[0]

@@ -10,13 +10,18 @@ from shopfloor_st import model as m
 from shopfloor_st.literals import parse_duration_ms, parse_integer, parse_real, parse_string
 from shopfloor_st.treereader import TreeReader
 
-__all__ = ["ExpressionReader"]
+__all__ = ["MAX_EXPRESSION_DEPTH", "ExpressionReader"]
 
 _ORDERING = {"<", ">", "<=", ">="}
+# The generated Python nests about two parentheses per level; CPython's parser stops at 200.
+MAX_EXPRESSION_DEPTH = 60
 
 
 class ExpressionReader(TreeReader):
     # ---- expressions ---------------------------------------------------------------------------------------------
+
+    depth = 0
+    too_deep = False
 
     def expr(self, node: Node) -> m.Expr:
         line, col = self.pos(node)
@@ -25,11 +30,22 @@ class ExpressionReader(TreeReader):
             if node.type != "ERROR" and not node.is_missing:
                 self.error(node, f"{node.type.replace('_', ' ')} is not supported")
             return m.Literal(line, col, "bool", False)
+        if self.depth >= MAX_EXPRESSION_DEPTH:
+            if not self.too_deep:  # once per expression
+                self.error(node, f"expression nested more than {MAX_EXPRESSION_DEPTH} levels deep; split it up")
+            self.too_deep = True
+            return m.Literal(line, col, "bool", False)
+        nests = node.type != "parenthesized_expression"  # parentheses vanish in the generated code
+        self.depth += nests
         try:
             return handler(self, node, line, col)
         except ValueError as exc:
             self.error(node, str(exc))
             return m.Literal(line, col, "bool", False)
+        finally:
+            self.depth -= nests
+            if not self.depth:
+                self.too_deep = False
 
     def _identifier(self, node: Node, line: int, col: int) -> m.Expr:
         return m.Name(line, col, self.text(node))

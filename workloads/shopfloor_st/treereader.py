@@ -52,24 +52,27 @@ class TreeReader:
         line, col = self.pos(node)
         self.errors.append((line, col, message))
 
-    def collect_syntax_errors(self, node: Node) -> None:
-        if node.is_missing:
-            self.error(
-                node,
-                f"syntax error: missing {node.type!r}" if not node.is_named else "syntax error: expected an expression",
-            )
-            return
-        if node.type == "ERROR":
-            snippet = self.text(node).split("\n", 1)[0][:30]
-            self.error(node, f"syntax error: unexpected {snippet!r}")
-            return
-        if node.type in _STATEMENTS_NEEDING_SEMICOLON and (node.child_count == 0 or node.children[-1].type != ";"):
-            line, col = self.locator.locate(node.end_byte + self.shift)
-            self.errors.append((line, col, "syntax error: expected ';'"))
-        for child in node.children:
-            if child.type == ":=" and node.type in _DECLARATIONS_WITH_INITIALISER:
-                break  # initial values are parsed (and checked) by `initializers`
-            self.collect_syntax_errors(child)
+    def collect_syntax_errors(self, root: Node) -> None:
+        stack = [root]  # iterative: deeply nested expressions must not exhaust Python's stack
+        while stack:
+            node = stack.pop()
+            if node.is_missing:
+                missing = f"syntax error: missing {node.type!r}"
+                self.error(node, missing if not node.is_named else "syntax error: expected an expression")
+                continue
+            if node.type == "ERROR":
+                snippet = self.text(node).split("\n", 1)[0][:30]
+                self.error(node, f"syntax error: unexpected {snippet!r}")
+                continue
+            if node.type in _STATEMENTS_NEEDING_SEMICOLON and (node.child_count == 0 or node.children[-1].type != ";"):
+                line, col = self.locator.locate(node.end_byte + self.shift)
+                self.errors.append((line, col, "syntax error: expected ';'"))
+            children = []
+            for child in node.children:
+                if child.type == ":=" and node.type in _DECLARATIONS_WITH_INITIALISER:
+                    break  # initial values are parsed (and checked) by `initializers`
+                children.append(child)
+            stack.extend(reversed(children))
 
     def named(self, node: Node) -> list[Node]:
         return [c for c in node.named_children if c.type not in ("comment", "pragma")]

@@ -92,3 +92,18 @@ def test_assigning_a_program_input(errors) -> None:
     assert errors("PROGRAM Main\nVAR_INPUT i : INT; END_VAR\ni := 1;\nEND_PROGRAM") == [
         "bad.st:3:1: cannot assign to input 'i'"
     ]
+
+
+def test_deep_expressions_are_refused_with_a_position(errors) -> None:
+    deep = " + ".join(["a"] * 500)
+    source = f"PROGRAM Main\nVAR a : DINT; x : DINT; END_VAR\nx := {deep};\nEND_PROGRAM"
+    assert errors(source) == ["bad.st:3:6: expression nested more than 60 levels deep; split it up"]
+
+
+def test_long_but_shallow_programs_compile() -> None:
+    sums = "\n".join(f"x := x + {i};" for i in range(3000))
+    compile_source(f"PROGRAM Main\nVAR x : DINT; END_VAR\n{sums}\nEND_PROGRAM")
+    nested = "(" * 40 + "x" + " + 1)" * 40
+    compile_source(
+        f"PROGRAM Main\nVAR x : DINT; r : REAL; END_VAR\nx := {nested};\nr := {nested.replace('x', 'r')};\nEND_PROGRAM"
+    )
