@@ -33,7 +33,13 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="shopfloor-bridge", description=__doc__.splitlines()[0] if __doc__ else "")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run the bridge of a ProtocolBridge manifest")
-    run.add_argument("file", type=Path, help="ProtocolBridge manifest (YAML)")
+    run.add_argument("file", type=Path, nargs="?", help="ProtocolBridge manifest (YAML)")
+    run.add_argument(
+        "--in-pod",
+        action="store_true",
+        help="in a pod: manifest from the ConfigMap <bridge>-runtime, state through the Lease <bridge> "
+        "(settings from SHOPFLOOR_* environment variables)",
+    )
     run.add_argument(
         "--state-dir",
         type=Path,
@@ -54,6 +60,11 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.in_pod:
+        return _run_in_pod()
+    if args.file is None:
+        print("run: FILE is required (or --in-pod in a pod)", file=sys.stderr)
+        return 1
     try:
         manifest = load_manifest(args.file)
     except ManifestError as exc:
@@ -75,11 +86,30 @@ def main(argv: list[str] | None = None) -> int:
     return asyncio.run(_serve(bridge, *args.listen))
 
 
-async def _serve(bridge: Bridge, host: str, port: int) -> int:
+def _run_in_pod() -> int:
+    from shopfloor_bridge.pod import run_pod
+    from shopfloor_inpod.settings import SettingsError
+
+    async def in_pod() -> int:
+        return await run_pod(_stop_on_signals())
+
+    try:
+        return asyncio.run(in_pod())
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+
+
+def _stop_on_signals() -> asyncio.Event:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    return stop
+
+
+async def _serve(bridge: Bridge, host: str, port: int) -> int:
+    stop = _stop_on_signals()
     http = HealthServer(bridge.health, bridge.metrics, host, port)
     try:
         await http.start()

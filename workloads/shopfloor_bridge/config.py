@@ -1,11 +1,13 @@
 """Turns a ProtocolBridge manifest into the bridge's runtime settings: endpoints resolved, secrets read from files.
 
 Secrets follow the layout of a Secret mounted as a volume: `<secrets dir>/<secret name>/<key>`. In a pod the operator
-mounts them under /var/run/secrets/shopfloor; standalone, point SHOPFLOOR_SECRETS_DIR at a directory with the same
+mounts them under /etc/shopfloor/secrets; standalone, point SHOPFLOOR_SECRETS_DIR at a directory with the same
 layout. SHOPFLOOR_MQTT_USERNAME / SHOPFLOOR_MQTT_PASSWORD override the MQTT credentials. Keys used:
   MQTT credentialsSecretRef: username, password, ca.crt (optional, for mqtts), tls.crt + tls.key (optional client cert)
   OPC UA certificateSecretRef: tls.crt, tls.key (DER or PEM), ca.crt (optional: the server's certificate)
-A VirtualPLC source (plcRef) is reached through its Service: host <plc name>, port 502.
+A VirtualPLC source (plcRef) is reached through its Service: host <plc>.<namespace>.svc, port 502 (the operator
+writes the same endpoint into the pod's manifest). Every host is resolved through shopfloor_inpod.endpoints at each
+connect, so the local edge site can map Service and broker names to loopback.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from shopfloor_api.common import LocalObjectRef
 from shopfloor_api.protocolbridge import ProtocolBridge, WordOrder
 from shopfloor_bridge.modbus_codec import ModbusTag, Table
 from shopfloor_bridge.modbus_source import ModbusDevice
@@ -23,7 +26,7 @@ from shopfloor_bridge.opcua_server import OpcUaServerSettings
 from shopfloor_bridge.opcua_source import OpcUaDevice, OpcUaSecurity
 from shopfloor_bridge.tags import DataType, TagInfo
 
-DEFAULT_SECRETS_DIR = Path("/var/run/secrets/shopfloor")
+DEFAULT_SECRETS_DIR = Path("/etc/shopfloor/secrets")  # where the operator mounts Secrets in the pod
 PLC_SERVICE_PORT = 502
 _DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883, "ws": 80, "wss": 443}
 
@@ -78,7 +81,7 @@ def from_manifest(manifest: ProtocolBridge, state_dir: Path, secrets: SecretFile
     for index, source in enumerate(spec.sources):
         if source.modbus is not None:
             m = source.modbus
-            host, port = (m.endpoint.host, m.endpoint.port) if m.endpoint else (m.plc_ref.name, PLC_SERVICE_PORT)  # type: ignore[union-attr]
+            host, port = (m.endpoint.host, m.endpoint.port) if m.endpoint else _plc_service(manifest, m.plc_ref)
             device_tags = [
                 ModbusTag(
                     f"{source.name}/{t.name}",
@@ -121,6 +124,12 @@ def from_manifest(manifest: ProtocolBridge, state_dir: Path, secrets: SecretFile
         writes_allow=list(spec.writes.allow),
         state_dir=state_dir,
     )
+
+
+def _plc_service(manifest: ProtocolBridge, ref: LocalObjectRef | None) -> tuple[str, int]:
+    assert ref is not None  # the model requires plcRef or endpoint
+    namespace = manifest.metadata.namespace
+    return (f"{ref.name}.{namespace}.svc" if namespace else ref.name), PLC_SERVICE_PORT
 
 
 def _mqtt(manifest: ProtocolBridge, secrets: SecretFiles) -> MqttConfig | None:

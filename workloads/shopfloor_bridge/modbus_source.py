@@ -21,6 +21,7 @@ from shopfloor_bridge.metrics import BridgeMetrics
 from shopfloor_bridge.modbus_codec import ModbusTag, Table
 from shopfloor_bridge.modbus_plan import ReadRequest, plan_reads
 from shopfloor_bridge.tags import Quality, TagValue, Value, now_ms
+from shopfloor_inpod.endpoints import resolve
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +61,12 @@ class ModbusSource:
         delay = self.device.backoff[0]
         connected = self._metrics.source_connected.labels(self.device.name)
         while True:
-            client = AsyncModbusTcpClient(
-                self.device.host, port=self.device.port, timeout=self.device.timeout, retries=0, reconnect_delay=0
-            )
+            # Asked again at every connect, like a resolver: on the local edge site a device may move.
+            host, port = resolve(self.device.host, self.device.port)
+            client = AsyncModbusTcpClient(host, port=port, timeout=self.device.timeout, retries=0, reconnect_delay=0)
             try:
                 if not await client.connect():
-                    raise ConnectionError(f"cannot connect to {self.device.host}:{self.device.port}")
+                    raise ConnectionError(f"cannot connect to {host}:{port}")
                 self._client = client
                 connected.set(1)
                 delay = self.device.backoff[0]

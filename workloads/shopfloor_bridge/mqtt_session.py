@@ -20,6 +20,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
+from shopfloor_inpod.endpoints import resolve
+
 
 @dataclass(frozen=True)
 class BrokerSettings:
@@ -125,7 +127,8 @@ class MqttSession:
     def _run(self) -> None:
         reason = "stopped"
         try:
-            self._client.connect(self.settings.host, self.settings.port, self.settings.keepalive)
+            host, port = resolve(self.settings.host, self.settings.port)
+            self._client.connect(host, port, self.settings.keepalive)
             while not self._stop.is_set():
                 rc = self._client.loop(timeout=0.05)
                 if rc != mqtt.MQTT_ERR_SUCCESS:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from asyncua import Client, Node, ua
 from asyncua.common.subscription import DataChangeNotif
@@ -22,6 +23,7 @@ from asyncua.crypto import security_policies, uacrypto
 from shopfloor_bridge.metrics import BridgeMetrics
 from shopfloor_bridge.modbus_source import Emit, WriteError
 from shopfloor_bridge.tags import DataType, Quality, TagValue, Value, now_ms
+from shopfloor_inpod.endpoints import resolve
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +85,15 @@ class OpcUaDevice:
     backoff: tuple[float, float] = (0.2, 5.0)
 
 
+def resolve_url(url: str) -> str:
+    """The endpoint URL with host and port resolved through the site's endpoint map (if any)."""
+    parts = urlsplit(url)
+    if parts.hostname is None:
+        return url
+    host, port = resolve(parts.hostname, parts.port or 4840)
+    return urlunsplit(parts._replace(netloc=f"[{host}]:{port}" if ":" in host else f"{host}:{port}"))
+
+
 TypesFound = Callable[[dict[str, DataType]], None]
 
 
@@ -109,7 +120,7 @@ class OpcUaSource:
         delay = self.device.backoff[0]
         connected = self._metrics.source_connected.labels(self.device.name)
         while True:
-            client = Client(self.device.url, timeout=self.device.timeout)
+            client = Client(resolve_url(self.device.url), timeout=self.device.timeout)
             client.application_uri = APPLICATION_URI
             try:
                 if self.device.security is not None:
