@@ -111,7 +111,17 @@ class Context:
                 return ArrayType(tuple(dims) + elem.dims, elem.elem)
             return ArrayType(tuple(dims), elem)
         if isinstance(ref, m.SubrangeTypeRef):
-            return self.resolve_type(ref.base, scope)
+            base = self.resolve_type(ref.base, scope)
+            low, high = self.const_int(ref.low, scope), self.const_int(ref.high, scope)
+            if not (isinstance(base, Elementary) and base.is_integral and base.subrange is None):
+                self.error(ref.line, ref.col, f"a subrange needs an integer base type, not {base}")
+                return base
+            if low is None or high is None:
+                return base
+            if not base.low <= low <= high <= base.high:
+                self.error(ref.low.line, ref.low.col, f"subrange {low}..{high} does not fit {base}")
+                return base
+            return Elementary(base.name, base.kind, base.bits, base.signed, (low, high))
         if isinstance(ref, m.EnumTypeRef):
             self.error(ref.line, ref.col, "declare enumerations in a TYPE block")
             return None

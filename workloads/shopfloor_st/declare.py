@@ -132,6 +132,8 @@ def declare_vars(ctx: Context, scope: Scope, decls: list[m.VarDecl], ref_for: di
 
 def default_code(ctx: Context, typ: StType) -> str:
     if isinstance(typ, Elementary):
+        if typ.subrange:  # IEC: a subrange starts at its lower limit
+            return str(typ.subrange[0])
         return {"bool": "False", "real": "0.0"}.get(typ.kind, "0")
     if isinstance(typ, StringType):
         return "''"

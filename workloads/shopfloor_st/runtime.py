@@ -61,6 +61,10 @@ def index_fault(index: int, low: int, high: int, line: int, col: int) -> int:
     raise RuntimeFault(f"array index {index} out of range {low}..{high}", line, col)
 
 
+def subrange_fault(value: int, low: int, high: int, line: int, col: int) -> int:
+    raise RuntimeFault(f"value {value} out of the subrange {low}..{high}", line, col)
+
+
 def aborted(line: int, col: int) -> None:
     raise RuntimeFault("scan aborted (watchdog)", line, col)
 
@@ -231,6 +235,7 @@ HELPERS: dict[str, Any] = {
     "_oob": index_fault,
     "_mfault": math_fault,
     "_aborted": aborted,
+    "_range": subrange_fault,
     "_copy": deep_copy,
     "_make": make,
     "_make_fb": make_fb,

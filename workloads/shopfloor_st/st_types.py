@@ -35,6 +35,11 @@ class Elementary:
     kind: str  # "bool" | "int" | "bits" | "real" | "time"
     bits: int = 0
     signed: bool = False
+    subrange: tuple[int, int] | None = None  # INT(0..100): checked on assignment; arithmetic uses the base type
+
+    @property
+    def base(self) -> Elementary:
+        return ELEMENTARY[self.name] if self.subrange else self
 
     @property
     def low(self) -> int:
@@ -49,7 +54,7 @@ class Elementary:
         return self.kind in ("int", "bits")
 
     def __str__(self) -> str:
-        return self.name
+        return f"{self.name}({self.subrange[0]}..{self.subrange[1]})" if self.subrange else self.name
 
 
 @dataclass(frozen=True)
@@ -163,6 +168,10 @@ SIGNED_BY_WIDTH = [ELEMENTARY[n] for n in ("SINT", "INT", "DINT", "LINT")]
 def implicitly_converts(src: StType, dst: StType) -> bool:
     """May a value of `src` be assigned to `dst` without a conversion function?"""
     if src is dst or src == dst:
+        return True
+    src = src.base if isinstance(src, Elementary) else src
+    dst = dst.base if isinstance(dst, Elementary) else dst
+    if src == dst:
         return True
     if isinstance(src, LiteralType):
         if isinstance(dst, LiteralType):

@@ -31,8 +31,9 @@ def coerce(value: Any, typ: StType, name: str) -> Any:
                 raise ValueError(f"{name}: {typ} needs an integer, got {value!r}")
         if typ.kind == "time":
             return value
-        if not typ.low <= value <= typ.high:
-            raise ValueError(f"{name}: {value} is out of the range of {typ} ({typ.low}..{typ.high})")
+        low, high = typ.subrange or (typ.low, typ.high)
+        if not low <= value <= high:
+            raise ValueError(f"{name}: {value} is out of the range of {typ} ({low}..{high})")
         return value
     if isinstance(typ, StringType):
         if not isinstance(value, str):

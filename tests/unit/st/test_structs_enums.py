@@ -73,3 +73,29 @@ def test_array_alias_type(run) -> None:
 def test_duplicate_type_and_enum_value(errors) -> None:
     source = "TYPE A : (X, Y, X); END_TYPE\nTYPE A : INT; END_TYPE\nPROGRAM Main\nEND_PROGRAM"
     assert errors(source) == ["bad.st:1:17: duplicate value 'X' in A", "bad.st:2:6: duplicate declaration of type 'A'"]
+
+
+def test_subrange_starts_at_its_low_limit_and_is_checked_on_assignment() -> None:
+    import pytest
+
+    from shopfloor_st import RuntimeFault, compile_source
+
+    source = "TYPE Pct : INT(0..100); END_TYPE\nPROGRAM Main\nVAR p : Pct; q : INT(10..20); n : INT; END_VAR\n"
+    source += "q := q + 1;\nn := n + 30;\np := n * 2;\nEND_PROGRAM"
+    program = compile_source(source, "s.st")
+    assert program.variables["p"].type_name == "INT(0..100)" and program.variables["p"].iec_type == "INT"
+    instance = program.instantiate()
+    assert instance.get("q") == 10
+    instance.scan(0)
+    assert (instance.get("q"), instance.get("p")) == (11, 60)
+    with pytest.raises(RuntimeFault) as info:
+        instance.scan(1)
+    assert (info.value.message, info.value.line, info.value.col) == ("value 120 out of the subrange 0..100", 6, 6)
+    with pytest.raises(ValueError, match=r"^q: 21 is out of the range of INT\(10..20\) \(10..20\)$"):
+        instance.set("q", 21)
+
+
+def test_subrange_must_fit_its_base(errors) -> None:
+    assert errors("TYPE T : SINT(0..300); END_TYPE\nPROGRAM Main\nEND_PROGRAM") == [
+        "bad.st:1:15: subrange 0..300 does not fit SINT"
+    ]
