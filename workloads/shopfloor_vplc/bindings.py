@@ -3,7 +3,9 @@ with the variables' own types, device configurations, published variables. Error
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
+from typing import Any
 
 from shopfloor_api.virtualplc import FieldDevice, ModbusMapEntry, VirtualPLCSpec
 from shopfloor_vplc.field_io import DeviceConfig, health_variable_names
@@ -15,29 +17,27 @@ class BindingError(ValueError):
     """A manifest entry that does not fit the program; the message starts with the field path."""
 
 
+_probes: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+
+def _probe(program: ProgramLike) -> Any:
+    """An instance of `program` used only to resolve paths and their types (one per program)."""
+    probe = _probes.get(program)
+    if probe is None:
+        probe = _probes[program] = program.instantiate()
+    return probe
+
+
 def variable_type(program: ProgramLike, path: str, field: str) -> tuple[str, str]:
-    """(declared name, type name) of a top-level variable or a dotted member path."""
-    head, _, rest = path.partition(".")
-    declared = find_variable(program, head)
-    if declared is None:
+    """(declared spelling, type name) of a variable path: `Level`, `Tank.Level`, `Trend[2]`."""
+    head = path.replace("[", ".").split(".", 1)[0]
+    if find_variable(program, head) is None:
         raise BindingError(f"{field}: {head} is not declared in {program.entrypoint}")
-    if not rest:
-        return declared, str(program.variables[declared].type_name)
-    member_type = member_type_name(program, declared, rest)
-    if member_type is None:
-        raise BindingError(f"{field}: {path} cannot be resolved in {program.entrypoint}")
-    return f"{declared}.{rest}", member_type
-
-
-def member_type_name(program: ProgramLike, declared: str, member_path: str) -> str | None:
-    """The type of a structure member, asked of the program's own lookup when the compiler offers one."""
-    lookup = getattr(program, "type_of", None)
-    if lookup is None:
-        return None
     try:
-        return str(lookup(f"{declared}.{member_path}"))
-    except Exception:
-        return None
+        where = _probe(program).path(path)
+    except (KeyError, ValueError) as exc:
+        raise BindingError(f"{field}: {path} cannot be resolved in {program.entrypoint}: {exc}") from None
+    return str(where.canonical), str(where.type)
 
 
 def entry_binding(program: ProgramLike, entry: ModbusMapEntry, field: str) -> Binding:

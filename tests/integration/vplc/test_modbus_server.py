@@ -183,3 +183,13 @@ async def test_unknown_function_code_answers_illegal_function(served: tuple[Imag
     reply = await asyncio.to_thread(raw_exchange, server.port, mbap(9, b"\x5b\x00\x00\x00\x01"), True)
     transaction, protocol, _, unit, function, code = struct.unpack(">HHHBBB", reply[:9])
     assert (transaction, protocol, unit, function, code) == (9, 0, 1, 0x5B | 0x80, 1)
+
+
+async def test_other_unit_ids_are_refused_with_an_exception(served: tuple[Image, ModbusServer]) -> None:
+    _, server = served
+    client = await connect(server)
+    try:
+        response = await client.read_holding_registers(0, count=1, device_id=9)
+        assert response.isError() and response.exception_code == 11  # GATEWAY TARGET DEVICE FAILED TO RESPOND
+    finally:
+        client.close()

@@ -204,3 +204,29 @@ async def test_metrics_and_health_endpoints(tmp_path: Path) -> None:
     assert 'shopfloor_vplc_modbus_requests_total{function="3",result="ok"} 1.0' in text
     assert 'shopfloor_vplc_modbus_requests_total{function="3",result="exception_2"} 1.0' in text
     assert 'shopfloor_vplc_state{state="Running"} 1.0' in text
+
+
+STRUCTURED = """TYPE Tank : STRUCT Level : REAL; Full : BOOL; END_STRUCT; END_TYPE
+PROGRAM Main
+VAR
+  T : Tank;
+  Trend : ARRAY[1..3] OF INT;
+END_VAR
+T.Level := T.Level + 1.0;
+T.Full := T.Level > 5.0;
+Trend[2] := 42;
+END_PROGRAM
+"""
+
+
+async def test_structure_members_are_mapped_by_dotted_path(tmp_path: Path) -> None:
+    mapping = [
+        {"variable": "T.Level", "table": "inputRegisters", "address": 0},
+        {"variable": "t.full", "table": "discreteInputs", "address": 0},
+    ]
+    io = {"modbus": {"map": mapping}}
+    async with running_plc(tmp_path, STRUCTURED, io=io, safeState={}) as runtime, modbus_client(runtime) as client:
+        await async_wait_for(when(lambda: runtime.engine.snapshot.values["T.Level"] > 6), timeout=5)
+        level = (await client.read_input_registers(0, count=2)).registers
+        assert client.convert_from_registers(level, client.DATATYPE.FLOAT32) > 6
+        assert (await client.read_discrete_inputs(0, count=1)).bits[0] is True
