@@ -68,6 +68,7 @@ class Controller:
             wakeup.clear()
             observed = inputs()
             outcome = await asyncio.to_thread(self.reconcile, key, observed)
+            log.debug("%s %s/%s: phase %s, next look in %.1fs", *key, outcome.phase, outcome.recheck_after)
             woken = asyncio.ensure_future(wakeup.wait())
             stopping = asyncio.ensure_future(stopped.wait())
             try:

@@ -1,5 +1,8 @@
 """kopf handlers: thin. One daemon per object runs the level-based reconcile loop; watches on pods, Leases, nodes
-and the objects themselves only wake the right daemon. Indexes keep what the reconcilers read in memory."""
+and the objects themselves only wake the right daemon. Indexes keep what the reconcilers read in memory.
+
+Wake-up handlers are coroutines on purpose: kopf runs plain functions in worker threads, where setting an
+asyncio.Event would not wake the daemon's loop."""
 
 from __future__ import annotations
 
@@ -46,13 +49,13 @@ def register(registry: kopf.OperatorRegistry, controller: Controller) -> None:
 
     @kopf.on.event("pods", id="pod_changed", labels=OWNED, registry=registry)
     @kopf.on.event("coordination.k8s.io", "v1", "leases", id="lease_changed", labels=OWNED, registry=registry)
-    def child_changed(labels: kopf.Labels, namespace: str | None, **_: Any) -> None:
+    async def child_changed(labels: kopf.Labels, namespace: str | None, **_: Any) -> None:
         key = _owner_key(labels, namespace)
         if key:
             controller.wake(key)
 
     @kopf.on.event("nodes", id="node_changed", registry=registry)
-    def node_changed(name: str, **kwargs: Any) -> None:
+    async def node_changed(name: str, **kwargs: Any) -> None:
         owned_pods: kopf.Index[Key, Any] = kwargs["owned_pods"]
         for key, pods in owned_pods.items():
             if any((pod.get("spec") or {}).get("nodeName") == name for pod in pods):
@@ -64,7 +67,7 @@ def register(registry: kopf.OperatorRegistry, controller: Controller) -> None:
 
 def _register_kind(registry: kopf.OperatorRegistry, controller: Controller, plural: str, kind: str) -> None:
     @kopf.on.event(GROUP, VERSION, plural, id=f"{plural}_changed", registry=registry)
-    def changed(name: str, namespace: str | None, **_: Any) -> None:
+    async def changed(name: str, namespace: str | None, **_: Any) -> None:
         controller.wake((kind, namespace or "", name))
 
     @kopf.daemon(GROUP, VERSION, plural, id=f"{plural}_reconcile", cancellation_timeout=10.0, registry=registry)

@@ -47,9 +47,10 @@ async def run(
     api_client: client.ApiClient,
     stop_flag: asyncio.Event | threading.Event | None = None,
     ready_flag: asyncio.Event | threading.Event | None = None,
+    controller: Controller | None = None,
 ) -> Controller:
-    """Run until stopped; returns the controller (its metrics) for the caller's inspection."""
-    controller = Controller(api_client, settings)
+    """Run until stopped. Pass a `controller` to inspect it (its metrics) while the operator runs."""
+    controller = controller or Controller(api_client, settings)
     registry = kopf.OperatorRegistry()
     register(registry, controller)
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from shopfloor_api.virtualplc import ProgramSpec
-from shopfloor_st import source_revision
-from shopfloor_st.errors import CompileError
+from shopfloor_st import CompileError, compile_source, source_revision
 
 SourceLookup = Callable[[str, str], str | None]  # (configmap name, key) -> text, None when missing
 
@@ -29,10 +27,7 @@ class ProgramCheck:
 
 
 def _compile(source: str, filename: str, entrypoint: str) -> str | None:
-    """The first compile error as `line:col: message` (the filename is the user's object), or None."""
-    compile_source = getattr(importlib.import_module("shopfloor_st"), "compile_source", None)
-    if compile_source is None:  # a compiler-less build: the runtime still refuses invalid programs
-        return None
+    """Every compile error as `line:col: message`, one per line, or None."""
     try:
         compile_source(source, filename, entrypoint or None)
     except CompileError as error:

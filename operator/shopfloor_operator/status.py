@@ -33,12 +33,14 @@ def phase_of(program: dict[str, Any], report: RuntimeReport, scheduled: Observat
         return Phase.PENDING
     if scheduled is None or scheduled.status is not True:
         return Phase.SCHEDULING
-    if (failed and deployed == failed) or (report.state == "Faulted" and deployed == good):
+    faulted_on_deployed = report.state == "Faulted" and report.active_revision == deployed == good
+    if (failed and deployed == failed) or faulted_on_deployed:
         return Phase.FAULTED
     if failed and failed == program.get("desiredRevision"):
         return Phase.DEGRADED
-    if deployed != good:
-        return Phase.UPDATING if good else Phase.STARTING
+    if deployed != good and good:
+        return Phase.UPDATING
+    # The first revision is verified too, but a healthy first start is simply Running.
     if report.healthy and pod_ready:
         return Phase.RUNNING
     return Phase.STARTING
@@ -88,11 +90,17 @@ def conditions_for(
     return phase.value, observations
 
 
-def _worth_an_event(condition: dict[str, Any], before: str) -> bool:
-    """Transitions from Unknown are the normal start-up sequence, except problems a human must fix."""
+def _worth_an_event(condition: dict[str, Any], before: dict[str, Any]) -> bool:
+    """Status changes, except the normal start-up sequence out of Unknown; problems a human must fix always."""
     if condition["type"] == conditions.SCHEDULED and condition["status"] == "False":
-        return bool(condition.get("reason") == "Unschedulable")
-    return before != "Unknown" or condition["type"] in (conditions.PROGRAM_VALID, conditions.STALLED, conditions.READY)
+        return condition.get("reason") == "Unschedulable" and before.get("reason") != "Unschedulable"
+    if before.get("status") == condition["status"]:
+        return False
+    return before.get("status") != "Unknown" or condition["type"] in (
+        conditions.PROGRAM_VALID,
+        conditions.STALLED,
+        conditions.READY,
+    )
 
 
 class StatusWriter:
@@ -110,10 +118,11 @@ class StatusWriter:
         new_conditions = conditions.merge(old_conditions, observations, int(status.get("observedGeneration", 0)), now)
         new_status = {**status, "conditions": new_conditions}
         transitions = []
+        previous = {c.get("type"): c for c in old_conditions}
         for condition in new_conditions:
-            before = conditions.status_of(old_conditions, condition["type"])
+            before = previous.get(condition["type"]) or {"status": "Unknown", "reason": ""}
             event = TRANSITION_EVENTS.get((condition["type"], condition["status"]))
-            if event and before != condition["status"] and _worth_an_event(condition, before):
+            if event and _worth_an_event(condition, before):
                 transitions.append((event[0], event[1], condition["message"] or condition["reason"]))
         unchanged = {k: v for k, v in old.items() if k != "conditions"} == {
             k: v for k, v in new_status.items() if k != "conditions"

@@ -53,3 +53,10 @@ def test_configmap_source() -> None:
     assert check_program(spec, no_configmaps).reason == "SourceNotFound"
     found = check_program(spec, lambda name, key: SOURCE if (name, key) == ("logic", "main.st") else None)
     assert found.valid
+
+
+def test_compile_error_gives_line_and_column() -> None:
+    broken = "PROGRAM Main\nVAR x : INT; END_VAR\nx := ;\nEND_PROGRAM\n"
+    check = check_program(ProgramSpec(source=broken), no_configmaps)
+    assert not check.valid and check.reason == "CompileError"
+    assert check.message.startswith("3:"), check.message
