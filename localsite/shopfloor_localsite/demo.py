@@ -259,10 +259,11 @@ def main(argv: list[str] | None = None) -> int:
     events_log: list[str] = []
     site = EdgeSite(SiteOptions(on_event=events_log.append))
     print("Starting the site: control plane, 4 simulated edge nodes, operator, MQTT broker, plant simulator ...")
+    started = time.monotonic()
     try:
         site.start()
         story = Story(site, site.workdir / "site.log")
-        print(f"site up in {time.monotonic() - story.started:.1f}s")
+        print(f"site up in {time.monotonic() - started:.1f}s")
         assert site.broker is not None
         with SparkplugWatch(site.broker.port, "plant-a") as watch:
             story.apply_line()
@@ -286,6 +287,9 @@ def main(argv: list[str] | None = None) -> int:
         print("last site events:\n  " + "\n  ".join(events_log[-15:]), file=sys.stderr)
         if site.operator is not None:
             print(f"operator log tail:\n{site.operator.log_tail(30)}", file=sys.stderr)
+        if site.runner is not None:
+            for key, tail in site.runner.log_tails(10).items():
+                print(f"{key} log tail:\n{tail}", file=sys.stderr)
         return 1
     finally:
         print("Stopping the site ...", flush=True)

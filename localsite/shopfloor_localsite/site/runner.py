@@ -297,6 +297,10 @@ class SiteRunner:
                 (target / relative).parent.mkdir(parents=True, exist_ok=True)
                 (target / relative).write_bytes(content)
 
+    def log_tails(self, lines: int = 20) -> dict[str, str]:
+        with self._lock:
+            return {key: workload.process.log_tail(lines) for key, workload in self.attached.items()}
+
     def workloads(self) -> list[dict[str, Any]]:
         """What runs where, for the site table."""
         with self._lock:
