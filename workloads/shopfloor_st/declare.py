@@ -27,6 +27,11 @@ def declare_types(ctx: Context, decls: list[m.TypeDecl]) -> None:
     pending: dict[str, m.TypeDecl] = {}
     for decl in decls:
         key = decl.name.upper()
+        if decl.init is not None:
+            where = decl.init
+            ctx.error(
+                where.line, where.col, "initial values in TYPE declarations are not supported; initialise the variable"
+            )
         if key in ctx.types or key in ELEMENTARY or key in ctx.fb_types:
             ctx.error(decl.line, decl.col, f"duplicate declaration of type {decl.name!r}")
             continue

@@ -69,10 +69,6 @@ def aborted(line: int, col: int) -> None:
     raise RuntimeFault("scan aborted (watchdog)", line, col)
 
 
-def math_fault(name: str, value: float, line: int, col: int) -> float:
-    raise RuntimeFault(f"{name}({value}) is undefined", line, col)
-
-
 def math_call(fn: Any, value: float) -> float:
     """A math function with IEEE results outside its domain (SQRT(-1) = NaN, LN(0) = -inf), as the FPU gives."""
     try:
@@ -81,12 +77,6 @@ def math_call(fn: Any, value: float) -> float:
         return -math.inf if value == 0 else math.nan
     except OverflowError:
         return math.inf
-
-
-def int_power(base: int, exponent: int) -> int:
-    if exponent < 0:
-        return 1 if base == 1 else (-1 if exponent % 2 else 1) if base == -1 else 0
-    return base**exponent
 
 
 def deep_copy(value: Any) -> Any:
@@ -136,10 +126,6 @@ def rol(value: int, count: int, bits: int) -> int:
 
 def ror(value: int, count: int, bits: int) -> int:
     return rol(value, bits - (count % bits), bits)
-
-
-def clip_string(value: str, length: int) -> str:
-    return value[:length]
 
 
 def find(haystack: str, needle: str) -> int:
@@ -233,13 +219,11 @@ HELPERS: dict[str, Any] = {
     "_rdiv": rdiv,
     "_expt": expt,
     "_oob": index_fault,
-    "_mfault": math_fault,
     "_aborted": aborted,
     "_range": subrange_fault,
     "_copy": deep_copy,
     "_make": make,
     "_make_fb": make_fb,
-    "_wrap": wrap_signed,
     "_r2i": real_to_int,
     "_trunc": trunc_to_int,
     "_rol": rol,
@@ -260,6 +244,4 @@ HELPERS: dict[str, Any] = {
     "_limit": limit,
     "_math": math,
     "_fm": math_call,
-    "_ipow": int_power,
-    "_RuntimeFault": RuntimeFault,
 }

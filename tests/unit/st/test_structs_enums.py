@@ -99,3 +99,9 @@ def test_subrange_must_fit_its_base(errors) -> None:
     assert errors("TYPE T : SINT(0..300); END_TYPE\nPROGRAM Main\nEND_PROGRAM") == [
         "bad.st:1:15: subrange 0..300 does not fit SINT"
     ]
+
+
+def test_type_level_initial_value_is_refused_not_ignored(errors) -> None:
+    assert errors("TYPE Level : REAL := 1.5; END_TYPE\nPROGRAM Main\nEND_PROGRAM") == [
+        "bad.st:1:22: initial values in TYPE declarations are not supported; initialise the variable"
+    ]
