@@ -76,6 +76,10 @@ class ModbusSource:
                 self._metrics.polls.labels(self.device.name, result).inc()
                 log.warning("Modbus device %s: %s; reconnecting in %.1fs", self.device.name, exc, delay)
                 self._emit([TagValue(tag.name, None, Quality.BAD) for tag in self.device.tags])
+            except Exception:  # a malformed answer must not end polling: treat it as a lost connection
+                self._metrics.polls.labels(self.device.name, "error").inc()
+                log.exception("Modbus device %s: unexpected failure; reconnecting in %.1fs", self.device.name, delay)
+                self._emit([TagValue(tag.name, None, Quality.BAD) for tag in self.device.tags])
             finally:
                 self._client = None
                 connected.set(0)

@@ -131,7 +131,11 @@ class MqttSink(SessionEvents):
         delay = self.backoff[0]
         try:
             while not self._closing:
-                born = await self._one_session()
+                try:
+                    born = await self._one_session()
+                except Exception:  # never stop publishing for good: log, back off, connect again
+                    log.exception("MQTT session failed")
+                    born = False
                 if self._closing:
                     break
                 delay = self.backoff[0] if born else min(delay * 2, self.backoff[1])

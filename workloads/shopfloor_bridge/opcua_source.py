@@ -137,6 +137,10 @@ class OpcUaSource:
                 self._metrics.polls.labels(self.device.name, "error").inc()
                 log.warning("OPC UA source %s: %s; reconnecting in %.1fs", self.device.name, exc, delay)
                 self._emit([TagValue(name, None, Quality.BAD) for name in self.device.nodes])
+            except Exception:  # whatever the server or the stack throws, keep the bridge running and retry
+                self._metrics.polls.labels(self.device.name, "error").inc()
+                log.exception("OPC UA source %s: unexpected failure; reconnecting in %.1fs", self.device.name, delay)
+                self._emit([TagValue(name, None, Quality.BAD) for name in self.device.nodes])
             finally:
                 self._client = None
                 connected.set(0)
