@@ -21,6 +21,7 @@ class SparkplugWatch:
         self.group_id = group_id
         self.births: list[dict[str, Any]] = []
         self.data: list[dict[str, Any]] = []
+        self.raw: list[tuple[str, bytes]] = []  # every message as received, for independent decoding
         self._names: dict[int, str] = {}
         self._lock = threading.Lock()
         self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="shopfloor-demo-host")
@@ -36,6 +37,7 @@ class SparkplugWatch:
         payload = Payload()
         payload.ParseFromString(message.payload)
         with self._lock:
+            self.raw.append((message.topic, bytes(message.payload)))
             if kind == "NBIRTH":
                 self._names = {m.alias: m.name for m in payload.metrics if m.name != "bdSeq"}
                 bd_seq = next((_value(m) for m in payload.metrics if m.name == "bdSeq"), None)
