@@ -3,12 +3,28 @@
 from __future__ import annotations
 
 import bisect
+import re
 
 from tree_sitter import Node
 
 __all__ = ["Locator", "TreeReader"]
 
 _DECLARATIONS_WITH_INITIALISER = {"variable_declaration", "structure_field", "type_definition"}
+_EXPRESSIONS = {
+    "binary_expression",
+    "unary_expression",
+    "call_expression",
+    "index_expression",
+    "member_access_expression",
+    "parenthesized_expression",
+    "identifier",
+    "integer_literal",
+    "real_literal",
+    "string_literal",
+    "time_literal",
+    "typed_literal",
+    "boolean_literal",
+}
 _STATEMENTS_NEEDING_SEMICOLON = {"assignment_statement", "invocation_statement", "exit_statement", "return_statement"}
 
 
@@ -17,16 +33,14 @@ class Locator:
 
     def __init__(self, data: bytes) -> None:
         self.data = data
-        self.starts = [0]
-        for i, byte in enumerate(data):
-            if byte == 10:
-                self.starts.append(i + 1)
+        self.starts = [0, *(match.end() for match in re.finditer(b"\n", data))]
+        self.ascii = data.isascii()  # then byte columns are character columns
 
     def locate(self, offset: int) -> tuple[int, int]:
         row = bisect.bisect_right(self.starts, offset) - 1
         start = self.starts[row]
         col = offset - start
-        if col and max(self.data[start:offset], default=0) >= 0x80:
+        if col and not self.ascii and max(self.data[start:offset], default=0) >= 0x80:
             col = len(self.data[start:offset].decode("utf-8", errors="replace"))
         return row + 1, col + 1
 
@@ -67,6 +81,8 @@ class TreeReader:
             if node.type in _STATEMENTS_NEEDING_SEMICOLON and (node.child_count == 0 or node.children[-1].type != ";"):
                 line, col = self.locator.locate(node.end_byte + self.shift)
                 self.errors.append((line, col, "syntax error: expected ';'"))
+            if node.type in _EXPRESSIONS and not node.has_error:
+                continue  # nothing below an error-free expression can be a syntax error
             children = []
             for child in node.children:
                 if child.type == ":=" and node.type in _DECLARATIONS_WITH_INITIALISER:
