@@ -198,5 +198,16 @@ def is_elementary(typ: StType) -> bool:
     return isinstance(typ, Elementary | StringType | EnumType)
 
 
+def iec_type_of(typ: StType) -> str | None:
+    """The elementary IEC type name ("INT", "REAL", "STRING"; enumerations are "INT"), None for others."""
+    if isinstance(typ, Elementary):
+        return typ.name
+    if isinstance(typ, StringType):
+        return "STRING"
+    if isinstance(typ, EnumType):
+        return "INT"
+    return None
+
+
 def struct_like(typ: StType) -> bool:
     return isinstance(typ, StructType | FbType)

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from shopfloor_st.context import Scope, is_elementary
+from shopfloor_st.context import Scope, iec_type_of, is_elementary
 from shopfloor_st.st_types import ArrayType, FbType, StructType, StType
 from shopfloor_st.values import coerce
 
@@ -27,6 +27,11 @@ class VariablePath:
     @property
     def is_elementary(self) -> bool:
         return is_elementary(self.type)
+
+    @property
+    def iec_type(self) -> str | None:
+        """As `VariableInfo.iec_type`: "INT", "REAL", "STRING", ... for elementary paths, else None."""
+        return iec_type_of(self.type)
 
     def read(self, root: Any) -> Any:
         obj = root

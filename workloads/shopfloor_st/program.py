@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from shopfloor_st.compiler import CompiledUnit, compile_unit
-from shopfloor_st.context import Symbol, is_elementary
+from shopfloor_st.context import Symbol, iec_type_of, is_elementary
 from shopfloor_st.errors import CompileError, Diagnostic, RuntimeFault
 from shopfloor_st.paths import VariablePath, resolve_path
 from shopfloor_st.revision import source_revision
-from shopfloor_st.st_types import Elementary, EnumType, StringType, StType
+from shopfloor_st.st_types import StType
 from shopfloor_st.values import from_json, to_json
 
 __all__ = ["Instance", "Program", "VariableInfo", "compile_source"]
@@ -37,13 +37,7 @@ class VariableInfo:
     @property
     def iec_type(self) -> str | None:
         """The elementary IEC type ("INT", "REAL", "STRING", ...; enumerations are "INT"), None for others."""
-        if isinstance(self.type, Elementary):
-            return self.type.name
-        if isinstance(self.type, StringType):
-            return "STRING"
-        if isinstance(self.type, EnumType):
-            return "INT"
-        return None
+        return iec_type_of(self.type)
 
 
 def _info(symbol: Symbol) -> VariableInfo:

@@ -195,7 +195,8 @@ def test_load_retained_skips_what_no_longer_fits() -> None:
 def test_resolved_paths_read_and_write_fast() -> None:
     instance = compile_source(SOURCE).instantiate()
     where = instance.path("arr[3]")
-    assert where.canonical == "Arr[3]" and where.is_elementary
+    assert where.canonical == "Arr[3]" and where.is_elementary and where.iec_type == "INT"
+    assert instance.path("V").iec_type is None and instance.path("V.Pos").iec_type == "REAL"
     instance.write(where, 30)
     assert instance.read(where) == 30 and instance.get("Arr") == [1, 2, 30]
     with pytest.raises(KeyError):
