@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from enum import StrEnum
-
-from pymodbus.client.mixin import ModbusClientMixin
 
 from shopfloor_bridge.tags import DataType, Value
 
@@ -33,12 +32,13 @@ _REGISTERS = {
     DataType.UDINT: 2,
     DataType.REAL: 2,
 }
-_PYMODBUS_TYPE = {
-    DataType.INT: ModbusClientMixin.DATATYPE.INT16,
-    DataType.UINT: ModbusClientMixin.DATATYPE.UINT16,
-    DataType.DINT: ModbusClientMixin.DATATYPE.INT32,
-    DataType.UDINT: ModbusClientMixin.DATATYPE.UINT32,
-    DataType.REAL: ModbusClientMixin.DATATYPE.FLOAT32,
+# Big-endian bytes of the registers, high word first (Modbus' own byte order; word order handled separately).
+_STRUCT = {
+    DataType.INT: struct.Struct(">h"),
+    DataType.UINT: struct.Struct(">H"),
+    DataType.DINT: struct.Struct(">i"),
+    DataType.UDINT: struct.Struct(">I"),
+    DataType.REAL: struct.Struct(">f"),
 }
 
 
@@ -78,12 +78,9 @@ class ModbusTag:
             return bool(words[0])
         if self.datatype is DataType.BOOL:
             return bool(words[0])
-        raw = ModbusClientMixin.convert_from_registers(
-            [int(w) for w in words],
-            _PYMODBUS_TYPE[self.datatype],
-            word_order="little" if self.little_endian_words else "big",
-        )
-        assert isinstance(raw, int | float)
+        if self.little_endian_words and len(words) == 2:
+            words = [words[1], words[0]]
+        raw: int | float = _STRUCT[self.datatype].unpack(struct.pack(f">{len(words)}H", *words))[0]
         if not self.scaled:
             return raw
         return float(raw) * (1.0 if self.scale is None else self.scale) + (self.offset or 0.0)
@@ -97,13 +94,9 @@ class ModbusTag:
         raw: float = float(value)
         if self.scaled:
             raw = (raw - (self.offset or 0.0)) / (1.0 if self.scale is None else self.scale)
-        if self.datatype is not DataType.REAL:
-            raw = round(raw)
         try:
-            return ModbusClientMixin.convert_to_registers(
-                int(raw) if self.datatype is not DataType.REAL else raw,
-                _PYMODBUS_TYPE[self.datatype],
-                word_order="little" if self.little_endian_words else "big",
-            )
-        except Exception as exc:  # pymodbus raises struct.error / ValueError on overflow
+            packed = _STRUCT[self.datatype].pack(raw if self.datatype is DataType.REAL else round(raw))
+        except (struct.error, OverflowError) as exc:
             raise ValueError(f"tag {self.name}: {value!r} does not fit a {self.datatype}") from exc
+        words = list(struct.unpack(f">{len(packed) // 2}H", packed))
+        return words[::-1] if self.little_endian_words else words

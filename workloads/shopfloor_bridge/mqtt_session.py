@@ -1,8 +1,8 @@
-"""One MQTT connection (paho-mqtt 2.x) driven by its own thread, with its events delivered to the asyncio loop.
+"""One MQTT connection (paho-mqtt 2.x) run by paho's network thread, its events delivered to the asyncio loop.
 
-A session never reconnects by itself: when the connection ends, the owner starts a new session. That keeps each
-connection's Will (the Sparkplug NDEATH with its bdSeq) and its in-flight messages apart, and lets the owner decide
-what to resend from the store-and-forward buffer instead of paho resending from memory.
+A session never reconnects by itself (paho's reconnect is off): when the connection ends, the owner starts a new
+one. That keeps each connection's Will (the Sparkplug NDEATH with its bdSeq) and its in-flight messages apart, and
+lets the owner decide what to resend from the store-and-forward buffer instead of paho resending from memory.
 """
 
 from __future__ import annotations
@@ -80,6 +80,7 @@ class MqttSession:
             protocol=protocol,
             clean_session=None if protocol == mqtt.MQTTv5 else True,
             transport="websockets" if settings.websockets else "tcp",
+            reconnect_on_failure=False,  # a lost connection ends the session; the owner starts the next one
         )
         if will is not None:
             client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
@@ -125,20 +126,19 @@ class MqttSession:
     # ---- the session's thread ----------------------------------------------------------------------------------
 
     def _run(self) -> None:
+        # Connect here (blocking), then let paho's own network thread run the connection: with it, publish() only
+        # queues and a single thread writes the socket, which keeps messages in order on the wire.
         reason = "stopped"
         try:
             host, port = resolve(self.settings.host, self.settings.port)
             self._client.connect(host, port, self.settings.keepalive)
-            while not self._stop.is_set():
-                rc = self._client.loop(timeout=0.05)
-                if rc != mqtt.MQTT_ERR_SUCCESS:
-                    reason = mqtt.error_string(rc)
-                    break
+            self._client.loop_start()
+            self._stop.wait()
         except (OSError, ssl.SSLError, ValueError) as exc:
             reason = f"{type(exc).__name__}: {exc}"
         finally:
-            if self._client.is_connected():
-                self._client.disconnect()
+            self._client.disconnect()  # clean DISCONNECT when still connected: the broker drops the Will
+            self._client.loop_stop()
             self._post(self._finish, reason)
 
     def _post(self, callback: Callable[..., None], *args: Any) -> None:

@@ -137,3 +137,21 @@ async def test_plain_json_under_topic_prefix(broker: Mosquitto, tmp_path: Path) 
     assert body["value"] == 3 and body["quality"] == "good" and isinstance(body["timestamp"], int)
     probe.stop()
     await device.stop()
+
+
+async def test_exception_response_turns_only_that_request_bad(broker: Mosquitto, tmp_path: Path) -> None:
+    device = await ModbusDevice(size=100).start()
+    await device.set(HOLDING, 0, [9])
+    tags = [
+        {"name": "Here", "table": "holdingRegisters", "address": 0, "type": "UINT"},
+        {"name": "Beyond", "table": "holdingRegisters", "address": 500, "type": "UINT"},  # the device has 100
+    ]
+    probe = Probe(broker, ("spBv1.0/#",)).start()
+    document = bridge_manifest([modbus_source(device.port, tags)], mqtt={"url": broker.url, "sparkplug": SPARKPLUG})
+    async with running(config_of(document, tmp_path / "state")) as bridge:
+        await eventually(lambda: last_values(probe).get("mixer/Here") == 9)
+        await eventually(lambda: bridge.metrics.polls.labels("mixer", "exception")._value.get() > 2)
+        assert "mixer/Beyond" in last_values(probe) and last_values(probe)["mixer/Beyond"] is None
+        assert bridge.metrics.source_connected.labels("mixer")._value.get() == 1  # no reconnect for that
+    probe.stop()
+    await device.stop()

@@ -102,3 +102,19 @@ async def test_bdseq_continues_across_restarts(broker: Mosquitto, tmp_path: Path
             await eventually(lambda n=expected: len(probe.of_kind("NBIRTH")) == n)  # type: ignore[misc]
     assert [metrics_by_name(m.sparkplug())["bdSeq"] for m in probe.of_kind("NBIRTH")] == [0, 1]
     probe.stop()
+
+
+async def test_garbage_commands_and_state_never_stop_the_node(broker: Mosquitto, tmp_path: Path) -> None:
+    probe = Probe(broker).start()
+    async with running_sink(broker, tmp_path / "spool", primary_host_id="scada") as bridge:
+        probe.client.publish("spBv1.0/STATE/scada", b"\x00\xff not json", qos=1, retain=True)
+        await eventually(lambda: bridge.sink._connected, what="connected")
+        probe.host_state("scada", online=True)
+        await eventually(lambda: probe.of_kind("NBIRTH"), what="birth after a garbage STATE")
+        probe.client.publish(TOPICS.ncmd, b"\xff\xff\xff\xff", qos=1)
+        probe.client.publish(TOPICS.ncmd, b"\x12\x03\xff\xff", qos=1)  # truncated protobuf
+        bridge.change("dev/Counter", 1)
+        await eventually(lambda: probe.of_kind("NDATA"))
+        refused = bridge.sink.metrics.writes.labels("mqtt", "refused")
+        await eventually(lambda: refused._value.get() == 2, what="both bad NCMDs counted")
+    probe.stop()

@@ -83,3 +83,20 @@ def test_unsigned_32_bit_datatype() -> None:
     aliases = payloads.Aliases([TagInfo("c", DataType.UDINT)])
     birth = decode(payloads.birth(aliases, [value("c", 4_000_000_000)], bd_seq=0))
     assert [(m.datatype, m.int_value) for m in birth.metrics if m.name == "c"] == [(UINT32, 4_000_000_000)]
+
+
+@pytest.mark.parametrize(
+    ("payload", "online"),
+    [
+        (b'{"online": true, "timestamp": 1}', True),
+        (b'{"online": false, "timestamp": 1}', False),
+        (b"ONLINE", True),
+        (b"OFFLINE", False),
+        (b"\xff\x00garbage", False),
+        (b"[1, 2]", False),
+    ],
+)
+def test_primary_host_state_in_both_specification_versions(payload: bytes, online: bool) -> None:
+    from shopfloor_bridge.mqtt_sink import _host_online
+
+    assert _host_online(payload) is online
