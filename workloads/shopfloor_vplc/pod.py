@@ -14,7 +14,9 @@ from typing import Any
 
 from kubernetes import client
 
+from shopfloor_api.virtualplc import VirtualPLCSpec
 from shopfloor_inpod.configmap import ConfigMapStore, ConfigMapWatcher
+from shopfloor_inpod.endpoints import resolve
 from shopfloor_inpod.lease import LeaseReporter
 from shopfloor_inpod.settings import PodSettings
 from shopfloor_st import CompileError
@@ -112,7 +114,8 @@ class PodRuntime:
                 filename=filename,
                 state_listeners=[self._report],
             )
-            runtime = await asyncio.to_thread(PlcRuntime, plc.name, plc.spec, program, options)
+            # Built on the event loop: the I/O scanner's Modbus clients bind to the running loop when created.
+            runtime = PlcRuntime(plc.name, with_resolved_field_devices(plc.spec), program, options)
         except CompileError as exc:
             self._report(PlcState.FAULTED, "", "\n".join(str(plc.locate(d)) for d in exc.diagnostics))
             return
@@ -152,3 +155,15 @@ async def run_pod() -> int:
         loop.add_signal_handler(sig, stop.set)
     await PodRuntime(settings, api).run(stop)
     return 0
+
+
+def with_resolved_field_devices(spec: VirtualPLCSpec) -> VirtualPLCSpec:
+    """The spec with each field device's address as the site resolves it (unchanged in a real pod, where cluster
+    DNS answers; on the local edge site, the endpoint map)."""
+    devices = []
+    for device in spec.io.field_devices:
+        host, port = resolve(device.modbus.host, device.modbus.port)
+        devices.append(
+            device.model_copy(update={"modbus": device.modbus.model_copy(update={"host": host, "port": port})})
+        )
+    return spec.model_copy(update={"io": spec.io.model_copy(update={"field_devices": devices})})
