@@ -218,7 +218,7 @@ async def read_opcua(port: int, workdir: Path, names: list[str]) -> dict[str, An
     from asyncua import Client
 
     cert, key = opcua_application_certificate("urn:shopfloor:demo-client")
-    cert_file, key_file = workdir / "demo-client.pem", workdir / "demo-client.key"
+    cert_file, key_file = workdir / "demo-client-cert.pem", workdir / "demo-client-key.pem"
     cert_file.write_bytes(cert)
     key_file.write_bytes(key)
     opcua = Client(f"opc.tcp://127.0.0.1:{port}", timeout=5)
