@@ -9,7 +9,7 @@ from typing import Any
 
 from shopfloor_api.virtualplc import FieldDevice, ModbusMapEntry, VirtualPLCSpec
 from shopfloor_vplc.field_io import DeviceConfig, health_variable_names
-from shopfloor_vplc.modbus_codec import AddressMap, Binding, CodecError, Table, WordOrder
+from shopfloor_vplc.modbus_codec import AddressMap, Binding, CodecError
 from shopfloor_vplc.program import ProgramLike, find_variable
 
 
@@ -42,7 +42,7 @@ def variable_type(program: ProgramLike, path: str, field: str) -> tuple[str, str
 
 def entry_binding(program: ProgramLike, entry: ModbusMapEntry, field: str) -> Binding:
     variable, type_name = variable_type(program, entry.variable, f"{field}.variable")
-    binding = Binding(variable, Table(entry.table.value), entry.address, type_name, WordOrder(entry.word_order.value))
+    binding = Binding(variable, entry.table, entry.address, type_name, entry.word_order)
     try:
         AddressMap([binding])
     except CodecError as exc:

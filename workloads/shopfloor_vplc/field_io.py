@@ -128,7 +128,7 @@ class DeviceLink:
             response = await self.client.read_input_registers(binding.address, count=count, device_id=unit)
         if response.isError():
             raise ModbusException(f"{binding.table.value} {binding.address}: {response}")
-        words = [int(b) for b in response.bits[:count]] if binding.table.is_bits else list(response.registers)
+        words = [int(b) for b in response.bits[:count]] if binding.is_bits else list(response.registers)
         return binding.decode(words)
 
     def queue_outputs(self, values: Mapping[str, Any]) -> None:

@@ -7,30 +7,15 @@ little-endian. Signed types are two's complement.
 
 from __future__ import annotations
 
-import enum
 import struct
 from dataclasses import dataclass
 from typing import Any
 
+from shopfloor_api.virtualplc import ModbusTable as Table
+from shopfloor_api.virtualplc import WordOrder
 
-class Table(enum.StrEnum):
-    COILS = "coils"
-    DISCRETE_INPUTS = "discreteInputs"
-    HOLDING_REGISTERS = "holdingRegisters"
-    INPUT_REGISTERS = "inputRegisters"
-
-    @property
-    def is_bits(self) -> bool:
-        return self in (Table.COILS, Table.DISCRETE_INPUTS)
-
-    @property
-    def client_writable(self) -> bool:
-        return self in (Table.COILS, Table.HOLDING_REGISTERS)
-
-
-class WordOrder(enum.StrEnum):
-    BIG_ENDIAN = "BigEndian"
-    LITTLE_ENDIAN = "LittleEndian"
+# The API's enums are the tables and word orders; the codec adds which tables hold bits.
+BIT_TABLES = frozenset({Table.COILS, Table.DISCRETE_INPUTS})
 
 
 # type name -> (struct format of the whole value, big-endian)
@@ -60,7 +45,7 @@ class CodecError(ValueError):
 def check_binding(type_name: str, table: Table) -> None:
     """Raise CodecError when a variable of `type_name` cannot live in `table`."""
     upper = type_name.upper()
-    if table.is_bits:
+    if table in BIT_TABLES:
         if upper != "BOOL":
             raise CodecError(f"{table.value} hold BOOL variables only, not {type_name}")
     elif upper not in _FORMATS:
@@ -116,16 +101,20 @@ class Binding:
     word_order: WordOrder = WordOrder.BIG_ENDIAN
 
     @property
+    def is_bits(self) -> bool:
+        return self.table in BIT_TABLES
+
+    @property
     def width(self) -> int:
-        return 1 if self.table.is_bits else register_count(self.type_name)
+        return 1 if self.is_bits else register_count(self.type_name)
 
     def encode(self, value: Any) -> list[int]:
-        if self.table.is_bits:
+        if self.is_bits:
             return [1 if value else 0]
         return encode(self.type_name, value, self.word_order)
 
     def decode(self, words: list[int]) -> Any:
-        if self.table.is_bits:
+        if self.is_bits:
             return bool(words[0])
         return decode(self.type_name, words, self.word_order)
 

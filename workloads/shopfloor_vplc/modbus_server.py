@@ -19,7 +19,7 @@ from pymodbus.pdu import ExceptionResponse, ModbusPDU
 from pymodbus.server import ModbusTcpServer
 
 from shopfloor_vplc.image import Snapshot, WriteQueue
-from shopfloor_vplc.modbus_codec import AddressMap, Binding, Table
+from shopfloor_vplc.modbus_codec import BIT_TABLES, AddressMap, Binding, Table
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class ProcessImageStore(ModbusServerContext):
             if word is None:
                 return ExcCodes.ILLEGAL_ADDRESS
             words.append(word)
-        if table.is_bits:
+        if table in BIT_TABLES:
             return [bool(w) for w in words]
         return words
 

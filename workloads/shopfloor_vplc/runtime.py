@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from shopfloor_api.virtualplc import VirtualPLCSpec
 from shopfloor_inpod.http import HealthServer
@@ -31,6 +32,7 @@ from shopfloor_vplc.retain import DEFAULT_INTERVAL_S, Checkpointer, RetainStore
 log = logging.getLogger(__name__)
 
 Locate = Callable[[Diagnostic], Diagnostic]
+SHUTDOWN_STEP_TIMEOUT_S = 5.0
 
 
 @dataclass
@@ -176,12 +178,20 @@ class PlcRuntime:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         if self.checkpointer is not None:
-            await self.checkpointer.save_if_changed()
+            await self._bounded("retain checkpoint", self.checkpointer.save_if_changed())
         if self.modbus is not None:
-            await self.modbus.stop()
+            await self._bounded("Modbus server", self.modbus.stop())
         if self.opcua is not None:
-            await self.opcua.stop()
+            await self._bounded("OPC UA server", self.opcua.stop())
         if self.http is not None:
-            await self.http.stop()
+            await self._bounded("HTTP server", self.http.stop())
         if self.field_io is not None:
-            await self.field_io.stop()
+            await self._bounded("I/O scanner", self.field_io.stop())
+
+    @staticmethod
+    async def _bounded(what: str, closing: Coroutine[Any, Any, None]) -> None:
+        """A part that does not close in time must not keep the process from stopping (the safe state is out)."""
+        try:
+            await asyncio.wait_for(closing, SHUTDOWN_STEP_TIMEOUT_S)
+        except TimeoutError:
+            log.error("%s did not stop within %.0f s", what, SHUTDOWN_STEP_TIMEOUT_S)

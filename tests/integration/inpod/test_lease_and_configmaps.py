@@ -16,6 +16,10 @@ from shopfloor_inpod.settings import PodSettings, SettingsError
 from tests.support.mosquitto import free_port
 from tests.support.waiting import async_wait_for
 
+# A hang fails this test with a traceback instead of stalling the suite (the first test also starts the
+# control plane).
+pytestmark = pytest.mark.timeout(180)
+
 
 def read_lease(api: client.ApiClient, namespace: str, name: str) -> client.V1Lease | None:
     try:

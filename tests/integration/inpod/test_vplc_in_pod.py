@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 from pathlib import Path
 
+import pytest
 from kubernetes import client
 from pymodbus.client import AsyncModbusTcpClient
 
@@ -17,6 +18,10 @@ from tests.integration.vplc.runtime_support import MODBUS_MAP, TANK
 from tests.support.mosquitto import free_port
 from tests.support.waiting import async_wait_for
 from tests.unit.vplc.manifests import plc_manifest
+
+# A hang fails this test with a traceback instead of stalling the suite (the first test also starts the
+# control plane).
+pytestmark = pytest.mark.timeout(180)
 
 
 def lease_annotations(api: client.ApiClient, namespace: str) -> dict[str, str]:

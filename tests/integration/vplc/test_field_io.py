@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from shopfloor_vplc.field_io import QUALITY_GOOD, QUALITY_UNCERTAIN, DeviceConfig, FieldIO
 from shopfloor_vplc.modbus_codec import Binding, Table
 from tests.integration.vplc.conftest import RemoteIO
 from tests.support.waiting import async_wait_for
+
+# A hang fails this test with a traceback instead of stalling the suite.
+pytestmark = pytest.mark.timeout(60)
 
 
 def device_config(port: int, hold_last_value: bool = False) -> DeviceConfig:

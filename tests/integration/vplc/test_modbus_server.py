@@ -16,6 +16,9 @@ from shopfloor_vplc.modbus_codec import Binding, Table, WordOrder
 from shopfloor_vplc.modbus_server import ModbusServer
 from tests.support.mosquitto import free_port
 
+# A hang fails this test with a traceback instead of stalling the suite.
+pytestmark = pytest.mark.timeout(60)
+
 BINDINGS = [
     Binding("Running", Table.COILS, 0, "BOOL"),
     Binding("Alarm", Table.DISCRETE_INPUTS, 3, "BOOL"),

@@ -18,6 +18,9 @@ from shopfloor_vplc.opcua_server import NAMESPACE_URI, OpcUaConfig, OpcUaServer
 from tests.support.mosquitto import free_port
 from tests.support.waiting import async_wait_for
 
+# A hang fails this test with a traceback instead of stalling the suite.
+pytestmark = pytest.mark.timeout(60)
+
 VARIABLES = [("Running", "BOOL"), ("Level", "REAL"), ("Count", "DINT"), ("Setpoint", "INT"), ("Name", "STRING")]
 
 

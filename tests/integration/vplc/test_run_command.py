@@ -19,6 +19,9 @@ from tests.support.mosquitto import free_port
 from tests.support.waiting import async_wait_for
 from tests.unit.vplc.manifests import write_manifest
 
+# A hang fails this test with a traceback instead of stalling the suite.
+pytestmark = pytest.mark.timeout(60)
+
 
 class RunProcess:
     """The runtime process; its output lines are collected as they come."""

@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 import aiohttp
+import pytest
 from asyncua import Client, ua
 
 from shopfloor_vplc.image import PlcState
@@ -13,6 +14,9 @@ from shopfloor_vplc.opcua_server import NAMESPACE_URI
 from tests.integration.vplc.conftest import RemoteIO
 from tests.integration.vplc.runtime_support import TANK, field_device, modbus_client, running_plc
 from tests.support.waiting import async_wait_for
+
+# A hang fails this test with a traceback instead of stalling the suite.
+pytestmark = pytest.mark.timeout(60)
 
 
 def when(predicate: object) -> object:
