@@ -71,7 +71,7 @@ class BridgeReconciler:
         status.update(
             phase=phase.value,
             observedGeneration=generation,
-            podName=pod_name,
+            podName=pod_name or status.get("podName", ""),  # the last pod names the next incarnation
             nodeName=(live.get("spec") or {}).get("nodeName", "") if live else "",
             replacements=pods.incarnation,
         )

@@ -42,7 +42,7 @@ class Controller:
             "ProtocolBridge": BridgeReconciler(self.kube, settings, applier),
         }
         self._wakeups: dict[Key, asyncio.Event] = {}
-        self._latest: dict[Key, dict[str, Any]] = {}  # the newest body we wrote, until the watch catches up
+        self._latest: dict[Key, dict[str, Any]] = {}  # the newest body seen or written, per object
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ wake-ups (event loop only)
@@ -50,7 +50,10 @@ class Controller:
     def wakeup_event(self, key: Key) -> asyncio.Event:
         return self._wakeups.setdefault(key, asyncio.Event())
 
-    def wake(self, key: Key) -> None:
+    def wake(self, key: Key, body: dict[str, Any] | None = None) -> None:
+        """Look at `key` again now; `body` is the object as the watch just delivered it."""
+        if body is not None:
+            self._remember(key, body)
         event = self._wakeups.get(key)
         if event is not None:
             event.set()
@@ -113,9 +116,16 @@ class Controller:
         self.metrics.observe(
             controller, metadata.get("uid", ""), int(metadata.get("generation", 0)), outcome.phase, outcome.ready
         )
-        with self._lock:
-            self._latest[key] = observed.body
+        self._remember(key, observed.body)
         return outcome
+
+    def _remember(self, key: Key, body: dict[str, Any]) -> None:
+        """Keep the newest version seen of an object: kopf's live body can lag behind its own events and our
+        status writes."""
+        with self._lock:
+            known = self._latest.get(key)
+            if known is None or _version(body) >= _version(known):
+                self._latest[key] = body
 
     def _confirm_pods(self, observed: Observed, namespace: str) -> None:
         """The status names a pod the watch has not shown yet (just created): ask, so no second pod is made."""

@@ -67,8 +67,9 @@ def register(registry: kopf.OperatorRegistry, controller: Controller) -> None:
 
 def _register_kind(registry: kopf.OperatorRegistry, controller: Controller, plural: str, kind: str) -> None:
     @kopf.on.event(GROUP, VERSION, plural, id=f"{plural}_changed", registry=registry)
-    async def changed(name: str, namespace: str | None, **_: Any) -> None:
-        controller.wake((kind, namespace or "", name))
+    async def changed(name: str, namespace: str | None, body: kopf.Body, type: str | None, **_: Any) -> None:
+        if type != "DELETED":
+            controller.wake((kind, namespace or "", name), _plain(body))
 
     @kopf.daemon(GROUP, VERSION, plural, id=f"{plural}_reconcile", cancellation_timeout=10.0, registry=registry)
     async def run(

@@ -68,8 +68,7 @@ def test_create_builds_children_and_runs_on_a_realtime_node(start_operator: Oper
     assert conditions["Ready"]["status"] == "True" and conditions["Stalled"]["status"] == "False"
     assert conditions["Reconciling"]["status"] == "False" and conditions["RuntimeHealthy"]["status"] == "True"
     assert all(c["lastTransitionTime"] and c["observedGeneration"] == 1 for c in status["conditions"])
-    reasons = {event.reason for event in cluster.events("mixer-1")}
-    assert {"Deploying", "Scheduled", "Ready"} <= reasons
+    wait_for(lambda: {"Deploying", "Scheduled", "Ready"} <= {e.reason for e in cluster.events("mixer-1")})
 
 
 def test_pinned_to_a_node(start_operator: OperatorFactory, cluster: Cluster) -> None:
