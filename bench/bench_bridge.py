@@ -176,8 +176,9 @@ async def plain_loop(device_port: int, broker_port: int, tags: int, poll: float)
 class Load:
     """Changes every register between polls, and writes the probe register with a timestamped sequence number."""
 
-    def __init__(self, device: ModbusDevice, tags: int, subscriber: Subscriber | None = None) -> None:
+    def __init__(self, device: ModbusDevice, tags: int, poll: float, subscriber: Subscriber | None = None) -> None:
         self.device = device
+        self.poll = poll
         self.tags = tags
         self.subscriber = subscriber
         self.counter = 0
@@ -192,14 +193,15 @@ class Load:
                 probe = (probe + 1) % 65536
                 self.subscriber.sent[probe] = time.monotonic_ns()
                 await self.device.set(HOLDING, self.tags, [probe])
-                next_probe = time.monotonic() + 0.037  # off the poll grid, so latencies cover every phase
+                # Slower than the poll (every probe is seen) and off its grid (latencies cover every phase).
+                next_probe = time.monotonic() + max(0.037, self.poll * 1.37)
             await asyncio.sleep(period)
 
 
 async def measure(
     name: str, command: list[str], subscriber: Subscriber, device: ModbusDevice, args: argparse.Namespace
 ) -> dict[str, float]:
-    load = Load(device, args.tags, subscriber)
+    load = Load(device, args.tags, args.poll_s, subscriber)
     loader = asyncio.create_task(load.run(args.poll_s / 2))
     process = await asyncio.create_subprocess_exec(*command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -241,7 +243,7 @@ async def outage(
     alias_counter = 1  # R0 carries the load counter
     decode = decode_sparkplug(args.tags + 1, alias_counter)
     subscriber = Subscriber(broker.port, "spBv1.0/bench/#", decode, host_id="bench-host")
-    load = Load(device, args.tags)
+    load = Load(device, args.tags, args.poll_s)
     loader = asyncio.create_task(load.run(args.poll_s / 2))
     process = await asyncio.create_subprocess_exec(
         *bridge_command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL

@@ -78,9 +78,17 @@ class ModbusTag:
             return bool(words[0])
         if self.datatype is DataType.BOOL:
             return bool(words[0])
-        if self.little_endian_words and len(words) == 2:
-            words = [words[1], words[0]]
-        raw: int | float = _STRUCT[self.datatype].unpack(struct.pack(f">{len(words)}H", *words))[0]
+        return self.decode_from(struct.pack(f">{len(words)}H", *words), 0)
+
+    def decode_from(self, registers: bytes, index: int) -> Value:
+        """The value from big-endian register bytes (a whole read request), the tag starting at register `index`."""
+        if self.datatype is DataType.BOOL:
+            return registers[2 * index] != 0 or registers[2 * index + 1] != 0
+        start = 2 * index
+        if self.little_endian_words and self.width == 2:
+            registers = registers[start + 2 : start + 4] + registers[start : start + 2]
+            start = 0
+        raw: int | float = _STRUCT[self.datatype].unpack_from(registers, start)[0]
         if not self.scaled:
             return raw
         return float(raw) * (1.0 if self.scale is None else self.scale) + (self.offset or 0.0)

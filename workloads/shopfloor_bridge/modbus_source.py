@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -113,10 +114,15 @@ class ModbusSource:
                 all_ok = False
                 values += [TagValue(t.name, None, Quality.BAD, source_ms, observed) for t in request.tags]
                 continue
+            if request.table.is_bits:
+                for tag in request.tags:
+                    bit = bool(response[tag.address - request.address])
+                    values.append(TagValue(tag.name, bit, Quality.GOOD, source_ms, observed))
+                continue
+            registers = struct.pack(f">{len(response)}H", *response)  # once per request, not per tag
             for tag in request.tags:
-                start = tag.address - request.address
-                words = response[start : start + tag.width]
-                values.append(TagValue(tag.name, tag.decode(words), Quality.GOOD, source_ms, observed))
+                value = tag.decode_from(registers, tag.address - request.address)
+                values.append(TagValue(tag.name, value, Quality.GOOD, source_ms, observed))
         self._metrics.polls.labels(self.device.name, "ok" if all_ok else "exception").inc()
         return values
 

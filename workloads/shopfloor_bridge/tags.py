@@ -58,6 +58,8 @@ class TagTable:
                 raise ValueError(f"tag name {tag.name!r} is used twice; tag names must be unique in a bridge")
             self.info[tag.name] = tag
         self._current: dict[str, TagValue] = {}
+        # Kept up to date by `update`, so metrics never walk every tag; never-read tags count as bad.
+        self._counts = {Quality.GOOD: 0, Quality.BAD: len(self.info)}
 
     def update(self, values: Iterable[TagValue]) -> list[TagValue]:
         changed: list[TagValue] = []
@@ -65,6 +67,9 @@ class TagTable:
             old = self._current.get(new.name)
             if old is not None and old.quality == new.quality and _same(old.value, new.value):
                 continue
+            if new.name in self.info:
+                self._counts[old.quality if old is not None else Quality.BAD] -= 1
+                self._counts[new.quality] += 1
             self._current[new.name] = new
             changed.append(new)
         return changed
@@ -77,11 +82,7 @@ class TagTable:
         return [self._current.get(name) for name in self.info]
 
     def count_by_quality(self) -> dict[Quality, int]:
-        counts = dict.fromkeys(Quality, 0)
-        for name in self.info:
-            value = self._current.get(name)
-            counts[value.quality if value is not None else Quality.BAD] += 1
-        return counts
+        return dict(self._counts)
 
 
 def _same(a: Value | None, b: Value | None) -> bool:
