@@ -301,6 +301,12 @@ class ScanEngine:
         """A faulted PLC executes nothing; a new program revision (online change) restarts it."""
         self._wake.wait(0.1)
         self._wake.clear()
+        refused = self.writes.drain()
+        if refused:  # nothing runs to take client writes: refuse them rather than let them pile up
+            for _, path, _ in refused:
+                self.listener.write_rejected(path, "the PLC is faulted")
+            self._applied_write_id = refused[-1][0]
+            self._publish()
         if self._pending_swap is None or self._stop.is_set():
             return
         program, future = self._pending_swap

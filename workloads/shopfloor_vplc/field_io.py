@@ -29,6 +29,7 @@ from shopfloor_vplc.modbus_codec import Binding, Table
 log = logging.getLogger(__name__)
 
 QUALITY_GOOD, QUALITY_UNCERTAIN, QUALITY_BAD = 0, 1, 2
+STARTUP_GRACE_S = 5.0
 
 
 def health_variable_names(device_name: str) -> tuple[str, str]:
@@ -193,10 +194,16 @@ class FieldIO:
     def output_variables(self) -> Sequence[str]:
         return self._output_variables
 
-    async def start(self) -> None:
-        """Start polling and wait for one poll of every device, so the first scan sees real inputs."""
+    async def start(self, grace_s: float = STARTUP_GRACE_S) -> None:
+        """Start polling once every device answered (or `grace_s` passed), so the first scan sees real inputs and
+        devices that come up a moment after the runtime do not fault it."""
         self._loop = asyncio.get_running_loop()
-        await asyncio.gather(*(link.poll_once() for link in self.links))
+        deadline = self._loop.time() + grace_s
+        while True:
+            await asyncio.gather(*(link.poll_once() for link in self.links if not link.ever_polled))
+            if all(link.ever_polled for link in self.links) or self._loop.time() >= deadline:
+                break
+            await asyncio.sleep(min(0.2, max(0.0, deadline - self._loop.time())))
         for link in self.links:
             self._tasks.append(asyncio.create_task(link.poll_forever(), name=f"poll-{link.config.name}"))
             self._tasks.append(asyncio.create_task(link.write_forever(), name=f"write-{link.config.name}"))

@@ -122,7 +122,12 @@ class PodRuntime:
         except (BindingError, ValueError) as exc:
             self._report(PlcState.FAULTED, "", str(exc))
             return
-        await runtime.start()
+        try:
+            await runtime.start()
+        except OSError as exc:  # a port already taken: say so on the Lease, wait for the next revision
+            await runtime.shutdown()
+            self._report(PlcState.FAULTED, program.revision, f"cannot serve: {exc}")
+            return
         realtime = runtime.engine.realtime
         if realtime is not None:
             self.reporter.update(

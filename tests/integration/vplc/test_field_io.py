@@ -95,3 +95,21 @@ async def test_device_loss_faults_or_holds_last_value(remote_io: RemoteIO) -> No
     finally:
         await faulting.stop()
         await holding.stop()
+
+
+async def test_a_device_that_comes_up_late_does_not_fault_the_start(remote_io: RemoteIO) -> None:
+    await remote_io.stop()
+
+    async def power_on_later() -> None:
+        await asyncio.sleep(0.3)  # the scenario: the device boots a moment after the runtime
+        await remote_io.start()
+
+    powering = asyncio.create_task(power_on_later())
+    field = FieldIO([device_config(remote_io.port)])
+    await field.start(grace_s=5)
+    try:
+        await powering
+        assert field.lost_device() is None
+        assert field.latest_inputs()["IO_RIO_1_OK"] is True
+    finally:
+        await field.stop()

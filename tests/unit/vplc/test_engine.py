@@ -82,6 +82,9 @@ def test_runtime_fault_writes_the_safe_state_and_stops_executing() -> None:
         assert "zero" in engine.fault.lower()
         snapshot = wait_for(lambda: engine.snapshot.state is PlcState.FAULTED and engine.snapshot, timeout=5)
         assert snapshot.values["Pump"] is False and snapshot.values["Speed"] == 0  # type: ignore[union-attr]
+        late_write = engine.writes.put("Level", 10)  # refused: a faulted PLC takes no writes
+        wait_for(lambda: engine.snapshot.applied_write_id >= late_write, timeout=5)
+        assert engine.snapshot.values["Level"] == 80
         count = snapshot.values["Count"]  # type: ignore[union-attr]
         time.sleep(0.05)  # a faulted PLC executes nothing: the count must not move
         assert engine.snapshot.values["Count"] == count
