@@ -111,7 +111,12 @@ class MqttSink(SessionEvents):
             return
         observed = min(change.observed_ns for change in changes)
         for message in self.format.encode(changes):
-            message_id = self.spool.append(message.pack())
+            try:
+                message_id = self.spool.append(message.pack())
+            except OSError as exc:  # e.g. a full disk with nothing left to drop: lose this message, count it
+                log.error("store-and-forward buffer: cannot store a message: %s", exc)
+                self.metrics.dropped.inc()
+                continue
             self._observed_ns[message_id] = observed
         if self.spool.dropped > self._dropped_reported:
             self.metrics.dropped.inc(self.spool.dropped - self._dropped_reported)

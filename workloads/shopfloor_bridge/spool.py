@@ -14,6 +14,7 @@ it is counted in `dropped`. Segments are an eighth of the bound (at most 4 MiB),
 
 from __future__ import annotations
 
+import errno
 import os
 import struct
 import zlib
@@ -83,7 +84,14 @@ class Spool:
             self._roll(message_id)
         segment = self._segments[-1]
         assert self._writer is not None
-        os.write(self._writer, frame)
+        try:
+            os.write(self._writer, frame)
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC or len(self._segments) < 2:
+                raise
+            # The disk filled before the bound did: make room the same way, by dropping the oldest data.
+            self._drop_oldest()
+            os.write(self._writer, frame)
         segment.ids.append((message_id, segment.size))
         segment.size += len(frame)
         self._next_id += 1
@@ -167,11 +175,14 @@ class Spool:
 
     def _enforce_bound(self) -> None:
         while len(self._segments) > 1 and self.size_bytes > self.max_bytes:
-            oldest = self._segments[0]
-            self.dropped += sum(1 for message_id, _ in oldest.ids if message_id >= self._head)
-            self._delete_oldest()
-            self._head = max(self._head, self._segments[0].first_id)
-            self._read_id = max(self._read_id, self._head)
+            self._drop_oldest()
+
+    def _drop_oldest(self) -> None:
+        oldest = self._segments[0]
+        self.dropped += sum(1 for message_id, _ in oldest.ids if message_id >= self._head)
+        self._delete_oldest()
+        self._head = max(self._head, self._segments[0].first_id)
+        self._read_id = max(self._read_id, self._head)
 
     def _delete_oldest(self) -> None:
         oldest = self._segments.pop(0)
