@@ -91,7 +91,7 @@ class Bridge:
         changed = False
         for name, datatype in types.items():
             if self.table.info[name].datatype is not datatype:
-                info = TagInfo(name, datatype, self.table.info[name].writable)
+                info = TagInfo(name, datatype)
                 self.table.info[name] = info
                 self.aliases.retype(info)
                 changed = True

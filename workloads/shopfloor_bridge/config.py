@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from shopfloor_api.common import LocalObjectRef
 from shopfloor_api.protocolbridge import ProtocolBridge, WordOrder
-from shopfloor_bridge.modbus_codec import ModbusTag, Table
+from shopfloor_bridge.modbus_codec import ModbusTag
 from shopfloor_bridge.modbus_source import ModbusDevice
 from shopfloor_bridge.mqtt_session import BrokerSettings
 from shopfloor_bridge.opcua_server import OpcUaServerSettings
@@ -85,9 +85,9 @@ def from_manifest(manifest: ProtocolBridge, state_dir: Path, secrets: SecretFile
             device_tags = [
                 ModbusTag(
                     f"{source.name}/{t.name}",
-                    Table(t.table.value),
+                    t.table,
                     t.address,
-                    DataType(t.type.value),
+                    t.type,
                     little_endian_words=t.word_order is WordOrder.LITTLE_ENDIAN,
                     scale=None if t.scale == 1.0 else t.scale,
                     offset=None if t.offset == 0.0 else t.offset,

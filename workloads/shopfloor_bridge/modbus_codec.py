@@ -4,24 +4,18 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from enum import StrEnum
 
+from shopfloor_api.virtualplc import ModbusTable as Table
 from shopfloor_bridge.tags import DataType, Value
 
 
-class Table(StrEnum):
-    COILS = "coils"
-    DISCRETE_INPUTS = "discreteInputs"
-    HOLDING_REGISTERS = "holdingRegisters"
-    INPUT_REGISTERS = "inputRegisters"
+def is_bits(table: Table) -> bool:
+    """Coils and discrete inputs hold bits; the register tables hold 16-bit words."""
+    return table in (Table.COILS, Table.DISCRETE_INPUTS)
 
-    @property
-    def is_bits(self) -> bool:
-        return self in (Table.COILS, Table.DISCRETE_INPUTS)
 
-    @property
-    def writable(self) -> bool:
-        return self in (Table.COILS, Table.HOLDING_REGISTERS)
+def is_writable(table: Table) -> bool:
+    return table in (Table.COILS, Table.HOLDING_REGISTERS)
 
 
 _REGISTERS = {
@@ -53,7 +47,7 @@ class ModbusTag:
     offset: float | None = None
 
     def __post_init__(self) -> None:
-        if self.table.is_bits and self.datatype is not DataType.BOOL:
+        if is_bits(self.table) and self.datatype is not DataType.BOOL:
             raise ValueError(f"tag {self.name}: {self.table} hold bits, so the type must be BOOL, not {self.datatype}")
         if self.address < 0 or self.address + self.width - 1 > 0xFFFF:
             raise ValueError(f"tag {self.name}: address {self.address} is outside 0..65535")
@@ -61,7 +55,7 @@ class ModbusTag:
     @property
     def width(self) -> int:
         """Number of coils/inputs (bits) or registers the tag occupies."""
-        return 1 if self.table.is_bits else _REGISTERS[self.datatype]
+        return 1 if is_bits(self.table) else _REGISTERS[self.datatype]
 
     @property
     def scaled(self) -> bool:
@@ -74,7 +68,7 @@ class ModbusTag:
 
     def decode(self, words: list[int] | list[bool]) -> Value:
         """The engineering value of the tag from exactly `width` registers or bits."""
-        if self.table.is_bits:
+        if is_bits(self.table):
             return bool(words[0])
         if self.datatype is DataType.BOOL:
             return bool(words[0])
@@ -95,10 +89,10 @@ class ModbusTag:
 
     def encode(self, value: Value) -> list[int] | bool:
         """Registers (or one bit) that make the device hold `value`; raises ValueError when it does not fit."""
-        if self.table.is_bits or self.datatype is DataType.BOOL:
+        if is_bits(self.table) or self.datatype is DataType.BOOL:
             if not isinstance(value, bool | int) or value not in (0, 1):
                 raise ValueError(f"tag {self.name}: {value!r} is not a BOOL")
-            return bool(value) if self.table.is_bits else [int(value)]
+            return bool(value) if is_bits(self.table) else [int(value)]
         raw: float = float(value)
         if self.scaled:
             raw = (raw - (self.offset or 0.0)) / (1.0 if self.scale is None else self.scale)

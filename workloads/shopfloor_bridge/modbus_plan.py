@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from shopfloor_bridge.modbus_codec import ModbusTag, Table
+from shopfloor_bridge.modbus_codec import ModbusTag, Table, is_bits
 
 MAX_REGISTERS = 125  # Modbus application protocol: function codes 3 and 4
 MAX_BITS = 2000  # function codes 1 and 2
@@ -23,7 +23,7 @@ def plan_reads(tags: Iterable[ModbusTag]) -> list[ReadRequest]:
     """As few requests as possible without reading addresses no tag asked for (devices may reject those)."""
     requests: list[ReadRequest] = []
     for table in Table:
-        limit = MAX_BITS if table.is_bits else MAX_REGISTERS
+        limit = MAX_BITS if is_bits(table) else MAX_REGISTERS
         ordered = sorted((t for t in tags if t.table is table), key=lambda t: (t.address, t.width))
         start = end = -1
         group: list[ModbusTag] = []

@@ -19,7 +19,7 @@ from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
 from shopfloor_bridge.metrics import BridgeMetrics
-from shopfloor_bridge.modbus_codec import ModbusTag, Table
+from shopfloor_bridge.modbus_codec import ModbusTag, Table, is_bits, is_writable
 from shopfloor_bridge.modbus_plan import ReadRequest, plan_reads
 from shopfloor_bridge.tags import Quality, TagValue, Value, now_ms
 from shopfloor_inpod.endpoints import resolve
@@ -114,7 +114,7 @@ class ModbusSource:
                 all_ok = False
                 values += [TagValue(t.name, None, Quality.BAD, source_ms, observed) for t in request.tags]
                 continue
-            if request.table.is_bits:
+            if is_bits(request.table):
                 for tag in request.tags:
                     bit = bool(response[tag.address - request.address])
                     values.append(TagValue(tag.name, bit, Quality.GOOD, source_ms, observed))
@@ -147,7 +147,7 @@ class ModbusSource:
                 "Modbus device %s refused %s %d+%d: %s", self.device.name, request.table, address, count, response
             )
             return None
-        if request.table.is_bits:
+        if is_bits(request.table):
             return list(response.bits[:count])
         return list(response.registers)
 
@@ -156,7 +156,7 @@ class ModbusSource:
         tag = self._by_name.get(name)
         if tag is None:
             raise WriteError(f"{name}: not a tag of Modbus device {self.device.name}")
-        if not tag.table.writable:
+        if not is_writable(tag.table):
             raise WriteError(f"{name}: {tag.table} are read-only")
         try:
             encoded = tag.encode(value)

@@ -7,21 +7,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from shopfloor_api.protocolbridge import TagType as DataType
+
 Value = bool | int | float
 
 
 class Quality(StrEnum):
     GOOD = "good"
     BAD = "bad"
-
-
-class DataType(StrEnum):
-    BOOL = "BOOL"
-    INT = "INT"
-    UINT = "UINT"
-    DINT = "DINT"
-    UDINT = "UDINT"
-    REAL = "REAL"
 
 
 def now_ms() -> int:
@@ -45,7 +38,6 @@ class TagInfo:
 
     name: str
     datatype: DataType
-    writable: bool = False
 
 
 class TagTable:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 import time
@@ -15,6 +14,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.support.mosquitto import Mosquitto
 from tests.support.sparkplug import decode
+from tests.support.waiting import async_wait_for
 
 
 @dataclass(frozen=True)
@@ -93,11 +93,8 @@ class Probe:
 
 async def eventually(condition: Callable[[], object], timeout: float = 10.0, what: str = "") -> Any:
     """Polls a plain condition from async code until it is truthy (returned) or the deadline passes."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or condition!r}")
-        await asyncio.sleep(0.02)
+
+    async def check() -> object:
+        return condition()
+
+    return await async_wait_for(check, timeout=timeout, interval=0.02, what=what)
