@@ -45,9 +45,9 @@ async def test_inputs_polled_outputs_written_when_changed(remote_io: RemoteIO) -
     try:
         assert field.latest_inputs() == {"LevelRaw": -12, "IO_RIO_1_OK": True, "IO_RIO_1_QUALITY": QUALITY_GOOD}
         await remote_io.set_register(0, 300)
-        await async_wait_for(condition(lambda: field.latest_inputs()["LevelRaw"] == 300), timeout=5, what="new input")
+        await async_wait_for(condition(lambda: field.latest_inputs()["LevelRaw"] == 300), timeout=15, what="new input")
         await asyncio.to_thread(field.write_outputs, {"Pump": True, "Speed": 1500})
-        await async_wait_for(remote_io_coil_is(remote_io, True), timeout=5, what="pump on")
+        await async_wait_for(remote_io_coil_is(remote_io, True), timeout=15, what="pump on")
         assert await remote_io.register(5) == 1500
     finally:
         await field.stop()
@@ -65,10 +65,10 @@ async def test_safe_state_wins_over_later_scan_outputs(remote_io: RemoteIO) -> N
     await field.start()
     try:
         await asyncio.to_thread(field.write_outputs, {"Pump": True, "Speed": 10})
-        await async_wait_for(remote_io_coil_is(remote_io, True), timeout=5, what="pump on")
+        await async_wait_for(remote_io_coil_is(remote_io, True), timeout=15, what="pump on")
         await asyncio.to_thread(field.enter_safe_state, {"Pump": False, "Speed": 0})
         await asyncio.to_thread(field.write_outputs, {"Pump": True, "Speed": 99})  # a scan finishing late
-        await async_wait_for(remote_io_coil_is(remote_io, False), timeout=5, what="pump off (safe state)")
+        await async_wait_for(remote_io_coil_is(remote_io, False), timeout=15, what="pump off (safe state)")
         await asyncio.sleep(0.1)
         assert await remote_io.coil(0) is False
         assert await remote_io.register(5) == 0
@@ -85,13 +85,13 @@ async def test_device_loss_faults_or_holds_last_value(remote_io: RemoteIO) -> No
     try:
         assert faulting.lost_device() is None
         await remote_io.stop()
-        await async_wait_for(condition(lambda: faulting.lost_device() == "rio-1"), timeout=5, what="loss detected")
-        await async_wait_for(condition(lambda: not holding.latest_inputs()["IO_RIO_1_OK"]), timeout=5, what="hold")
+        await async_wait_for(condition(lambda: faulting.lost_device() == "rio-1"), timeout=15, what="loss detected")
+        await async_wait_for(condition(lambda: not holding.latest_inputs()["IO_RIO_1_OK"]), timeout=15, what="hold")
         assert holding.lost_device() is None
         assert holding.latest_inputs()["LevelRaw"] == 7
         assert holding.latest_inputs()["IO_RIO_1_QUALITY"] == QUALITY_UNCERTAIN
         await remote_io.start()
-        await async_wait_for(condition(lambda: holding.latest_inputs()["IO_RIO_1_OK"]), timeout=5, what="recovery")
+        await async_wait_for(condition(lambda: holding.latest_inputs()["IO_RIO_1_OK"]), timeout=15, what="recovery")
     finally:
         await faulting.stop()
         await holding.stop()

@@ -57,7 +57,7 @@ async def open_server() -> AsyncIterator[tuple[Image, OpcUaServer]]:
 
 async def test_browse_read_subscribe_and_write_only_the_writable(open_server: tuple[Image, OpcUaServer]) -> None:
     image, server = open_server
-    async with Client(server.endpoint, timeout=5) as client:
+    async with Client(server.endpoint, timeout=15) as client:
         ns = await client.get_namespace_index(NAMESPACE_URI)
         folder = await client.nodes.objects.get_child(f"{ns}:Main")
         names = {(await node.read_browse_name()).Name for node in await folder.get_children()}
@@ -76,7 +76,7 @@ async def test_browse_read_subscribe_and_write_only_the_writable(open_server: tu
         subscription = await client.create_subscription(20, Handler())
         await subscription.subscribe_data_change(level)
         image.publish(Level=2.5)
-        await async_wait_for(_when(lambda: 2.5 in changes), timeout=5, what="data change 2.5")
+        await async_wait_for(_when(lambda: 2.5 in changes), timeout=15, what="data change 2.5")
 
         setpoint = client.get_node(ua.NodeId("Setpoint", ns))
         await setpoint.write_value(ua.DataValue(ua.Variant(11, ua.VariantType.Int16)))
@@ -121,7 +121,7 @@ async def test_only_the_configured_policies_are_offered(tmp_path: Path) -> None:
     server = OpcUaServer(config, lambda: image.snapshot, image.writes)
     await server.start()
     try:
-        client = Client(server.endpoint, timeout=5)
+        client = Client(server.endpoint, timeout=15)
         endpoints = await client.connect_and_get_server_endpoints()
         offered = {(e.SecurityPolicyUri.rsplit("#", 1)[-1], e.SecurityMode) for e in endpoints}
         assert offered == {("Basic256Sha256", ua.MessageSecurityMode.SignAndEncrypt)}

@@ -35,7 +35,7 @@ async def test_modbus_client_reads_and_writes_the_running_program(tmp_path: Path
             first, client.DATATYPE.INT32
         )
         assert not (await client.write_register(0, 7)).isError()
-        await async_wait_for(when(lambda: runtime.engine.snapshot.values["Setpoint"] == 7), timeout=5)
+        await async_wait_for(when(lambda: runtime.engine.snapshot.values["Setpoint"] == 7), timeout=15)
         ratio = (await client.read_holding_registers(2, count=2)).registers
         assert client.convert_from_registers(ratio, client.DATATYPE.FLOAT32) == 0.5
 
@@ -44,7 +44,7 @@ async def test_opcua_client_reads_subscribes_and_writes_only_writable(tmp_path: 
     opcua = {"enabled": True, "securityPolicies": ["None"], "allowAnonymous": True, "writable": ["Setpoint"]}
     async with running_plc(tmp_path, io={"modbus": {"enabled": False}, "opcua": opcua}) as runtime:
         assert runtime.opcua is not None
-        async with Client(runtime.opcua.endpoint, timeout=5) as client:
+        async with Client(runtime.opcua.endpoint, timeout=15) as client:
             ns = await client.get_namespace_index(NAMESPACE_URI)
             count = client.get_node(ua.NodeId("Count", ns))
             assert await count.read_data_type_as_variant_type() == ua.VariantType.Int32
@@ -56,9 +56,9 @@ async def test_opcua_client_reads_subscribes_and_writes_only_writable(tmp_path: 
 
             subscription = await client.create_subscription(20, Handler())
             await subscription.subscribe_data_change(count)
-            await async_wait_for(when(lambda: len(set(seen)) >= 3), timeout=5, what="Count notifications")
+            await async_wait_for(when(lambda: len(set(seen)) >= 3), timeout=15, what="Count notifications")
             await client.get_node(ua.NodeId("Setpoint", ns)).write_value(ua.Variant(42, ua.VariantType.Int16))
-            await async_wait_for(when(lambda: runtime.engine.snapshot.values["Setpoint"] == 42), timeout=5)
+            await async_wait_for(when(lambda: runtime.engine.snapshot.values["Setpoint"] == 42), timeout=15)
             pump = client.get_node(ua.NodeId("Pump", ns))
             try:
                 await pump.write_value(ua.Variant(True, ua.VariantType.Boolean))
@@ -73,13 +73,13 @@ async def test_closed_loop_sensor_input_drives_output_coil(tmp_path: Path, remot
     async with running_plc(tmp_path, io=io) as runtime:
         assert runtime.engine.snapshot.values["IO_RIO_1_OK"] is True
         await remote_io.set_register(0, 800)
-        await async_wait_for(lambda: remote_io.coil(0), timeout=5, what="pump switched on by the level")
+        await async_wait_for(lambda: remote_io.coil(0), timeout=15, what="pump switched on by the level")
         await remote_io.set_register(0, 100)
 
         async def pump_off() -> bool:
             return not await remote_io.coil(0)
 
-        await async_wait_for(pump_off, timeout=5, what="pump switched off")
+        await async_wait_for(pump_off, timeout=15, what="pump switched off")
 
 
 async def test_online_change_keeps_state_under_a_polling_modbus_client(tmp_path: Path) -> None:
@@ -99,7 +99,7 @@ async def test_online_change_keeps_state_under_a_polling_modbus_client(tmp_path:
 
         poller = asyncio.create_task(poll())
         assert not (await client.write_register(0, 321)).isError()
-        await async_wait_for(when(lambda: runtime.engine.snapshot.values["Setpoint"] == 321), timeout=5)
+        await async_wait_for(when(lambda: runtime.engine.snapshot.values["Setpoint"] == 321), timeout=15)
         old_revision = runtime.engine.program.revision
         v2 = TANK.replace("Count := Count + 1;", "Count := Count + 2;")
         outcome = await runtime.apply_source(v2)
@@ -122,13 +122,13 @@ async def test_watchdog_writes_the_safe_state_to_the_field_device(tmp_path: Path
     io["fieldDevices"] = [field_device(remote_io.port)]
     async with running_plc(tmp_path, io=io, watchdog="40ms") as runtime, modbus_client(runtime) as client:
         await remote_io.set_register(0, 900)
-        await async_wait_for(lambda: remote_io.coil(0), timeout=5, what="pump on")
+        await async_wait_for(lambda: remote_io.coil(0), timeout=15, what="pump on")
         await client.write_coil(1, True)  # the program now loops forever inside one scan
 
         async def pump_off() -> bool:
             return not await remote_io.coil(0)
 
-        await async_wait_for(pump_off, timeout=5, what="safe state on the device")
+        await async_wait_for(pump_off, timeout=15, what="safe state on the device")
         assert runtime.engine.state is PlcState.FAULTED
         assert "watchdog" in runtime.engine.fault
         assert runtime.ready()[0] is False
@@ -147,7 +147,7 @@ async def test_device_loss_faults_and_writes_safe_state_to_the_others(tmp_path: 
     try:
         async with running_plc(tmp_path, io={"fieldDevices": [sensor, actuator]}) as runtime:
             await remote_io.set_register(0, 900)
-            await async_wait_for(when(lambda: runtime.engine.snapshot.values["Pump"]), timeout=5)
+            await async_wait_for(when(lambda: runtime.engine.snapshot.values["Pump"]), timeout=15)
             from pymodbus.client import AsyncModbusTcpClient
 
             watcher = AsyncModbusTcpClient("127.0.0.1", port=output_port, timeout=2, retries=0)
@@ -156,13 +156,13 @@ async def test_device_loss_faults_and_writes_safe_state_to_the_others(tmp_path: 
             async def actuator_coil() -> bool:
                 return bool((await watcher.read_coils(0, count=1)).bits[0])
 
-            await async_wait_for(actuator_coil, timeout=5, what="pump on at rio-2")
+            await async_wait_for(actuator_coil, timeout=15, what="pump on at rio-2")
             await remote_io.stop()
 
             async def safe() -> bool:
                 return not await actuator_coil()
 
-            await async_wait_for(safe, timeout=5, what="safe state at rio-2 after rio-1 was lost")
+            await async_wait_for(safe, timeout=15, what="safe state at rio-2 after rio-1 was lost")
             assert runtime.engine.state is PlcState.FAULTED
             assert runtime.engine.fault == "field device rio-1 lost"
             watcher.close()
@@ -174,7 +174,7 @@ async def test_retained_values_survive_a_restart(tmp_path: Path) -> None:
     async with running_plc(tmp_path) as runtime, modbus_client(runtime) as client:
         await client.write_register(4, 0)
         await client.write_register(5, 1234)  # Starts : DINT in two registers, high word first
-        await async_wait_for(when(lambda: runtime.engine.snapshot.values.get("Starts") == 1234), timeout=5)
+        await async_wait_for(when(lambda: runtime.engine.snapshot.values.get("Starts") == 1234), timeout=15)
     assert (tmp_path / "mixer-1.retain.json").is_file()
     async with running_plc(tmp_path) as restarted, modbus_client(restarted) as client:
         registers = (await client.read_holding_registers(4, count=2)).registers
@@ -230,7 +230,7 @@ async def test_structure_members_are_mapped_by_dotted_path(tmp_path: Path) -> No
     ]
     io = {"modbus": {"map": mapping}}
     async with running_plc(tmp_path, STRUCTURED, io=io, safeState={}) as runtime, modbus_client(runtime) as client:
-        await async_wait_for(when(lambda: runtime.engine.snapshot.values["T.Level"] > 6), timeout=5)
+        await async_wait_for(when(lambda: runtime.engine.snapshot.values["T.Level"] > 6), timeout=15)
         level = (await client.read_input_registers(0, count=2)).registers
         assert client.convert_from_registers(level, client.DATATYPE.FLOAT32) > 6
         assert (await client.read_discrete_inputs(0, count=1)).bits[0] is True

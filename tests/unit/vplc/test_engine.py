@@ -49,7 +49,7 @@ def test_scans_on_its_cycle_and_publishes_snapshots() -> None:
         first = engine.snapshot
         assert first.state is PlcState.RUNNING
         started = time.monotonic()
-        wait_for(lambda: engine.snapshot.values["Count"] >= 40, timeout=5, interval=0.01)
+        wait_for(lambda: engine.snapshot.values["Count"] >= 40, timeout=15, interval=0.01)
         elapsed = time.monotonic() - started
         assert elapsed >= 0.15  # 40 cycles of 5 ms cannot happen faster than the cycle allows
         assert engine.snapshot.seq > first.seq
@@ -63,7 +63,7 @@ def test_writes_land_at_the_next_boundary() -> None:
     engine.start()
     try:
         write_id = engine.writes.put("Level", 80)
-        snapshot = wait_for(lambda: engine.snapshot.applied_write_id >= write_id and engine.snapshot, timeout=5)
+        snapshot = wait_for(lambda: engine.snapshot.applied_write_id >= write_id and engine.snapshot, timeout=15)
         assert snapshot.values["Pump"] is True  # type: ignore[union-attr]
     finally:
         engine.stop()
@@ -75,15 +75,15 @@ def test_runtime_fault_writes_the_safe_state_and_stops_executing() -> None:
     engine.start()
     try:
         engine.writes.put("Level", 80)
-        wait_for(lambda: engine.snapshot.values["Pump"] is True, timeout=5)
+        wait_for(lambda: engine.snapshot.values["Pump"] is True, timeout=15)
         engine.writes.put("Divisor", 0)
-        wait_for(lambda: engine.state is PlcState.FAULTED, timeout=5)
+        wait_for(lambda: engine.state is PlcState.FAULTED, timeout=15)
         assert recorder.faults and recorder.faults[0][0] == "runtime"
         assert "zero" in engine.fault.lower()
-        snapshot = wait_for(lambda: engine.snapshot.state is PlcState.FAULTED and engine.snapshot, timeout=5)
+        snapshot = wait_for(lambda: engine.snapshot.state is PlcState.FAULTED and engine.snapshot, timeout=15)
         assert snapshot.values["Pump"] is False and snapshot.values["Speed"] == 0  # type: ignore[union-attr]
         late_write = engine.writes.put("Level", 10)  # refused: a faulted PLC takes no writes
-        wait_for(lambda: engine.snapshot.applied_write_id >= late_write, timeout=5)
+        wait_for(lambda: engine.snapshot.applied_write_id >= late_write, timeout=15)
         assert engine.snapshot.values["Level"] == 80
         count = snapshot.values["Count"]  # type: ignore[union-attr]
         time.sleep(0.05)  # a faulted PLC executes nothing: the count must not move
@@ -98,12 +98,12 @@ def test_watchdog_aborts_a_stuck_scan_and_faults() -> None:
     engine.start()
     try:
         engine.writes.put("Hang", True)
-        wait_for(lambda: engine.state is PlcState.FAULTED, timeout=5)
+        wait_for(lambda: engine.state is PlcState.FAULTED, timeout=15)
         assert recorder.faults[0][0] == "watchdog"
-        snapshot = wait_for(lambda: engine.snapshot.state is PlcState.FAULTED and engine.snapshot, timeout=5)
+        snapshot = wait_for(lambda: engine.snapshot.state is PlcState.FAULTED and engine.snapshot, timeout=15)
         assert snapshot.values["Speed"] == 0  # type: ignore[union-attr]
     finally:
-        engine.stop(timeout=5)
+        engine.stop(timeout=15)
     assert engine.state is PlcState.STOPPED  # the scan thread was freed, not left spinning
 
 
@@ -126,12 +126,12 @@ def test_online_change_keeps_values_and_refuses_what_it_cannot_carry() -> None:
     engine = engine_for()
     engine.start()
     try:
-        wait_for(lambda: engine.snapshot.values["Count"] >= 10, timeout=5)
-        result = engine.request_swap(compile_source(MIXER_V2, filename="mixer.st")).result(timeout=5)
+        wait_for(lambda: engine.snapshot.values["Count"] >= 10, timeout=15)
+        result = engine.request_swap(compile_source(MIXER_V2, filename="mixer.st")).result(timeout=15)
         assert result.accepted, result.reason
         count_after = engine.snapshot.values["Count"]
         assert count_after >= 10  # not restarted from zero
-        refused = engine.request_swap(compile_source(MIXER_RETYPED, filename="mixer.st")).result(timeout=5)
+        refused = engine.request_swap(compile_source(MIXER_RETYPED, filename="mixer.st")).result(timeout=15)
         assert not refused.accepted and "Starts" in refused.reason
         assert engine.program.revision == result.revision
     finally:
@@ -144,7 +144,7 @@ def test_retained_values_restored_and_captured() -> None:
     try:
         assert engine.retained_values == {"Starts": 41}
         engine.writes.put("Starts", 42)
-        wait_for(lambda: engine.retained_values.get("Starts") == 42, timeout=5)
+        wait_for(lambda: engine.retained_values.get("Starts") == 42, timeout=15)
         assert engine.snapshot.values["Count"] < 999
     finally:
         engine.stop()
