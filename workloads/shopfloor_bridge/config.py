@@ -4,7 +4,8 @@ Secrets follow the layout of a Secret mounted as a volume: `<secrets dir>/<secre
 mounts them under /etc/shopfloor/secrets; standalone, point SHOPFLOOR_SECRETS_DIR at a directory with the same
 layout. SHOPFLOOR_MQTT_USERNAME / SHOPFLOOR_MQTT_PASSWORD override the MQTT credentials. Keys used:
   MQTT credentialsSecretRef: username, password, ca.crt (optional, for mqtts), tls.crt + tls.key (optional client cert)
-  OPC UA certificateSecretRef: tls.crt, tls.key (DER or PEM), ca.crt (optional: the server's certificate)
+  OPC UA source certificateSecretRef: tls.crt, tls.key (DER or PEM), ca.crt (optional: the server's certificate)
+  OPC UA server sink certificateSecretRef: tls.crt, tls.key, ca.crt (optional: trusted client certificates or CAs)
 A VirtualPLC source (plcRef) is reached through its Service: host <plc>.<namespace>.svc, port 502 (the operator
 writes the same endpoint into the pod's manifest). Every host is resolved through shopfloor_inpod.endpoints at each
 connect, so the local edge site can map Service and broker names to loopback.
@@ -178,10 +179,11 @@ def _opcua_server(
     sink = manifest.spec.sinks.opcua
     if not sink.enabled:
         return None
-    cert = key = None
+    cert = key = trusted = None
     if sink.certificate_secret_ref is not None:
         cert = secrets.path(sink.certificate_secret_ref.name, "tls.crt")
         key = secrets.path(sink.certificate_secret_ref.name, "tls.key")
+        trusted = secrets.path(sink.certificate_secret_ref.name, "ca.crt")
     try:
         return OpcUaServerSettings(
             port=sink.port,
@@ -189,6 +191,7 @@ def _opcua_server(
             policies=[p.value for p in sink.security_policies],
             certificate=cert,
             private_key=key,
+            trusted_clients=trusted,
             allow_anonymous=sink.allow_anonymous,
             sources=sources,
         )

@@ -19,6 +19,9 @@ from typing import Any, cast
 
 from asyncua import Node, Server, ua
 from asyncua.common.callback import CallbackType, ServerItemCallback
+from asyncua.common.utils import ServiceError
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 
 from shopfloor_bridge.metrics import BridgeMetrics
 from shopfloor_bridge.opcua_source import certificate_file, to_value
@@ -54,6 +57,7 @@ class OpcUaServerSettings:
     policies: Sequence[str] = ("Basic256Sha256_SignAndEncrypt",)
     certificate: Path | None = None
     private_key: Path | None = None
+    trusted_clients: Path | None = None  # PEM bundle (or one DER) of client certificates or the CAs that issue them
     allow_anonymous: bool = False
     sources: dict[str, list[str]] = field(default_factory=dict)  # source name -> its tag names
 
@@ -66,6 +70,34 @@ class OpcUaServerSettings:
             raise ValueError(
                 "sinks.opcua.certificateSecretRef: a certificate and key are needed unless the policy is None"
             )
+
+
+class ClientTrustList:
+    """Accepts a client certificate listed in the file, or issued by a CA certificate listed there, while valid."""
+
+    def __init__(self, path: Path) -> None:
+        data = path.read_bytes()
+        if b"-----BEGIN" in data:
+            self.trusted = x509.load_pem_x509_certificates(data)
+        else:
+            self.trusted = [x509.load_der_x509_certificate(data)]
+
+    def trusts(self, cert: x509.Certificate) -> bool:
+        now = datetime.now(UTC)
+        if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
+            return False
+        for anchor in self.trusted:
+            if anchor == cert:
+                return True
+            with contextlib.suppress(ValueError, TypeError, InvalidSignature):
+                cert.verify_directly_issued_by(anchor)
+                return True
+        return False
+
+    async def validate(self, cert: x509.Certificate, _app: ua.ApplicationDescription) -> None:
+        if not self.trusts(cert):
+            log.warning("OPC UA server: refused untrusted client certificate %s", cert.subject.rfc4514_string())
+            raise ServiceError(ua.StatusCodes.BadCertificateUntrusted)
 
 
 class OpcUaServerSink:
@@ -98,8 +130,14 @@ class OpcUaServerSink:
             cert, key = certificate_file(self.settings.certificate), certificate_file(self.settings.private_key)
             await server.load_certificate(cert.path_or_content, format=cert.extension)
             await server.load_private_key(key.path_or_content, format=key.extension)
-        tokens = [ua.X509IdentityToken, ua.UserNameIdentityToken]
-        server.set_identity_tokens([ua.AnonymousIdentityToken, *tokens] if self.settings.allow_anonymous else tokens)
+        # Without a user database, a session proves who it is with a certificate; anonymous only when allowed.
+        server.set_identity_tokens(
+            [ua.AnonymousIdentityToken if self.settings.allow_anonymous else ua.X509IdentityToken]
+        )
+        if self.settings.trusted_clients is not None:
+            server.set_certificate_validator(ClientTrustList(self.settings.trusted_clients).validate)
+        elif any(p != "None" for p in self.settings.policies):
+            log.warning("OPC UA server: no trusted client list (ca.crt): any client certificate is accepted")
         namespace = await server.register_namespace(NAMESPACE)
         for source, names in self.settings.sources.items():
             folder = await server.nodes.objects.add_folder(

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 from asyncua import Client, Node, ua
+from asyncua.crypto import security_policies
 
 from shopfloor_api import ProtocolBridge, parse_manifest
 from shopfloor_bridge.config import SecretFiles, from_manifest
+from shopfloor_bridge.opcua_source import certificate_file
 from tests.integration.bridge.devices import COILS, HOLDING, ModbusDevice
 from tests.integration.bridge.manifests import bridge_manifest, modbus_source
 from tests.integration.bridge.opcua_peers import OpcUaDevice, make_certificate
@@ -21,6 +24,7 @@ from tests.support.mosquitto import Mosquitto, free_port
 from tests.support.sparkplug import BOOLEAN, FLOAT
 
 SPARKPLUG = {"groupId": "plant-a", "edgeNodeId": "line-1"}
+SPEED = {"name": "Speed", "table": "holdingRegisters", "address": 0, "type": "UINT"}
 
 
 async def test_subscribes_with_security_and_resubscribes_after_server_restart(
@@ -122,3 +126,56 @@ async def read_until(node: Node, check: Callable[[ua.DataValue], bool], timeout:
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"timed out: last read {last!r}")
+
+
+async def test_secured_server_sink_accepts_only_trusted_client_certificates(
+    modbus_device: ModbusDevice, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    await modbus_device.set(HOLDING, 0, [23])
+    secrets = tmp_path / "secrets"
+    await make_certificate(secrets / "bridge-server", "urn:shopfloor:bridge", server=True)
+    trusted_cert, trusted_key = await make_certificate(tmp_path / "trusted", "urn:test:client", server=False)
+    stranger_cert, stranger_key = await make_certificate(tmp_path / "stranger", "urn:test:client", server=False)
+    (secrets / "bridge-server" / "ca.crt").write_bytes(trusted_cert.read_bytes())
+    port = free_port()
+    document = bridge_manifest(
+        [
+            modbus_source(
+                modbus_device.port, [{"name": "Speed", "table": "holdingRegisters", "address": 0, "type": "UINT"}]
+            )
+        ],
+        opcua={
+            "enabled": True,
+            "port": port,
+            "securityPolicies": ["Basic256Sha256_SignAndEncrypt"],
+            "certificateSecretRef": {"name": "bridge-server"},
+        },
+    )
+    manifest = parse_manifest(document)
+    assert isinstance(manifest, ProtocolBridge)
+    monkeypatch.setenv("SHOPFLOOR_BRIDGE_OPCUA_HOST", "127.0.0.1")
+    url = f"opc.tcp://127.0.0.1:{port}/shopfloor/bridge"
+
+    async def secured_client(cert: Path, key: Path) -> Client:
+        client = Client(url, timeout=5)
+        client.application_uri = "urn:test:client"
+        await client.set_security(
+            security_policies.SecurityPolicyBasic256Sha256,
+            certificate_file(cert),
+            certificate_file(key),
+            mode=ua.MessageSecurityMode.SignAndEncrypt,
+        )
+        await client.load_client_certificate(str(cert), extension="der")  # the session's X509 identity
+        await client.load_private_key(str(key), extension="pem")
+        return client
+
+    async with running(from_manifest(manifest, tmp_path / "state", SecretFiles(secrets))):
+        async with await secured_client(trusted_cert, trusted_key) as client:
+            namespace = await client.get_namespace_index("urn:shopfloor:bridge")
+            await read_until(client.get_node(ua.NodeId("mixer/Speed", namespace)), lambda dv: dv.Value.Value == 23)
+        stranger = await secured_client(stranger_cert, stranger_key)
+        with pytest.raises((ua.UaError, ConnectionError, TimeoutError)):
+            await stranger.connect()
+        with contextlib.suppress(Exception):
+            await stranger.disconnect()
+    assert "refused untrusted client certificate" in caplog.text
