@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import pytest
+import yaml
 
 from shopfloor_api import parse_manifest
 from shopfloor_api.protocolbridge import ProtocolBridge
@@ -19,6 +20,7 @@ from tests.unit.observability.chart import (
     CHART,
     DASHBOARDS,
     MONITORING_KINDS,
+    ROOT,
     helm,
     of_kind,
     render,
@@ -27,7 +29,7 @@ from tests.unit.observability.chart import (
 )
 from tests.unit.observability.promql import selectors
 
-SOURCE = "PROGRAM Main\nVAR Level : REAL; END_VAR\nLevel := Level + 1.0;\nEND_PROGRAM\n"
+META = {"namespace": "line-1", "uid": "uid-1", "generation": 1}
 
 
 def monitoring_objects(documents: tuple[dict[str, Any], ...]) -> list[str]:
@@ -42,35 +44,17 @@ def dashboard_configmaps(documents: tuple[dict[str, Any], ...]) -> list[dict[str
     return [doc for doc in of_kind(documents, "ConfigMap") if "dashboard" in doc["metadata"]["name"]]
 
 
+EXAMPLES = ROOT / "examples" / "production-line"
+
+
 def workload_pods() -> dict[str, dict[str, Any]]:
+    """The pods the operator builds for the shipped example VirtualPLC and ProtocolBridge."""
     settings = OperatorSettings()
-    meta = {"namespace": "line-1", "uid": "uid-1", "generation": 1}
     plc = parse_manifest(
-        {
-            "apiVersion": "shopfloor.io/v1alpha1",
-            "kind": "VirtualPLC",
-            "metadata": {"name": "mixer-1", **meta},
-            "spec": {"program": {"source": SOURCE}},
-        }
+        {**yaml.safe_load((EXAMPLES / "tank-1.yaml").read_text()), "metadata": {**META, "name": "tank-1"}}
     )
     bridge = parse_manifest(
-        {
-            "apiVersion": "shopfloor.io/v1alpha1",
-            "kind": "ProtocolBridge",
-            "metadata": {"name": "line-1-bridge", **meta},
-            "spec": {
-                "sources": [
-                    {
-                        "name": "mixer",
-                        "modbus": {
-                            "plcRef": {"name": "mixer-1"},
-                            "tags": [{"name": "Level", "table": "holdingRegisters", "address": 0, "type": "REAL"}],
-                        },
-                    }
-                ],
-                "sinks": {"mqtt": {"url": "mqtt://broker:1883", "topicPrefix": "plant"}},
-            },
-        }
+        {**yaml.safe_load((EXAMPLES / "line-1-bridge.yaml").read_text()), "metadata": {**META, "name": "line-1-bridge"}}
     )
     assert isinstance(plc, VirtualPLC) and isinstance(bridge, ProtocolBridge)
     return {

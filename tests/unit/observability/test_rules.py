@@ -47,6 +47,7 @@ def test_alert_names_are_unique_and_cover_the_failure_modes() -> None:
 
 @pytest.mark.parametrize("rule", rules(), ids=lambda rule: rule["alert"])
 def test_alert_is_complete(rule: dict[str, Any]) -> None:
+    assert set(rule) <= {"alert", "expr", "for", "keep_firing_for", "labels", "annotations"}
     assert DURATION.match(str(rule["for"])), rule["for"]
     assert rule["labels"]["severity"] in SEVERITIES
     annotations = rule["annotations"]
