@@ -3,7 +3,8 @@
 Values are copied from the scan's snapshots by a task on the event loop, changed values only, so the scan never
 waits on OPC UA. Client writes are accepted only on variables listed in io.opcua.writable (others are read-only
 nodes) and reach the program at the next scan boundary. Only the configured security policies are offered;
-anonymous sessions only when allowed; the server certificate and key come from files.
+anonymous sessions only when allowed; the server certificate and key come from files, and when a folder of trusted
+client certificates is given, only clients whose application certificate it trusts can open a secure channel.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from typing import Any, cast
 
 from asyncua import Server, ua
 from asyncua.common.callback import CallbackType, ServerItemCallback
+from asyncua.crypto.truststore import TrustStore
+from asyncua.crypto.validator import CertificateValidator, CertificateValidatorOptions
 from asyncua.server.user_managers import CertificateUserManager, UserManager
 
 from shopfloor_vplc.image import Snapshot, WriteQueue
@@ -75,6 +78,7 @@ class OpcUaConfig:
     private_key: Path | None = None
     allow_anonymous: bool = False
     trusted_user_certificates: Sequence[Path] = field(default_factory=tuple)
+    trusted_clients_dir: Path | None = None  # client application certificates (or their CAs) allowed to connect
     publish_interval_s: float = 0.02
 
 
@@ -119,6 +123,12 @@ class OpcUaServer:
         if config.certificate is not None and config.private_key is not None:
             await server.load_certificate(config.certificate.read_bytes(), format=_format_of(config.certificate))
             await server.load_private_key(config.private_key.read_bytes(), format=_format_of(config.private_key))
+        if config.trusted_clients_dir is not None:
+            trust = TrustStore([config.trusted_clients_dir], [])
+            await trust.load()
+            checks = CertificateValidatorOptions
+            validator = CertificateValidator(checks.TIME_RANGE | checks.TRUSTED | checks.PEER_CLIENT, trust)
+            server.set_certificate_validator(validator)
         tokens: list[type] = [ua.X509IdentityToken] if user_manager is not None else []
         if config.allow_anonymous:
             tokens.append(ua.AnonymousIdentityToken)

@@ -147,6 +147,7 @@ class PlcRuntime:
             private_key=cert_dir / "tls.key" if cert_dir else None,
             allow_anonymous=opcua.allow_anonymous,
             trusted_user_certificates=sorted((cert_dir / "users").glob("*.der")) if cert_dir else (),
+            trusted_clients_dir=cert_dir / "trusted" if cert_dir and (cert_dir / "trusted").is_dir() else None,
         )
 
     async def _watch_devices(self) -> None:

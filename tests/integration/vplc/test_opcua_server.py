@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from asyncua import Client, ua
+from asyncua.crypto import security_policies
 from asyncua.crypto.cert_gen import setup_self_signed_certificate
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -130,5 +131,55 @@ async def test_only_the_configured_policies_are_offered(tmp_path: Path) -> None:
         plain = Client(server.endpoint, timeout=3)
         with pytest.raises((ua.UaError, asyncio.TimeoutError, ConnectionError, OSError)):
             await plain.connect()  # no None policy: an unsecured session is refused
+    finally:
+        await server.stop()
+
+
+async def secure_client(url: str, directory: Path, name: str) -> Client:
+    """A client with its own application certificate (made once, reused), on a SignAndEncrypt channel."""
+    key = directory / f"{name}.key"
+    if not key.exists():
+        await make_certificate(directory, name, server=False)
+    pem_key = key.with_suffix(".pem")  # asyncua's client tells PEM from DER by the file name
+    pem_key.write_bytes(key.read_bytes())
+    client = Client(url, timeout=15)
+    client.application_uri = f"urn:shopfloor:test:{name}"
+    await client.set_security(
+        security_policies.SecurityPolicyBasic256Sha256,
+        str(directory / f"{name}.der"),
+        str(pem_key),
+        mode=ua.MessageSecurityMode.SignAndEncrypt,
+    )
+    return client
+
+
+async def test_only_trusted_client_certificates_open_a_secure_channel(tmp_path: Path) -> None:
+    cert, key = await make_certificate(tmp_path, "server", server=True)
+    trusted = tmp_path / "trusted"
+    trusted.mkdir()
+    image = Image()
+    config = OpcUaConfig(
+        host="127.0.0.1",
+        port=free_port(),
+        program="Main",
+        variables=VARIABLES,
+        security_policies=["Basic256Sha256_SignAndEncrypt"],
+        certificate=cert,
+        private_key=key,
+        allow_anonymous=True,
+        trusted_clients_dir=trusted,
+    )
+    await make_certificate(tmp_path, "known", server=False)
+    (trusted / "known.der").write_bytes((tmp_path / "known.der").read_bytes())
+    server = OpcUaServer(config, lambda: image.snapshot, image.writes)
+    await server.start()
+    try:
+        known = await secure_client(server.endpoint, tmp_path, "known")
+        async with known:
+            ns = await known.get_namespace_index(NAMESPACE_URI)
+            assert await known.get_node(ua.NodeId("Level", ns)).read_value() == 1.5
+        stranger = await secure_client(server.endpoint, tmp_path, "stranger")
+        with pytest.raises(ua.uaerrors.BadCertificateUntrusted):
+            await stranger.connect()
     finally:
         await server.stop()
