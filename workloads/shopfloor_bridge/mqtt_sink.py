@@ -121,6 +121,9 @@ class MqttSink(SessionEvents):
         if self.spool.dropped > self._dropped_reported:
             self.metrics.dropped.inc(self.spool.dropped - self._dropped_reported)
             self._dropped_reported = self.spool.dropped
+            head = self.spool.head
+            for message_id in [i for i in self._observed_ns if i < head]:
+                del self._observed_ns[message_id]
         self._refresh_gauges()
         self._wake.set()
 

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -33,7 +34,13 @@ class Received:
 
 
 class Probe:
-    def __init__(self, broker: Mosquitto, topics: tuple[str, ...] = ("#",), **credentials: Any) -> None:
+    def __init__(
+        self,
+        broker: Mosquitto,
+        topics: tuple[str, ...] = ("#",),
+        client_certificate: tuple[Path, Path] | None = None,
+        **credentials: Any,
+    ) -> None:
         self.broker = broker
         self.topics = topics
         self.messages: list[Received] = []
@@ -45,7 +52,8 @@ class Probe:
         if credentials:
             client.username_pw_set(credentials["username"], credentials["password"])
         if broker.tls:
-            client.tls_set(ca_certs=str(broker.ca_file))
+            cert, key = client_certificate or (None, None)
+            client.tls_set(ca_certs=str(broker.ca_file), certfile=cert and str(cert), keyfile=key and str(key))
         client.on_connect = self._on_connect
         client.on_disconnect = lambda *_: self.connected.clear()
         client.on_message = self._on_message

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from shopfloor_localsite.pki import issue, new_authority, write_cert, write_key
 from tests.integration.bridge.probe import Probe, Received, eventually
-from tests.integration.bridge.sinks import running_sink
+from tests.integration.bridge.sinks import running_sink, settings_for
 from tests.support.mosquitto import Mosquitto
 
 OUTAGE_SECONDS = float(os.environ.get("SHOPFLOOR_BRIDGE_OUTAGE_SECONDS", "3"))
@@ -106,8 +107,6 @@ async def test_buffer_bound_drops_oldest_and_counts_them(broker: Mosquitto, tmp_
 
 @pytest.mark.parametrize("mqtt_version", [4, 5])
 async def test_tls_and_credentials(tls_broker: Mosquitto, tmp_path: Path, mqtt_version: int) -> None:
-    from tests.integration.bridge.sinks import settings_for
-
     probe = Probe(tls_broker, username="probe", password="probe-pw").start()
     settings = settings_for(tls_broker, username="bridge", password="s3cret", mqtt_version=mqtt_version)
     async with running_sink(tls_broker, tmp_path / "spool", settings=settings) as bridge:
@@ -119,12 +118,47 @@ async def test_tls_and_credentials(tls_broker: Mosquitto, tmp_path: Path, mqtt_v
 
 
 async def test_wrong_password_is_retried_not_fatal(tls_broker: Mosquitto, tmp_path: Path) -> None:
-    from tests.integration.bridge.sinks import settings_for
-
     settings = settings_for(tls_broker, username="bridge", password="wrong")
     async with running_sink(tls_broker, tmp_path / "spool", settings=settings) as bridge:
         bridge.change("dev/Run", True)
-        await asyncio.sleep(0)  # the sink keeps running and keeps the message buffered
-        await eventually(lambda: bridge.sink.metrics.mqtt_connected._value.get() == 0)
+        # Refused, then tried again (each attempt is a new session with the next bdSeq); the message stays buffered.
+        await eventually(lambda: bridge.sink._bd_seq.value >= 1, what="a second attempt")
         assert bridge.sink.spool.pending == 1
+        assert bridge.sink.metrics.mqtt_connected._value.get() == 0
         assert repr(settings).count("wrong") == 0  # the password never shows in logs
+
+
+async def test_client_certificate_for_brokers_that_require_one(tmp_path: Path) -> None:
+    pki = tmp_path / "pki"
+    pki.mkdir()
+    authority = new_authority("mutual TLS test CA")
+    files: dict[str, Path] = {}
+    for name, client in (("server", False), ("bridge", True), ("probe", True)):
+        cert, key = issue(authority, name, server_ips=() if client else ("127.0.0.1",), client=client)
+        files[name], files[f"{name}-key"] = pki / f"{name}.pem", pki / f"{name}.key"
+        write_cert(files[name], cert)
+        write_key(files[f"{name}-key"], key)
+    write_cert(pki / "ca.pem", authority.certificate)
+    with Mosquitto(tmp_path / "mtls") as plain:
+        plain.stop()
+    broker = Mosquitto(tmp_path / "mtls", port=plain.port)
+    # The listener's TLS settings, client certificates required (they apply to the listener above them).
+    with broker.config_file.open("a") as config:
+        config.write(
+            f"cafile {pki / 'ca.pem'}\ncertfile {files['server']}\nkeyfile {files['server-key']}\n"
+            "require_certificate true\n"
+        )
+    broker.tls, broker.ca_file = True, pki / "ca.pem"
+    with broker:
+        probe = Probe(broker, client_certificate=(files["probe"], files["probe-key"])).start()
+        settings = settings_for(broker, cert_file=files["bridge"], key_file=files["bridge-key"])
+        async with running_sink(broker, tmp_path / "spool", settings=settings):
+            await eventually(lambda: probe.of_kind("NBIRTH"), what="birth over mutual TLS")
+        async with running_sink(broker, tmp_path / "spool-anonymous") as without_certificate:
+            without_certificate.change("dev/Run", True)
+            # Each attempt is a new session with the next bdSeq: wait until one has been refused.
+            await eventually(lambda: without_certificate.sink._bd_seq.value >= 1, what="a second attempt")
+            assert without_certificate.sink.spool.pending == 1
+            assert without_certificate.sink.metrics.mqtt_connected._value.get() == 0
+        assert len(probe.of_kind("NBIRTH")) == 1
+        probe.stop()
