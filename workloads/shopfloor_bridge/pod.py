@@ -4,7 +4,8 @@ The operator writes the ProtocolBridge manifest (plcRefs resolved to Services) t
 key `protocolbridge.yaml`; a changed configuration means a new pod, so it is read once at start. The Lease `<bridge>`
 carries `shopfloor.io/state` (Loading, Running, Faulted, Stopped), `shopfloor.io/fault` and
 `shopfloor.io/active-revision` (sha256 of the manifest text). Settings come from SHOPFLOOR_* variables
-(shopfloor_inpod.settings); the buffer lives in SHOPFLOOR_BRIDGE_STATE_DIR (default /tmp/shopfloor-bridge).
+(shopfloor_inpod.settings); the buffer lives in SHOPFLOOR_BRIDGE_STATE_DIR (default /tmp/shopfloor-bridge), under
+SHOPFLOOR_FS_ROOT when that is set.
 """
 
 from __future__ import annotations
@@ -75,7 +76,10 @@ def _build(text: str, settings: PodSettings, listener: LeaseListener) -> Bridge:
     manifest = load_manifest(text)
     if not isinstance(manifest, ProtocolBridge):
         raise ConfigError(f"{MANIFEST_KEY}: kind: expected ProtocolBridge, got {manifest.kind}")
-    state_dir = Path(os.environ.get("SHOPFLOOR_BRIDGE_STATE_DIR", "/tmp/shopfloor-bridge"))
+    # Like mounted paths, the state directory lives under SHOPFLOOR_FS_ROOT (a per-pod folder on the local site).
+    state_dir = Path(os.environ.get("SHOPFLOOR_BRIDGE_STATE_DIR", "").strip() or "/tmp/shopfloor-bridge")
+    fs_root = Path(os.environ.get("SHOPFLOOR_FS_ROOT", "").strip() or "/")
+    state_dir = fs_root / state_dir.relative_to("/") if state_dir.is_absolute() else state_dir
     config = from_manifest(manifest, state_dir, SecretFiles(settings.secrets_dir))
     if config.opcua_server is not None:
         server = config.opcua_server
