@@ -15,7 +15,14 @@ from shopfloor_st import CompileError, RuntimeFault, simulate
 from shopfloor_vplc.bindings import BindingError
 from shopfloor_vplc.file_watch import changed_contents
 from shopfloor_vplc.online_change import compile_program
-from shopfloor_vplc.plc_file import PlcFile, PlcFileError, from_manifest_text, is_manifest, load_plc_file
+from shopfloor_vplc.plc_file import (
+    PlcFile,
+    PlcFileError,
+    from_manifest_text,
+    is_manifest,
+    load_plc_file,
+    settings_changed,
+)
 from shopfloor_vplc.retain import FileRetainStore
 from shopfloor_vplc.runtime import PlcRuntime, RuntimeOptions
 
@@ -140,7 +147,7 @@ async def _follow_file(runtime: PlcRuntime, path: Path, original: PlcFile) -> No
             except PlcFileError as exc:
                 print(f"online change refused, the running program continues: {exc}", flush=True)
                 continue
-            if updated.spec.model_dump(exclude={"program"}) != original.spec.model_dump(exclude={"program"}):
+            if settings_changed(original, updated):
                 print("settings outside spec.program changed: they apply at the next restart", flush=True)
             source = updated.source
         outcome = await runtime.apply_source(source, updated.locate if is_manifest(path) else None)

@@ -102,3 +102,8 @@ def load_plc_file(path: Path) -> PlcFile:
         return from_manifest_text(text, str(path))
     spec = VirtualPLCSpec.model_validate({"program": {"source": text}})
     return PlcFile(default_name(path), "default", spec, text, str(path))
+
+
+def settings_changed(running: PlcFile, new: PlcFile) -> bool:
+    """Whether anything but the program differs (cycle time, I/O maps...): those need a new runtime."""
+    return running.spec.model_dump(exclude={"program"}) != new.spec.model_dump(exclude={"program"})

@@ -23,7 +23,7 @@ from shopfloor_st import CompileError
 from shopfloor_vplc.bindings import BindingError
 from shopfloor_vplc.image import PlcState
 from shopfloor_vplc.online_change import ChangeOutcome, compile_program
-from shopfloor_vplc.plc_file import PlcFile, PlcFileError, from_manifest_text
+from shopfloor_vplc.plc_file import PlcFile, PlcFileError, from_manifest_text, settings_changed
 from shopfloor_vplc.retain import decode_checkpoint, encode_checkpoint
 from shopfloor_vplc.runtime import PlcRuntime, RuntimeOptions
 
@@ -85,6 +85,8 @@ class PodRuntime:
         except PlcFileError as exc:
             log.error("online change refused: %s", exc)
             return
+        if self._plc is not None and settings_changed(self._plc, plc):
+            log.warning("settings outside spec.program changed: they apply when the pod is replaced")
         outcome = await self.runtime.apply_source(plc.source, plc.locate)
         log.warning("%s", outcome.message())
         if not outcome.accepted:
