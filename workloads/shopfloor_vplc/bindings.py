@@ -37,7 +37,9 @@ def variable_type(program: ProgramLike, path: str, field: str) -> tuple[str, str
         where = _probe(program).path(path)
     except (KeyError, ValueError) as exc:
         raise BindingError(f"{field}: {path} cannot be resolved in {program.entrypoint}: {exc}") from None
-    return str(where.canonical), str(where.type)
+    # The elementary IEC type (enumerations are INT); structures and arrays keep their own name and map nowhere.
+    iec_type = getattr(where, "iec_type", None)
+    return str(where.canonical), str(iec_type or where.type)
 
 
 def entry_binding(program: ProgramLike, entry: ModbusMapEntry, field: str) -> Binding:
@@ -86,19 +88,13 @@ def device_configs(spec: VirtualPLCSpec, program: ProgramLike) -> list[DeviceCon
     return [device_config(spec, device, index, program) for index, device in enumerate(spec.io.field_devices)]
 
 
-ELEMENTARY_TYPES = {
-    "BOOL", "SINT", "INT", "DINT", "LINT", "USINT", "UINT", "UDINT", "ULINT",
-    "BYTE", "WORD", "DWORD", "LWORD", "REAL", "LREAL", "TIME", "STRING",
-}  # fmt: skip
-
-
 def opcua_variables(program: ProgramLike) -> list[tuple[str, str]]:
-    """(name, type) of the program's top-level variables of elementary types, served over OPC UA."""
+    """(name, IEC type) of the program's top-level variables of elementary types, served over OPC UA."""
     found = []
     for name, info in program.variables.items():
-        type_name = str(info.type_name).upper()
-        if type_name.split("[")[0] in ELEMENTARY_TYPES or type_name.startswith("STRING"):
-            found.append((name, str(info.type_name)))
+        iec_type = getattr(info, "iec_type", None)
+        if iec_type:
+            found.append((name, str(iec_type)))
     return found
 
 
