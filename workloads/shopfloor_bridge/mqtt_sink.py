@@ -183,16 +183,16 @@ class MqttSink(SessionEvents):
         session.start()
         try:
             while not session.closed.is_set() and not self._closing:
+                if born and self._host_offline_seen:  # even if it is already back: it expects a new session
+                    self._publish_control(session, "NDEATH", payloads.death(bd_seq))
+                    log.info("primary host went offline: ending the session until it is back")
+                    break
                 if self._connected and self._host_online:
                     if not born or self._rebirth:
                         self._birth(session, bd_seq)
                         born = True
                         self.ready.set()
                     self._fill_window(session)
-                elif born and self._host_offline_seen:
-                    self._publish_control(session, "NDEATH", payloads.death(bd_seq))
-                    log.info("primary host went offline: ending the session until it is back")
-                    break
                 self._wake.clear()
                 await self._wake.wait()
         finally:
@@ -211,6 +211,7 @@ class MqttSink(SessionEvents):
 
     def _birth(self, session: MqttSession, bd_seq: int) -> None:
         self._rebirth = False
+        self._host_offline_seen = False  # only an offline STATE after this birth ends the session
         if self.sparkplug is None:
             return
         self._seq = 0
