@@ -34,8 +34,10 @@ def _version(body: dict[str, Any]) -> int:
 class Controller:
     def __init__(self, api_client: client.ApiClient, settings: OperatorSettings) -> None:
         self.settings = settings
-        self.kube = Kube(api_client)
         self.metrics = OperatorMetrics()
+        self.kube = Kube(
+            api_client, lambda verb, resource: self.metrics.api_requests_total.labels(verb, resource).inc()
+        )
         applier = ChildApplier(self.kube)
         self.reconcilers: dict[str, PlcReconciler | BridgeReconciler] = {
             "VirtualPLC": PlcReconciler(self.kube, settings, applier),
@@ -90,7 +92,6 @@ class Controller:
         if latest is not None and _version(latest) > _version(observed.body):
             observed.body = latest  # our own status write is not in the watch yet
         self._confirm_pods(observed, namespace)
-        requests_before = self.kube.requests
         started = time.perf_counter()
         try:
             outcome = self.reconcilers[kind].reconcile(observed)
@@ -106,7 +107,6 @@ class Controller:
             return Outcome("", ERROR_RECHECK)
         finally:
             self.metrics.reconcile_time.labels(controller).observe(time.perf_counter() - started)
-            self.metrics.api_requests_total.inc(self.kube.requests - requests_before)
         self.metrics.reconcile_total.labels(controller, "success").inc()
         if outcome.replaced:
             self.metrics.replacements_total.labels(controller).inc()

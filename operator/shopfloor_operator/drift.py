@@ -19,9 +19,11 @@ def first_difference(desired: Any, actual: Any, path: str = "") -> str | None:
                 return difference
         return None
     if isinstance(desired, list):
-        if not isinstance(actual, list) or len(actual) != len(desired):
+        # Admission appends to lists (the token volume and its mount, default tolerations): extra trailing items
+        # on the live side are the server's; a removed item still changes the hash, reported as a last resort.
+        if not isinstance(actual, list) or len(actual) < len(desired):
             return f"{path}: {_short(actual)} -> {_short(desired)}"
-        for index, (want, have) in enumerate(zip(desired, actual, strict=True)):
+        for index, (want, have) in enumerate(zip(desired, actual[: len(desired)], strict=True)):
             difference = first_difference(want, have, f"{path}[{index}]")
             if difference:
                 return difference
@@ -38,8 +40,12 @@ def pod_drift(desired_pod: dict[str, Any], actual_pod: dict[str, Any], hash_anno
     actual_hash = (actual_pod.get("metadata", {}).get("annotations") or {}).get(hash_annotation)
     if desired_hash == actual_hash:
         return None
-    return first_difference(desired_pod["spec"], actual_pod.get("spec", {}), "spec") or (
-        f"metadata.annotations[{hash_annotation}]: {actual_hash} -> {desired_hash}"
+    desired_annotations = {k: v for k, v in desired_pod["metadata"]["annotations"].items() if k != hash_annotation}
+    actual_annotations = (actual_pod.get("metadata") or {}).get("annotations") or {}
+    return (
+        first_difference(desired_pod["spec"], actual_pod.get("spec", {}), "spec")
+        or first_difference(desired_annotations, actual_annotations, "metadata.annotations")
+        or f"metadata.annotations.{hash_annotation}: {actual_hash} -> {desired_hash}"
     )
 
 

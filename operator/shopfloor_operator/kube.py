@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
+from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -35,6 +37,9 @@ _RESOURCES = {
 }
 
 
+_PLURALS = {plural for _, plural in _RESOURCES.values()} | {"status"}
+
+
 class KubeError(Exception):
     def __init__(self, status: int, body: str) -> None:
         self.status = status
@@ -44,6 +49,11 @@ class KubeError(Exception):
         except ValueError:
             message = body
         super().__init__(f"{status}: {message}")
+
+
+def _plural_of(path: str) -> str:
+    parts = path.split("?", 1)[0].split("/")
+    return next((part for part in reversed(parts) if part in _PLURALS), parts[-1])
 
 
 def collection_path(api_version: str, kind: str, namespace: str) -> str:
@@ -63,10 +73,12 @@ def path_of(manifest: dict[str, Any]) -> str:
 class Kube:
     """Blocking REST calls on one ApiClient; thread-safe; counts requests."""
 
-    def __init__(self, api_client: client.ApiClient) -> None:
+    def __init__(self, api_client: client.ApiClient, on_request: Callable[[str, str], None] | None = None) -> None:
         self.api = api_client
+        self.on_request = on_request  # (verb, resource), e.g. for a metric
         self._lock = threading.Lock()
         self.requests = 0
+        self.by_kind: Counter[str] = Counter()  # "VERB plural" -> requests, for diagnosis and benchmarks
 
     def request(
         self,
@@ -77,8 +89,12 @@ class Kube:
         content_type: str = "application/json",
     ) -> dict[str, Any] | None:
         """The decoded response; None for 404; KubeError for other failures."""
+        resource = _plural_of(path)
         with self._lock:
             self.requests += 1
+            self.by_kind[f"{method} {resource}"] += 1
+        if self.on_request is not None:
+            self.on_request(method, resource)
         headers = {"Accept": "application/json", "Content-Type": content_type}
         method, url, headers, data, post = self.api.param_serialize(
             method, path, query_params=query or [], header_params=headers, body=body, auth_settings=["BearerToken"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
@@ -15,6 +16,7 @@ from shopfloor_operator.handlers import register
 from shopfloor_operator.settings import OperatorSettings, settings_from_environment
 
 log = logging.getLogger("shopfloor_operator")
+RECONCILE_THREADS = 16
 
 
 def kopf_settings(settings: OperatorSettings) -> kopf.OperatorSettings:
@@ -35,11 +37,13 @@ def kopf_settings(settings: OperatorSettings) -> kopf.OperatorSettings:
 
 
 def load_api_client() -> client.ApiClient:
+    configuration = client.Configuration()
     try:
-        config.load_incluster_config()
+        config.load_incluster_config(client_configuration=configuration)
     except config.ConfigException:
-        config.load_kube_config()
-    return client.ApiClient()
+        config.load_kube_config(client_configuration=configuration)
+    configuration.connection_pool_maxsize = RECONCILE_THREADS
+    return client.ApiClient(configuration)
 
 
 async def run(
@@ -51,6 +55,8 @@ async def run(
 ) -> Controller:
     """Run until stopped. Pass a `controller` to inspect it (its metrics) while the operator runs."""
     controller = controller or Controller(api_client, settings)
+    # Reconciles block on HTTP in worker threads: allow as many as the client's connection pool.
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=RECONCILE_THREADS))
     registry = kopf.OperatorRegistry()
     register(registry, controller)
 

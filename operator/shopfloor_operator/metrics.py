@@ -48,7 +48,10 @@ class OperatorMetrics:
             registry=self.registry,
         )
         self.api_requests_total = Counter(
-            "shopfloor_api_requests_total", "Requests the reconcilers sent to the API server.", registry=self.registry
+            "shopfloor_api_requests_total",
+            "Requests the reconcilers sent to the API server, by verb and resource (kopf's watches not included).",
+            ["verb", "resource"],
+            registry=self.registry,
         )
         self._lock = threading.Lock()
         self._phases: dict[tuple[str, str], str] = {}  # (controller, uid) -> phase

@@ -7,13 +7,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import yaml
-
 from shopfloor_api.loader import ManifestError, parse_manifest
 from shopfloor_api.virtualplc import Phase, VirtualPLC
 from shopfloor_operator import conditions, rollout
 from shopfloor_operator.builders import config, network, rbac
 from shopfloor_operator.builders.config import ProgramRelease
+from shopfloor_operator.builders.pod import spec_hash
+from shopfloor_operator.builders.workload import Workload
 from shopfloor_operator.builders.workloads import plc_workload
 from shopfloor_operator.children import ChildApplier
 from shopfloor_operator.conditions import Observation
@@ -21,10 +21,12 @@ from shopfloor_operator.health import parse_time, runtime_report
 from shopfloor_operator.kube import Kube, object_path
 from shopfloor_operator.podstep import PodOutcome, pod_step, pod_view
 from shopfloor_operator.program import check_program
+from shopfloor_operator.releases import ReleaseStore
 from shopfloor_operator.settings import OperatorSettings
 from shopfloor_operator.status import StatusWriter, conditions_for
 
 DEFAULT_RECHECK = 30.0
+RUNTIME_CONFIG_ANNOTATION = "shopfloor.io/runtime-config-hash"
 
 
 @dataclass
@@ -53,6 +55,7 @@ class PlcReconciler:
         self.settings = settings
         self.applier = applier
         self.status = StatusWriter(kube)
+        self.releases = ReleaseStore()
 
     def _lookup(self, namespace: str) -> Any:
         def lookup(name: str, key: str) -> str | None:
@@ -74,7 +77,9 @@ class PlcReconciler:
             return Outcome(Phase.PENDING.value, DEFAULT_RECHECK)
         assert isinstance(manifest, VirtualPLC)
         plc = manifest
-        workload = plc_workload(plc, self.settings)
+        workload = plc_workload(plc, self.settings).with_pod_annotations(
+            {RUNTIME_CONFIG_ANNOTATION: spec_hash(runtime_config(plc))}
+        )
         for child in (rbac.service_account(workload), rbac.role(workload), rbac.role_binding(workload)):
             self.applier.apply(child)
         self.applier.ensure_exists(config.lease(workload))
@@ -83,6 +88,8 @@ class PlcReconciler:
         self.applier.apply(network.network_policy(workload, self.settings))
 
         check = check_program(plc.spec.program, self._lookup(plc.metadata.namespace))
+        if check.revision is not None:
+            self.releases.remember(ProgramRelease(check.revision, check.source, check.entrypoint))
         program = dict(status.get("program") or {})
         outcome = Outcome(Phase.PENDING.value, DEFAULT_RECHECK)
         events: list[tuple[str, str, str]] = []
@@ -107,8 +114,6 @@ class PlcReconciler:
         action = rollout.plan(state, now)
         replace_reason: str | None = None
         if isinstance(action, rollout.Deploy):
-            release = ProgramRelease(action.revision, check.source, check.entrypoint)
-            self._write_config(workload, plc, release, keep_last_known_good=True)
             program.update(deployedRevision=action.revision, deployedAt=conditions.rfc3339(now), switchedAt="")
             program["message"] = ""
             events.append(("Normal", "Deploying", action.reason))
@@ -118,11 +123,9 @@ class PlcReconciler:
             program["switchedAt"] = conditions.rfc3339(action.at)
             outcome.recheck_after = min(1.0, state.verify_for.total_seconds() or 1.0)
         elif isinstance(action, rollout.Promote):
-            self._promote(workload)
             program["lastKnownGoodRevision"] = action.revision
             events.append(("Normal", "Verified", f"revision {action.revision} verified; now the last known good"))
         elif isinstance(action, rollout.Rollback):
-            self._rollback(workload)
             program.update(
                 deployedRevision=action.to_revision,
                 deployedAt=conditions.rfc3339(now),
@@ -142,7 +145,7 @@ class PlcReconciler:
             outcome.recheck_after = action.recheck_after
 
         pods_outcome: PodOutcome | None = None
-        if program.get("deployedRevision"):
+        if program.get("deployedRevision") and self._write_runtime_config(workload, plc, program):
             incarnation = int(status.get("replacements", 0)) if status.get("podName") else None
             pods_outcome = pod_step(
                 self.kube, workload, self.settings, observed.pods, observed.nodes, incarnation, now, replace_reason
@@ -178,40 +181,23 @@ class PlcReconciler:
             outcome.recheck_after = min(outcome.recheck_after, 2.0)
         return outcome
 
-    def _write_config(
-        self, workload: Any, plc: VirtualPLC, release: ProgramRelease, keep_last_known_good: bool
-    ) -> None:
-        existing = self.kube.get(object_path("v1", "ConfigMap", workload.namespace, workload.config_map_name))
-        data = (existing or {}).get("data") or {}
-        manifest = config.plc_config_map(workload, plc, release, None)
-        if keep_last_known_good and config.LAST_KNOWN_GOOD_KEY in data:
-            manifest["data"][config.LAST_KNOWN_GOOD_KEY] = data[config.LAST_KNOWN_GOOD_KEY]
-        self.kube.apply(manifest)
+    def _write_runtime_config(self, workload: Workload, plc: VirtualPLC, program: dict[str, Any]) -> bool:
+        """Render the runtime ConfigMap for the deployed and last known good revisions (applied only on change).
+        False when the deployed program is nowhere to be found (the ConfigMap was deleted while the spec changed)."""
+        deployed, good = program.get("deployedRevision", ""), program.get("lastKnownGoodRevision", "")
+        if any(revision and self.releases.get(revision) is None for revision in (deployed, good)):
+            existing = self.kube.get(object_path("v1", "ConfigMap", workload.namespace, workload.config_map_name))
+            self.releases.recover((existing or {}).get("data") or {})
+        release = self.releases.get(deployed)
+        if release is None:
+            return False
+        last_known_good = self.releases.get(good) if good else None
+        self.applier.apply(config.plc_config_map(workload, plc, release, last_known_good))
+        return True
 
-    def _config_data(self, workload: Any) -> tuple[dict[str, Any], dict[str, str]]:
-        existing = self.kube.get(object_path("v1", "ConfigMap", workload.namespace, workload.config_map_name)) or {}
-        return existing, dict(existing.get("data") or {})
 
-    def _promote(self, workload: Any) -> None:
-        existing, data = self._config_data(workload)
-        if config.PLC_MANIFEST_KEY in data:
-            data[config.LAST_KNOWN_GOOD_KEY] = data[config.PLC_MANIFEST_KEY]
-            self._apply_data(workload, existing, data)
-
-    def _rollback(self, workload: Any) -> None:
-        existing, data = self._config_data(workload)
-        good = data.get(config.LAST_KNOWN_GOOD_KEY)
-        if good is None:
-            return
-        revision = (yaml.safe_load(good).get("spec") or {}).get("program", {}).get("sha256", "")
-        data[config.PLC_MANIFEST_KEY] = good
-        data[config.REVISION_KEY] = revision
-        self._apply_data(workload, existing, data, revision)
-
-    def _apply_data(self, workload: Any, existing: dict[str, Any], data: dict[str, str], revision: str = "") -> None:
-        metadata = workload.metadata(workload.config_map_name)
-        annotations = dict((existing.get("metadata") or {}).get("annotations") or {})
-        if revision:
-            annotations[config.REVISION_ANNOTATION] = revision
-        metadata["annotations"] = {config.REVISION_ANNOTATION: annotations.get(config.REVISION_ANNOTATION, "")}
-        self.kube.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": data})
+def runtime_config(plc: VirtualPLC) -> dict[str, Any]:
+    """The spec fields the runtime reads at start besides the program: a change replaces the pod."""
+    return plc.spec.model_dump(
+        mode="json", include={"cycle_time", "watchdog", "realtime_priority", "io", "safe_state"}, exclude_none=True
+    )

@@ -43,8 +43,14 @@ def test_bridge_lifecycle(start_operator: OperatorFactory, cluster: Cluster) -> 
     cluster.patch_spec(
         "protocolbridges",
         "line-bridge",
-        {"sources": [{**bridge("x", "mixer")["spec"]["sources"][0], "modbus": {
-            **bridge("x", "mixer")["spec"]["sources"][0]["modbus"], "pollInterval": "250ms"}}]},
+        {
+            "sources": [
+                {
+                    **bridge("x", "mixer")["spec"]["sources"][0],
+                    "modbus": {**bridge("x", "mixer")["spec"]["sources"][0]["modbus"], "pollInterval": "250ms"},
+                }
+            ]
+        },
     )
 
     def replaced() -> client.V1Pod | None:

@@ -226,3 +226,26 @@ def test_deleted_pod_is_replaced(start_operator: OperatorFactory, cluster: Clust
     assert isinstance(second, client.V1Pod)
     wait_for(lambda: cluster.status("virtualplcs", "phoenix").get("podName") == second.metadata.name)
     assert cluster.status("virtualplcs", "phoenix")["replacements"] == 1
+
+
+def test_runtime_config_change_rewrites_the_config_map_and_restarts(
+    start_operator: OperatorFactory, cluster: Cluster
+) -> None:
+    start_operator()
+    cluster.create("virtualplcs", plc("tuned"))
+    first = running_pod(cluster, "tuned")
+    cluster.patch_spec("virtualplcs", "tuned", {"cycleTime": "20ms"})
+
+    def rewritten() -> bool:
+        config_map = cluster.config_map("tuned-runtime")
+        return config_map is not None and "cycleTime: 20ms" in config_map.data["virtualplc.yaml"]
+
+    wait_for(rewritten, what="the runtime ConfigMap with the new cycle time")
+
+    def restarted() -> client.V1Pod | None:
+        pods = [p for p in cluster.live_pods("tuned") if p.spec.node_name]
+        return pods[0] if len(pods) == 1 and pods[0].metadata.name != first.metadata.name else None
+
+    wait_for(restarted, what="a pod started with the new configuration")
+    messages = [e.message for e in cluster.events("tuned") if e.reason == "Replacing"]
+    assert any("runtime-config-hash" in message for message in messages), messages

@@ -67,3 +67,15 @@ def test_network_policy_allows_only_listed_clients(settings: OperatorSettings) -
     assert [p["port"] for p in clients["ports"]] == ["modbus"]
     assert operator["ports"] == [{"port": "http", "protocol": "TCP"}]
     assert operator["from"][0]["podSelector"]["matchLabels"] == settings.operator_pod_labels
+
+
+def test_release_store_recovers_both_programs_from_the_runtime_config_map(settings: OperatorSettings) -> None:
+    from shopfloor_operator.releases import ReleaseStore
+
+    plc = plc_manifest()
+    deployed = ProgramRelease("sha256:" + "b" * 64, SOURCE + "\n(* new *)", "")
+    good = ProgramRelease("sha256:" + "a" * 64, SOURCE, "Main")
+    built = config.plc_config_map(plc_workload(plc, settings), plc, deployed, good)
+    store = ReleaseStore()
+    store.recover(built["data"])
+    assert store.get(deployed.revision) == deployed and store.get(good.revision) == good
