@@ -114,8 +114,17 @@ def safe_state_variables(spec: VirtualPLCSpec, program: ProgramLike) -> dict[str
     return resolved
 
 
-def check_compatible(spec: VirtualPLCSpec, program: ProgramLike, current: Sequence[Binding]) -> str | None:
-    """Why `program` cannot replace the running one under the same manifest, or None when it can."""
+def check_compatible(
+    spec: VirtualPLCSpec,
+    program: ProgramLike,
+    current: Sequence[Binding],
+    served: Sequence[tuple[str, str]] = (),
+) -> str | None:
+    """Why `program` cannot replace the running one under the same manifest, or None when it can.
+
+    `current` are the Modbus and field-device bindings in use, `served` the (name, type) of the variables in the
+    OPC UA address space: both are fixed while the runtime runs, so each must still exist with the same type.
+    """
     try:
         new = modbus_bindings(spec, program)
         for device in device_configs(spec, program):
@@ -128,4 +137,10 @@ def check_compatible(spec: VirtualPLCSpec, program: ProgramLike, current: Sequen
         old = old_types.get((binding.variable, binding.table, binding.address))
         if old is not None and old != binding.type_name.upper():
             return f"{binding.variable} changes type from {old} to {binding.type_name} while mapped to Modbus"
+    still_served = dict(opcua_variables(program))
+    for name, type_name in served:
+        if name not in still_served:
+            return f"{name} is served over OPC UA: removing it needs a restart"
+        if still_served[name] != type_name:
+            return f"{name} changes type from {type_name} to {still_served[name]} while served over OPC UA"
     return None

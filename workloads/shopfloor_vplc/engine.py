@@ -168,6 +168,10 @@ class ScanEngine:
             except ScanAborted:
                 self.watchdog.scan_finished()
                 self._after_fault()
+            except Exception as exc:  # a bug around the scan (not in the program) faults the PLC, never kills it
+                log.exception("scan engine error")
+                self.watchdog.scan_finished()
+                self._fault_now("internal", f"{type(exc).__name__}: {exc}")
         self._shutdown()
 
     def _cycle(self, deadline: int) -> int:

@@ -43,6 +43,7 @@ async def online_change(
     source: str,
     filename: str,
     locate: Callable[[Diagnostic], Diagnostic] | None = None,
+    served: Sequence[tuple[str, str]] = (),
     timeout_s: float = 10.0,
 ) -> ChangeOutcome:
     try:
@@ -52,7 +53,7 @@ async def online_change(
         return ChangeOutcome(False, source_revision(source), "\n".join(str(d) for d in diagnostics))
     if program.revision == engine.program.revision:
         return ChangeOutcome(True, program.revision, unchanged=True)
-    reason = check_compatible(spec, program, bindings)
+    reason = check_compatible(spec, program, bindings, served)
     if reason is not None:
         return ChangeOutcome(False, program.revision, reason)
     future = engine.request_swap(program)

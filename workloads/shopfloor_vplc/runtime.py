@@ -161,7 +161,9 @@ class PlcRuntime:
         self, source: str, locate: Callable[[Diagnostic], Diagnostic] | None = None
     ) -> ChangeOutcome:
         """Online change to `source`; refused changes leave the running program as it is."""
-        outcome = await online_change(self.engine, self.spec, self.all_bindings, source, self.options.filename, locate)
+        served = self.opcua.config.variables if self.opcua is not None else ()
+        filename = self.options.filename
+        outcome = await online_change(self.engine, self.spec, self.all_bindings, source, filename, locate, served)
         if not outcome.unchanged:
             self.metrics.online_changes.labels("accepted" if outcome.accepted else "refused").inc()
         return outcome

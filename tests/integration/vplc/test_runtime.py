@@ -234,3 +234,15 @@ async def test_structure_members_are_mapped_by_dotted_path(tmp_path: Path) -> No
         level = (await client.read_input_registers(0, count=2)).registers
         assert client.convert_from_registers(level, client.DATATYPE.FLOAT32) > 6
         assert (await client.read_discrete_inputs(0, count=1)).bits[0] is True
+
+
+async def test_online_change_refuses_to_drop_what_opcua_serves(tmp_path: Path) -> None:
+    opcua = {"enabled": True, "securityPolicies": ["None"], "allowAnonymous": True}
+    async with running_plc(tmp_path, io={"modbus": {"map": []}, "opcua": opcua}) as runtime:
+        without_ratio = await runtime.apply_source(TANK.replace("  Ratio : REAL := 0.5;\n", ""))
+        assert not without_ratio.accepted
+        assert without_ratio.reason == "Ratio is served over OPC UA: removing it needs a restart"
+        retyped = await runtime.apply_source(TANK.replace("Ratio : REAL := 0.5;", "Ratio : LREAL := 0.5;"))
+        assert retyped.reason == "Ratio changes type from REAL to LREAL while served over OPC UA"
+        count = runtime.engine.snapshot.values["Count"]
+        await async_wait_for(when(lambda: runtime.engine.snapshot.values["Count"] > count), timeout=15)
