@@ -113,7 +113,11 @@ async def run_plc(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await runtime.start()
+    try:
+        await runtime.start()
+    except OSError:  # a port already taken: whatever started is stopped the safe way first
+        await runtime.shutdown()
+        raise
     print(_serving_line(runtime), flush=True)
     watcher = asyncio.create_task(_follow_file(runtime, path, plc))
     await stop.wait()
@@ -204,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(run_plc(args))
     except (PlcFileError, BindingError, ValueError) as exc:
         print(exc, file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"cannot serve: {exc}", file=sys.stderr)
         return 1
 
 
