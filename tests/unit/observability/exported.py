@@ -41,7 +41,7 @@ class Series:
     labels: frozenset[str] | None  # None: the family had no samples, so its label names are unknown
 
 
-def _instances(module: ModuleType) -> list[object]:
+def metrics_instances(module: ModuleType) -> list[object]:
     """Each metrics class of the module, built the way its constructor allows."""
     built = []
     cls: Any  # constructors differ per module
@@ -69,7 +69,7 @@ def _probe_labels(instance: object) -> None:
                 value.labels(*("probe" for _ in names))
 
 
-def _series_of(registry: CollectorRegistry, module: str, only_prefixed: bool) -> list[Series]:
+def series_of(registry: CollectorRegistry, module: str, only_prefixed: bool) -> list[Series]:
     found = []
     for family in registry.collect():
         if only_prefixed and not family.name.startswith(PREFIX):
@@ -92,12 +92,12 @@ def exported_series() -> dict[str, Series]:
     series: list[Series] = []
     for module_name in METRICS_MODULES:
         module = importlib.import_module(module_name)
-        for instance in _instances(module):
+        for instance in metrics_instances(module):
             _probe_labels(instance)
             for registry in {id(r): r for r in vars(instance).values() if isinstance(r, CollectorRegistry)}.values():
-                series += _series_of(registry, module_name, only_prefixed=False)
+                series += series_of(registry, module_name, only_prefixed=False)
     # Anything a module registered on the global registry at import time.
-    series += _series_of(REGISTRY, "global", only_prefixed=True)
+    series += series_of(REGISTRY, "global", only_prefixed=True)
     return {each.name: each for each in series}
 
 

@@ -29,12 +29,13 @@ def metric_names(text: str) -> set[str]:
     return set(METRIC_NAME.findall(text))
 
 
-def without_grafana_variables(expr: str) -> str:
-    """A Grafana query as Prometheus receives it: built-in intervals become durations, other variables a value."""
+def without_grafana_variables(expr: str, durations: dict[str, str] | None = None, other: str = "x") -> str:
+    """A Grafana query as Prometheus receives it: built-in intervals become durations, other variables `other`."""
+    known = {**GRAFANA_DURATIONS, **(durations or {})}
 
     def value(match: re.Match[str]) -> str:
         name = match.group(1) or match.group(2)
-        return GRAFANA_DURATIONS.get(name, "x")
+        return known.get(name, other)
 
     return GRAFANA_VARIABLE.sub(value, expr)
 

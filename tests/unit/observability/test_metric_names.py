@@ -10,7 +10,7 @@ from shopfloor_bridge.tags import Quality
 from shopfloor_operator.controller import CONTROLLERS
 from shopfloor_vplc.image import PlcState
 from tests.unit.observability.chart import ALL_ON, dashboards, of_kind, queries, render, rules, variable_queries
-from tests.unit.observability.exported import METRICS_MODULES, _series_of, exported_series, modules_with_series
+from tests.unit.observability.exported import METRICS_MODULES, exported_series, modules_with_series, series_of
 from tests.unit.observability.promql import (
     grouping_labels,
     metric_names,
@@ -62,7 +62,7 @@ def test_series_names_follow_the_family_type() -> None:
     Counter("shopfloor_demo_events_total", "", ["kind"], registry=registry)
     Histogram("shopfloor_demo_duration_seconds", "", registry=registry)
     Gauge("shopfloor_demo_info", "", ["revision"], registry=registry)
-    names = {each.name for each in _series_of(registry, "demo", only_prefixed=True)}
+    names = {each.name for each in series_of(registry, "demo", only_prefixed=True)}
     assert names == {
         "shopfloor_demo_events_total",
         "shopfloor_demo_events_created",
