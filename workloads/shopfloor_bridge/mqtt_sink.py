@@ -313,8 +313,8 @@ class MqttSink(SessionEvents):
     async def _sync_periodically(self) -> None:
         while True:
             await asyncio.sleep(self.fsync_interval)
-            # On the loop, not a thread: an append may roll (close) the segment file being synced.
-            self.spool.sync()
+            # fsync can take milliseconds: off the loop, so polls and publishes never wait for the disk.
+            await asyncio.to_thread(Spool.finish_sync, self.spool.begin_sync())
 
     def _refresh_gauges(self) -> None:
         self.metrics.buffered_bytes.set(self.spool.size_bytes)

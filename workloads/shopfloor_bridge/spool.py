@@ -3,10 +3,11 @@
 Layout of the directory: segment files `<first id>.seg` holding frames `[u32 length][u32 crc32][u64 id][data]`,
 and `head`, the id of the oldest message not yet acknowledged. Every message gets the next id; ids never repeat.
 
-Durability: each append is one write(2) to the segment, so a crash of the bridge process loses nothing. `sync()`
-fsyncs the active segment and the directory; the bridge calls it at most once per `fsync_interval` (1 s by default)
-and at shutdown, so a power loss loses at most that last interval. A torn frame at the end of a segment (power loss
-during a write) fails its CRC and is cut off when the buffer is opened.
+Durability: each append is one write(2) to the segment, so a crash of the bridge process loses nothing. A sync
+fsyncs whatever was written since the last one (segments, the head, the directory); the bridge runs it off the event
+loop once per `fsync_interval` (1 s by default) and at shutdown, so a power loss loses at most that last interval.
+A torn frame at the end of a segment (power loss during a write) fails its CRC and is cut off when the buffer is
+opened.
 
 Bound: when the segments exceed `max_bytes`, the oldest whole segment is deleted and every unacknowledged message in
 it is counted in `dropped`. Segments are an eighth of the bound (at most 4 MiB), so a drop loses at most that much.
@@ -49,6 +50,7 @@ class Spool:
         self._head = 0
         self._next_id = 0
         self._writer: int | None = None
+        self._retired: list[int] = []  # files closed for writing, still to fsync (then close)
         self._dirty = False
         self._recover()
         # The reader is where the publisher continues: the first message not yet handed out since the last rewind.
@@ -101,12 +103,24 @@ class Spool:
 
     def sync(self) -> None:
         """Makes everything appended so far durable against power loss."""
-        if self._dirty:
-            if self._writer is not None:
-                os.fsync(self._writer)
-            if self._head_fd is not None:
-                os.fsync(self._head_fd)
-            self._dirty = False
+        self.finish_sync(self.begin_sync())
+
+    def begin_sync(self) -> list[int]:
+        """Duplicates of the files with unsynced writes: `finish_sync` may then run in another thread, even while
+        appends go on and roll the segment (a duplicate keeps the file open)."""
+        if not self._dirty:
+            return []
+        self._dirty = False
+        retired, self._retired = self._retired, []
+        return retired + [os.dup(fd) for fd in (self._writer, self._head_fd) if fd is not None]
+
+    @staticmethod
+    def finish_sync(fds: list[int]) -> None:
+        for fd in fds:
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
     def close(self) -> None:
         self.sync()
@@ -161,17 +175,15 @@ class Spool:
     # ---- internals ---------------------------------------------------------------------------------------------
 
     def _roll(self, first_id: int) -> None:
+        # The finished segment and the directory (which gains a file) are fsynced by the next sync, not here:
+        # appends never wait for the disk.
         if self._writer is not None:
-            self.sync()
-            os.close(self._writer)
+            self._retired.append(self._writer)
         path = self.directory / f"{first_id:020d}.seg"
         self._writer = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         self._segments.append(_Segment(first_id, path, 0, []))
-        dir_fd = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        self._retired.append(os.open(self.directory, os.O_RDONLY))
+        self._dirty = True
 
     def _enforce_bound(self) -> None:
         while len(self._segments) > 1 and self.size_bytes > self.max_bytes:
