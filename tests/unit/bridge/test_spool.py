@@ -69,3 +69,18 @@ def test_acknowledged_segments_are_deleted(tmp_path: Path) -> None:
 def test_rejects_nonpositive_bound(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"buffer\.maxBytes"):
         Spool(tmp_path, 0)
+
+
+def test_sync_covers_rolled_segments_and_leaves_no_file_open(tmp_path: Path) -> None:
+    import os
+
+    before = len(os.listdir("/proc/self/fd"))
+    spool = Spool(tmp_path, 1 << 20, segment_bytes=4096)
+    for _ in range(40):
+        spool.append(b"z" * 500)  # several segment rolls, none of them waiting for fsync
+    handles = spool.begin_sync()
+    assert len(handles) > 2  # retired segments and the directory, besides the active segment
+    Spool.finish_sync(handles)
+    assert spool.begin_sync() == []  # nothing written since
+    spool.close()
+    assert len(os.listdir("/proc/self/fd")) == before
