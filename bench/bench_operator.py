@@ -15,6 +15,7 @@ peak RSS, and API requests sent by the reconcilers per VirtualPLC (kopf's watche
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 import os
 import subprocess
 import sys
@@ -203,6 +204,12 @@ def bench_operator(
         requests = samples(text, "shopfloor_api_requests_total")
         top = sorted(requests.items(), key=lambda item: -item[1])[:8]
         print("  requests per PLC by kind: " + ", ".join(f"{k} {v / count:.1f}" for k, v in top), flush=True)
+        reasons = Counter(
+            event.reason
+            for event in core.list_namespaced_event(namespace).items
+            if event.involved_object.kind == "VirtualPLC"
+        )
+        print("  Events per PLC by reason: " + ", ".join(f"{k} {v / count:.1f}" for k, v in reasons.most_common()))
     finally:
         operator.terminate()
         try:
