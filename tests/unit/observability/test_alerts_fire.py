@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.unit.observability.alert_scenarios import FIRING, HEALTHY, NOT_STARTED, PLC, SCRAPE, Scenario
+from tests.unit.observability.alert_scenarios import FIRING, HEALTHY, NOT_STARTED, PLC, SCRAPE, SLOW_CYCLE, Scenario
 from tests.unit.observability.chart import ALL_ON, of_kind, render, rules
 
 PROMTOOL = shutil.which("promtool")
@@ -86,11 +86,16 @@ def test_a_healthy_site_raises_no_alert(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_realtime_alert_waits_for_the_first_scan(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("alert", "values", "at"),
+    [("ShopfloorRealtimeNotGranted", NOT_STARTED, "4m"), ("ShopfloorWakeupLatenessHigh", SLOW_CYCLE, "17m")],
+    ids=["realtime-before-the-first-scan", "lateness-within-a-long-cycle"],
+)
+def test_alert_stays_quiet(tmp_path: Path, alert: str, values: dict[str, str], at: str) -> None:
     group = {
         "interval": SCRAPE,
-        "input_series": series(NOT_STARTED),
-        "alert_rule_test": [{"eval_time": "4m", "alertname": "ShopfloorRealtimeNotGranted", "exp_alerts": []}],
+        "input_series": series(values),
+        "alert_rule_test": [{"eval_time": at, "alertname": alert, "exp_alerts": []}],
     }
     result = run_tests(tmp_path, [group])
     assert result.returncode == 0, result.stdout + result.stderr

@@ -138,13 +138,13 @@ def test_thresholds_come_from_values() -> None:
         render(
             "monitoring.prometheusRule.enabled=true",
             "monitoring.prometheusRule.bridgeBufferMaxBytes=1000",
-            "monitoring.prometheusRule.wakeupLatencyBudgetSeconds=0.0005",
+            "monitoring.prometheusRule.wakeupLatenessBudgetRatio=0.05",
         ),
         "PrometheusRule",
     )
     exprs = {each["alert"]: each["expr"] for group in rule["spec"]["groups"] for each in group["rules"]}
     assert exprs["ShopfloorBridgeBufferFilling"].endswith("> 800")
-    assert exprs["ShopfloorWakeupLatenessHigh"].rstrip().endswith("> 0.0005")
+    assert "> 0.05 / sum by (namespace, plc)" in exprs["ShopfloorWakeupLatenessHigh"]
 
 
 def test_runbook_url_only_when_configured() -> None:
