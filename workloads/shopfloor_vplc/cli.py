@@ -14,7 +14,6 @@ from shopfloor_api.common import Duration
 from shopfloor_st import CompileError, RuntimeFault, simulate
 from shopfloor_vplc.bindings import BindingError
 from shopfloor_vplc.file_watch import changed_contents
-from shopfloor_vplc.online_change import compile_program
 from shopfloor_vplc.plc_file import (
     PlcFile,
     PlcFileError,
@@ -23,6 +22,7 @@ from shopfloor_vplc.plc_file import (
     load_plc_file,
     settings_changed,
 )
+from shopfloor_vplc.program import compile_program
 from shopfloor_vplc.retain import FileRetainStore
 from shopfloor_vplc.runtime import PlcRuntime, RuntimeOptions
 

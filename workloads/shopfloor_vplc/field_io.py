@@ -17,7 +17,7 @@ import concurrent.futures
 import contextlib
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,6 +64,7 @@ class DeviceLink:
         self.ever_polled = False
         self.lost = False
         self.safe = False
+        self.on_polled: Callable[[], None] | None = None
         self.inputs: dict[str, Any] = {}
         self._pending_outputs: dict[str, Any] = {}
         self._outputs_ready = asyncio.Event()
@@ -88,6 +89,8 @@ class DeviceLink:
         next_poll = loop.time()
         while True:
             await self.poll_once()
+            if self.on_polled is not None:
+                self.on_polled()
             next_poll += self.config.poll_interval_s
             now = loop.time()
             if next_poll < now:  # skip missed polls instead of bursting
@@ -193,6 +196,11 @@ class FieldIO:
     @property
     def output_variables(self) -> Sequence[str]:
         return self._output_variables
+
+    def on_polled(self, callback: Callable[[], None]) -> None:
+        """Call `callback` on the event loop after every poll of any device (a scan in another process needs it)."""
+        for link in self.links:
+            link.on_polled = callback
 
     async def start(self, grace_s: float = STARTUP_GRACE_S) -> None:
         """Start polling once every device answered (or `grace_s` passed), so the first scan sees real inputs and

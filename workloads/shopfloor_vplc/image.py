@@ -12,7 +12,7 @@ import itertools
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 
 class PlcState(enum.StrEnum):
@@ -48,6 +48,12 @@ class Snapshot:
 
 
 EMPTY_SNAPSHOT = Snapshot.of(0, {}, 0, PlcState.LOADING, "")
+
+
+class WriteSink(Protocol):
+    """Where servers put client writes: the scan's queue, or the pipe to a scan in its own process."""
+
+    def put(self, path: str, value: Any) -> int: ...
 
 
 @dataclass

@@ -18,7 +18,7 @@ from pymodbus.exceptions import NoSuchIdException
 from pymodbus.pdu import ExceptionResponse, ModbusPDU
 from pymodbus.server import ModbusTcpServer
 
-from shopfloor_vplc.image import Snapshot, WriteQueue
+from shopfloor_vplc.image import Snapshot, WriteSink
 from shopfloor_vplc.modbus_codec import BIT_TABLES, AddressMap, Binding, Table
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ RequestObserver = Callable[[int, str], None]
 class ProcessImageStore(ModbusServerContext):
     """pymodbus's datastore seam over the scan's snapshots and write queue (one unit id)."""
 
-    def __init__(self, address_map: AddressMap, snapshot: Callable[[], Snapshot], writes: WriteQueue, unit_id: int):
+    def __init__(self, address_map: AddressMap, snapshot: Callable[[], Snapshot], writes: WriteSink, unit_id: int):
         # The base initialiser builds pymodbus's deprecated simulator tables; this store replaces them entirely.
         self.old_simulator = True  # tells pymodbus's server to call this object's async_getValues/async_setValues
         self.simdevices = []
@@ -138,7 +138,7 @@ class ModbusServer:
         self,
         bindings: list[Binding],
         snapshot: Callable[[], Snapshot],
-        writes: WriteQueue,
+        writes: WriteSink,
         *,
         host: str,
         port: int,

@@ -9,11 +9,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from shopfloor_api.virtualplc import VirtualPLCSpec
-from shopfloor_st import CompileError, Diagnostic, compile_source, source_revision
+from shopfloor_st import CompileError, Diagnostic, source_revision
 from shopfloor_vplc.bindings import check_compatible
 from shopfloor_vplc.engine import ScanEngine
 from shopfloor_vplc.modbus_codec import Binding
-from shopfloor_vplc.program import ProgramLike
+from shopfloor_vplc.program import compile_program
+from shopfloor_vplc.remote_engine import RemoteEngine
 
 
 @dataclass(frozen=True)
@@ -31,13 +32,8 @@ class ChangeOutcome:
         return f"online change refused, the running program continues: {self.reason}"
 
 
-def compile_program(source: str, filename: str, entrypoint: str | None) -> ProgramLike:
-    program: ProgramLike = compile_source(source, filename=filename, entrypoint=entrypoint or None)
-    return program
-
-
 async def online_change(
-    engine: ScanEngine,
+    engine: ScanEngine | RemoteEngine,
     spec: VirtualPLCSpec,
     bindings: Sequence[Binding],
     source: str,

@@ -23,7 +23,7 @@ from asyncua.crypto.truststore import TrustStore
 from asyncua.crypto.validator import CertificateValidator, CertificateValidatorOptions
 from asyncua.server.user_managers import CertificateUserManager, UserManager
 
-from shopfloor_vplc.image import Snapshot, WriteQueue
+from shopfloor_vplc.image import Snapshot, WriteSink
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ class OpcUaServer:
         self,
         config: OpcUaConfig,
         snapshot: Callable[[], Snapshot],
-        writes: WriteQueue,
+        writes: WriteSink,
         on_sessions: Callable[[int], None] | None = None,
     ) -> None:
         self.config = config

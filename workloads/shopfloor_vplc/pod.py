@@ -22,8 +22,9 @@ from shopfloor_inpod.settings import PodSettings
 from shopfloor_st import CompileError
 from shopfloor_vplc.bindings import BindingError
 from shopfloor_vplc.image import PlcState
-from shopfloor_vplc.online_change import ChangeOutcome, compile_program
+from shopfloor_vplc.online_change import ChangeOutcome
 from shopfloor_vplc.plc_file import PlcFile, PlcFileError, from_manifest_text, settings_changed
+from shopfloor_vplc.program import compile_program
 from shopfloor_vplc.retain import decode_checkpoint, encode_checkpoint
 from shopfloor_vplc.runtime import PlcRuntime, RuntimeOptions
 

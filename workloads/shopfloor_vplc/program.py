@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+from shopfloor_st import compile_source
+
 
 class VariableInfoLike(Protocol):
     name: str
@@ -72,3 +74,8 @@ def retained_variables(program: ProgramLike) -> list[str]:
     """RETAIN variables of the entry program and the globals."""
     scopes = [program.variables, getattr(program, "globals", {})]
     return [name for scope in scopes for name, info in scope.items() if getattr(info, "retain", False)]
+
+
+def compile_program(source: str, filename: str, entrypoint: str | None) -> ProgramLike:
+    program: ProgramLike = compile_source(source, filename=filename, entrypoint=entrypoint or None)
+    return program

@@ -27,6 +27,7 @@ from shopfloor_vplc.modbus_server import ModbusServer
 from shopfloor_vplc.online_change import ChangeOutcome, online_change
 from shopfloor_vplc.opcua_server import OpcUaConfig, OpcUaServer
 from shopfloor_vplc.program import ProgramLike, retained_variables
+from shopfloor_vplc.remote_engine import RemoteEngine
 from shopfloor_vplc.retain import DEFAULT_INTERVAL_S, Checkpointer, RetainStore
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ class RuntimeOptions:
     opcua_cert_dir: Path | None = None  # holds tls.crt and tls.key (the mounted certificateSecretRef)
     retain_store: RetainStore | None = None
     retain_interval_s: float = DEFAULT_INTERVAL_S
+    isolated_scan: bool = False  # run the scan in a process of its own (see shopfloor_vplc.remote_engine)
     filename: str = "<program>"
     state_listeners: list[Callable[[PlcState, str, str], None]] = field(default_factory=list)
 
@@ -61,7 +63,8 @@ class PlcRuntime:
         self.devices = bindings.device_configs(spec, program)
         self.field_io = FieldIO(self.devices) if self.devices else None
         restore = options.retain_store.load() if options.retain_store else {}
-        self.engine = ScanEngine(
+        engine_class = RemoteEngine if options.isolated_scan else ScanEngine
+        self.engine: ScanEngine | RemoteEngine = engine_class(
             program,
             EngineConfig(
                 cycle_ns=int(spec.cycle_time.seconds * 1e9),
@@ -100,7 +103,12 @@ class PlcRuntime:
         if self.field_io is not None:
             await self.field_io.start()
             self._tasks.append(asyncio.create_task(self._watch_devices(), name="field-device-metrics"))
-        self.engine.start()
+        if self.field_io is not None and isinstance(self.engine, RemoteEngine):
+            self.field_io.on_polled(self.engine.forward_field_inputs)
+        if isinstance(self.engine, RemoteEngine):
+            await asyncio.to_thread(self.engine.start)  # spawning the scan process takes a moment
+        else:
+            self.engine.start()
         realtime = self.engine.realtime
         if realtime is not None:
             self.metrics.realtime_granted.set(1 if realtime.granted else 0)

@@ -9,8 +9,8 @@ from typing import Any
 
 from pymodbus.client import AsyncModbusTcpClient
 
-from shopfloor_vplc.online_change import compile_program
 from shopfloor_vplc.plc_file import from_manifest_text
+from shopfloor_vplc.program import compile_program
 from shopfloor_vplc.retain import FileRetainStore
 from shopfloor_vplc.runtime import PlcRuntime, RuntimeOptions
 from tests.support.mosquitto import free_port
@@ -61,7 +61,9 @@ def field_device(port: int, name: str = "rio-1", on_loss: str = "Fault", **extra
 
 
 @contextlib.asynccontextmanager
-async def running_plc(tmp_path: Path, source: str = TANK, **spec: Any) -> AsyncIterator[PlcRuntime]:
+async def running_plc(
+    tmp_path: Path, source: str = TANK, isolated_scan: bool = False, **spec: Any
+) -> AsyncIterator[PlcRuntime]:
     spec.setdefault("cycleTime", "5ms")
     spec.setdefault("io", {}).setdefault("modbus", {"map": MODBUS_MAP})
     spec.setdefault("safeState", {"Pump": False})
@@ -75,6 +77,7 @@ async def running_plc(tmp_path: Path, source: str = TANK, **spec: Any) -> AsyncI
         retain_store=FileRetainStore(tmp_path / "mixer-1.retain.json"),
         retain_interval_s=0.2,
         filename=plc.filename,
+        isolated_scan=isolated_scan,
     )
     runtime = PlcRuntime(plc.name, plc.spec, program, options)
     await runtime.start()

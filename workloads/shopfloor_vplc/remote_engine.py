@@ -1,0 +1,204 @@
+"""The scan engine in its own process, seen from the parent as a ScanEngine (see shopfloor_vplc.scan_host).
+
+The parent keeps the servers, the I/O scanner and the compiled program (for bindings); a reader thread turns the
+child's messages into snapshots, metrics, field outputs and safe-state writes. If the child ends unexpectedly,
+the PLC is Faulted and the safe state goes to the field outputs.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import itertools
+import logging
+import multiprocessing
+import threading
+from collections.abc import Mapping
+from multiprocessing.connection import Connection
+from typing import Any
+
+from shopfloor_vplc.engine import EngineConfig, EngineListener, FieldIO, SwapResult
+from shopfloor_vplc.image import EMPTY_SNAPSHOT, PlcState, Snapshot
+from shopfloor_vplc.program import ProgramLike
+from shopfloor_vplc.realtime import RealtimeStatus
+from shopfloor_vplc.scan_host import HostInit, serve
+
+log = logging.getLogger(__name__)
+
+START_TIMEOUT_S = 30.0
+
+
+class RemoteWrites:
+    """Client writes, numbered as the child's queue numbers them (both count from 1 in the same order)."""
+
+    def __init__(self, engine: RemoteEngine) -> None:
+        self._engine = engine
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def put(self, path: str, value: Any) -> int:
+        with self._lock:  # the id order must be the pipe order
+            write_id = next(self._ids)
+            self._engine.send(("write", path, value))
+        return write_id
+
+
+class RemoteEngine:
+    def __init__(
+        self,
+        program: ProgramLike,
+        config: EngineConfig,
+        *,
+        field_io: FieldIO | None = None,
+        listener: EngineListener | None = None,
+        restore: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.program = program
+        self.config = config
+        self.field_io = field_io
+        self.listener = listener or EngineListener()
+        self.writes = RemoteWrites(self)
+        self.realtime: RealtimeStatus | None = None
+        self._restore = dict(restore or {})
+        self._snapshot = EMPTY_SNAPSHOT
+        self._state = PlcState.LOADING
+        self._fault = ""
+        self._retained: dict[str, Any] = {}
+        self._send_lock = threading.Lock()
+        self._swaps: dict[int, tuple[ProgramLike, concurrent.futures.Future[SwapResult]]] = {}
+        self._tokens = itertools.count(1)
+        self._started = threading.Event()
+        self._stopped = threading.Event()
+        self._stopping = False
+        self._conn: Connection | None = None
+        self._process: multiprocessing.process.BaseProcess | None = None
+        self._reader = threading.Thread(target=self._read, name="vplc-scan-host-reader", daemon=True)
+
+    # -- the ScanEngine surface ---------------------------------------------------------------------------------------
+    @property
+    def snapshot(self) -> Snapshot:
+        return self._snapshot
+
+    @property
+    def state(self) -> PlcState:
+        return self._state
+
+    @property
+    def fault(self) -> str:
+        return self._fault
+
+    @property
+    def retained_values(self) -> dict[str, Any]:
+        return dict(self._retained)
+
+    def start(self) -> None:
+        context = multiprocessing.get_context("spawn")
+        parent_end, child_end = context.Pipe()
+        outputs = tuple(self.field_io.output_variables) if self.field_io is not None else None
+        source = str(getattr(self.program, "source"))  # noqa: B009 - the compiler's Program carries its source
+        init = HostInit(source, str(getattr(self.program, "filename", "<program>")), self.program.entrypoint,
+                        self.config, self._restore, outputs)  # fmt: skip
+        self._process = context.Process(target=serve, args=(child_end, init), name="vplc-scan", daemon=True)
+        self._process.start()
+        child_end.close()
+        self._conn = parent_end
+        self._reader.start()
+        if not self._started.wait(START_TIMEOUT_S):
+            raise RuntimeError("the scan process did not start")
+        self.forward_field_inputs()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.field_io is not None:
+            self.field_io.enter_safe_state(self.config.safe_state or {})
+        self._stopping = True
+        self.send(("stop",))
+        self._stopped.wait(timeout)
+        if self._process is not None:
+            self._process.join(timeout)
+            if self._process.is_alive():
+                self._process.kill()
+
+    def request_swap(self, program: ProgramLike) -> concurrent.futures.Future[SwapResult]:
+        future: concurrent.futures.Future[SwapResult] = concurrent.futures.Future()
+        token = next(self._tokens)
+        self._swaps[token] = (program, future)
+        source = str(getattr(program, "source"))  # noqa: B009
+        self.send(("swap", token, source, str(getattr(program, "filename", "<program>")), program.entrypoint))
+        return future
+
+    # -- to the child -------------------------------------------------------------------------------------------------
+    def send(self, message: tuple[Any, ...]) -> None:
+        with self._send_lock:
+            if self._conn is None:
+                return
+            with contextlib.suppress(BrokenPipeError, OSError):  # the reader reports the child's end
+                self._conn.send(message)
+
+    def forward_field_inputs(self) -> None:
+        """Hand the I/O scanner's latest inputs and loss to the child (called whenever a poll completes)."""
+        if self.field_io is not None:
+            self.send(("inputs", dict(self.field_io.latest_inputs())))
+            self.send(("lost", self.field_io.lost_device()))
+
+    # -- from the child -----------------------------------------------------------------------------------------------
+    def _read(self) -> None:
+        assert self._conn is not None
+        while True:
+            try:
+                message = self._conn.recv()
+            except (EOFError, OSError):
+                break
+            try:
+                self._handle(message)
+            except Exception:  # one bad message must not stop the reports
+                log.exception("scan process message %r", message[:1])
+            if message[0] == "stopped":
+                break
+        self._stopped.set()
+        if not self._stopping:
+            self._child_lost()
+
+    def _handle(self, message: tuple[Any, ...]) -> None:
+        kind = message[0]
+        if kind == "snapshot":
+            seq, values, applied, state, revision, fault, taken = message[1]
+            self._snapshot = Snapshot.of(seq, values, applied, PlcState(state), revision, fault, taken)
+            for lateness, duration in message[2]:
+                self.listener.scan_completed(lateness, duration)
+            if message[3]:
+                self.listener.overrun(message[3])
+        elif kind == "outputs" and self.field_io is not None:
+            self.field_io.write_outputs(message[1])
+        elif kind == "safe" and self.field_io is not None:
+            self.field_io.enter_safe_state(message[1])
+        elif kind == "resume" and self.field_io is not None:
+            self.field_io.resume()
+        elif kind == "state":
+            self._state, self._fault = PlcState(message[1]), message[3]
+            self.listener.state_changed(self._state, message[2], message[3])
+        elif kind == "fault":
+            self.listener.faulted(message[1], message[2])
+        elif kind == "rejected":
+            self.listener.write_rejected(message[1], message[2])
+        elif kind == "retained":
+            self._retained = message[1]
+        elif kind == "swapped":
+            program, future = self._swaps.pop(message[1])
+            result: SwapResult = message[2]
+            if result.accepted:
+                self.program = program
+            future.set_result(result)
+        elif kind == "started":
+            self.realtime = message[1]
+            self._started.set()
+
+    def _child_lost(self) -> None:
+        reason = "the scan process ended unexpectedly"
+        log.error(reason)
+        if self.field_io is not None:
+            self.field_io.enter_safe_state(self.config.safe_state or {})
+        self._state, self._fault = PlcState.FAULTED, reason
+        self.listener.faulted("scan-process", reason)
+        self.listener.state_changed(self._state, self.program.revision, reason)
+        for _, future in self._swaps.values():
+            future.set_result(SwapResult(False, "", reason))
