@@ -88,6 +88,7 @@ class MqttSink(SessionEvents):
         self._bd_seq = _BdSeq(spool.directory / "bdseq")
         self._wake = asyncio.Event()
         self._closing = False
+        self._closed = asyncio.Event()  # set by close(): ends a backoff wait at once
         self._session: MqttSession | None = None
         self._connected = False
         self._host_online = False
@@ -147,7 +148,8 @@ class MqttSink(SessionEvents):
                 if self._closing:
                     break
                 delay = self.backoff[0] if born else min(delay * 2, self.backoff[1])
-                await asyncio.sleep(delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._closed.wait(), delay)
         finally:
             syncer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -156,6 +158,7 @@ class MqttSink(SessionEvents):
     async def close(self) -> None:
         """Announces NDEATH (Sparkplug) and disconnects cleanly; the buffer keeps whatever was not acknowledged."""
         self._closing = True
+        self._closed.set()
         session = self._session
         if session is not None and self._connected and self.sparkplug is not None:
             with contextlib.suppress(ConnectionError):
