@@ -209,20 +209,22 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def runtime_for(manifest_spec: dict[str, Any], source: str) -> PlcRuntime:
+def runtime_for(manifest_spec: dict[str, Any], source: str, isolated_scan: bool = True) -> PlcRuntime:
     import yaml
 
     document = {"apiVersion": "shopfloor.io/v1alpha1", "kind": "VirtualPLC", "metadata": {"name": "bench"}}
     document["spec"] = {"program": {"source": source}, **manifest_spec}
     plc = from_manifest_text(yaml.safe_dump(document), "bench.yaml")
     program = compile_source(plc.source, "bench.st")
-    options = RuntimeOptions(host="127.0.0.1", modbus_port=free_port(), opcua_port=free_port(), http_port=None)
+    options = RuntimeOptions(
+        host="127.0.0.1", modbus_port=free_port(), opcua_port=free_port(), http_port=None, isolated_scan=isolated_scan
+    )
     return PlcRuntime(plc.name, plc.spec, program, options)
 
 
 async def bench_modbus() -> list[str]:
-    """Plain and vPLC servers run side by side; measurements alternate (ROUNDS each, medians) so that load from
-    elsewhere on the machine hits both alike."""
+    """Plain and vPLC servers (scan in-process, and scan in its own process) run side by side; measurements
+    alternate (ROUNDS each, medians) so that load from elsewhere on the machine hits all alike."""
     device = SimDevice(1, simdata=[SimData(0, count=10, values=0, datatype=DataType.REGISTERS)])
     plain_port = free_port()
     plain = ModbusTcpServer(device, address=("127.0.0.1", plain_port))
@@ -232,30 +234,38 @@ async def bench_modbus() -> list[str]:
     priority = FIFO_PRIORITY if set_fifo_priority_probe()[0] else 0
     spec = {"cycleTime": "10ms", "realtimePriority": priority, "io": {"modbus": {"map": mapping}}}
     spec["resources"] = {"cpus": 1}
-    runtime = runtime_for(spec, SCAN_PROGRAM)
-    recorder = Recorder(RuntimeMetrics())
-    runtime.engine.listener = recorder
-    await runtime.start()
-    assert runtime.modbus is not None
+    variants: dict[str, tuple[PlcRuntime, Recorder]] = {}
+    for label, isolated in (("vPLC", False), ("vPLC isolated scan", True)):
+        runtime = runtime_for(spec, SCAN_PROGRAM, isolated_scan=isolated)
+        recorder = Recorder(RuntimeMetrics())
+        runtime.engine.listener = recorder
+        await runtime.start()
+        variants[label] = (runtime, recorder)
     await asyncio.sleep(LOAD_SECONDS)
-    unloaded = percentiles(recorder.lateness)
     mode = f"SCHED_FIFO {priority}" if priority else "normal scheduling"
-    lines = [f"modbus  scan lateness unloaded (10 ms cycle, {mode}): {fmt(unloaded)}"]
+    unloaded = {label: percentiles(recorder.lateness) for label, (_, recorder) in variants.items()}
+    lines = [f"modbus  {label}: scan lateness unloaded (10 ms, {mode}): {fmt(p)}" for label, p in unloaded.items()]
     for n in (1, 8):
-        plain_rates, rates, loaded_lateness = [], [], []
+        plain_rates: list[float] = []
+        rates: dict[str, list[float]] = {label: [] for label in variants}
+        loaded: dict[str, list[int]] = {label: [] for label in variants}
         for _ in range(ROUNDS):
             plain_rates.append(await measure_modbus(plain_port, n))
-            recorder.lateness.clear()
-            rates.append(await measure_modbus(runtime.modbus.port, n))
-            loaded_lateness += recorder.lateness
-        plain_rate, rate = statistics.median(plain_rates), statistics.median(rates)
-        loaded = percentiles(loaded_lateness)
-        lines.append(
-            f"modbus  {n} client{'s' if n > 1 else ' '}: plain pymodbus {plain_rate:8.0f} req/s  vPLC {rate:8.0f} "
-            f"req/s  ratio {rate / plain_rate:.2f}x  scan p99 under load {loaded[1]:.1f} us "
-            f"({loaded[1] / unloaded[1]:.2f}x unloaded)"
-        )
-    await runtime.shutdown()
+            for label, (runtime, recorder) in variants.items():
+                assert runtime.modbus is not None
+                recorder.lateness.clear()
+                rates[label].append(await measure_modbus(runtime.modbus.port, n))
+                loaded[label] += recorder.lateness
+        plain_rate = statistics.median(plain_rates)
+        lines.append(f"modbus  {n} client{'s' if n > 1 else ' '}: plain pymodbus {plain_rate:8.0f} req/s")
+        for label in variants:
+            rate, p99 = statistics.median(rates[label]), percentiles(loaded[label])[1]
+            lines.append(
+                f"modbus  {n} client{'s' if n > 1 else ' '}: {label:<18} {rate:8.0f} req/s  ratio "
+                f"{rate / plain_rate:.2f}x  scan p99 under load {p99:.1f} us ({p99 / unloaded[label][1]:.2f}x unloaded)"
+            )
+    for runtime, _ in variants.values():
+        await runtime.shutdown()
     await plain.shutdown()
     return lines
 

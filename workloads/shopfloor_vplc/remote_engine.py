@@ -71,7 +71,7 @@ class RemoteEngine:
         self._stopped = threading.Event()
         self._stopping = False
         self._conn: Connection | None = None
-        self._process: multiprocessing.process.BaseProcess | None = None
+        self.process: multiprocessing.process.BaseProcess | None = None
         self._reader = threading.Thread(target=self._read, name="vplc-scan-host-reader", daemon=True)
 
     # -- the ScanEngine surface ---------------------------------------------------------------------------------------
@@ -98,8 +98,8 @@ class RemoteEngine:
         source = str(getattr(self.program, "source"))  # noqa: B009 - the compiler's Program carries its source
         init = HostInit(source, str(getattr(self.program, "filename", "<program>")), self.program.entrypoint,
                         self.config, self._restore, outputs)  # fmt: skip
-        self._process = context.Process(target=serve, args=(child_end, init), name="vplc-scan", daemon=True)
-        self._process.start()
+        self.process = context.Process(target=serve, args=(child_end, init), name="vplc-scan", daemon=True)
+        self.process.start()
         child_end.close()
         self._conn = parent_end
         self._reader.start()
@@ -113,10 +113,10 @@ class RemoteEngine:
         self._stopping = True
         self.send(("stop",))
         self._stopped.wait(timeout)
-        if self._process is not None:
-            self._process.join(timeout)
-            if self._process.is_alive():
-                self._process.kill()
+        if self.process is not None:
+            self.process.join(timeout)
+            if self.process.is_alive():
+                self.process.kill()
 
     def request_swap(self, program: ProgramLike) -> concurrent.futures.Future[SwapResult]:
         future: concurrent.futures.Future[SwapResult] = concurrent.futures.Future()

@@ -47,7 +47,8 @@ class RuntimeOptions:
     opcua_cert_dir: Path | None = None  # holds tls.crt and tls.key (the mounted certificateSecretRef)
     retain_store: RetainStore | None = None
     retain_interval_s: float = DEFAULT_INTERVAL_S
-    isolated_scan: bool = False  # run the scan in a process of its own (see shopfloor_vplc.remote_engine)
+    # The scan in a process of its own (shopfloor_vplc.remote_engine): busy servers cannot delay its wake-up.
+    isolated_scan: bool = True
     filename: str = "<program>"
     state_listeners: list[Callable[[PlcState, str, str], None]] = field(default_factory=list)
 

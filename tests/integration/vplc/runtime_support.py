@@ -62,7 +62,7 @@ def field_device(port: int, name: str = "rio-1", on_loss: str = "Fault", **extra
 
 @contextlib.asynccontextmanager
 async def running_plc(
-    tmp_path: Path, source: str = TANK, isolated_scan: bool = False, **spec: Any
+    tmp_path: Path, source: str = TANK, isolated_scan: bool = True, **spec: Any
 ) -> AsyncIterator[PlcRuntime]:
     spec.setdefault("cycleTime", "5ms")
     spec.setdefault("io", {}).setdefault("modbus", {"map": MODBUS_MAP})
