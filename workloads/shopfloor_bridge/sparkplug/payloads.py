@@ -118,9 +118,23 @@ def birth(aliases: Aliases, current: Sequence[TagValue | None], bd_seq: int, *, 
 
 def data(aliases: Aliases, changes: Sequence[TagValue]) -> bytes:
     """NDATA without seq (set at publish time with `with_seq`): aliases only, report by exception."""
+    # The hot path of the bridge (every poll with a change): one constructor call per metric.
     payload = Payload(timestamp=now_ms())
-    for value in changes:
-        _add_tag(payload, aliases, value, with_name=False)
+    add = payload.metrics.add
+    by_name, by_alias = aliases.by_name, aliases.by_alias
+    for change in changes:
+        alias = by_name[change.name]
+        value = change.value
+        if change.quality is not Quality.GOOD or value is None:
+            add(alias=alias, timestamp=change.source_ms, is_null=True)
+            continue
+        datatype = by_alias[alias].datatype
+        if datatype is DataType.REAL:
+            add(alias=alias, timestamp=change.source_ms, float_value=float(value))
+        elif datatype is DataType.BOOL:
+            add(alias=alias, timestamp=change.source_ms, boolean_value=bool(value))
+        else:
+            add(alias=alias, timestamp=change.source_ms, int_value=int(value) & 0xFFFFFFFF)
     return payload.SerializeToString()
 
 
