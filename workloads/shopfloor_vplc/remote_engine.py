@@ -11,7 +11,9 @@ import concurrent.futures
 import contextlib
 import itertools
 import logging
-import multiprocessing
+import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Mapping
 from multiprocessing.connection import Connection
@@ -21,7 +23,7 @@ from shopfloor_vplc.engine import EngineConfig, EngineListener, FieldIO, SwapRes
 from shopfloor_vplc.image import EMPTY_SNAPSHOT, PlcState, Snapshot
 from shopfloor_vplc.program import ProgramLike
 from shopfloor_vplc.realtime import RealtimeStatus
-from shopfloor_vplc.scan_host import HostInit, serve
+from shopfloor_vplc.scan_host import HostInit
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +73,7 @@ class RemoteEngine:
         self._stopped = threading.Event()
         self._stopping = False
         self._conn: Connection | None = None
-        self.process: multiprocessing.process.BaseProcess | None = None
+        self.process: subprocess.Popen[bytes] | None = None
         self._reader = threading.Thread(target=self._read, name="vplc-scan-host-reader", daemon=True)
 
     # -- the ScanEngine surface ---------------------------------------------------------------------------------------
@@ -92,16 +94,19 @@ class RemoteEngine:
         return dict(self._retained)
 
     def start(self) -> None:
-        context = multiprocessing.get_context("spawn")
-        parent_end, child_end = context.Pipe()
         outputs = tuple(self.field_io.output_variables) if self.field_io is not None else None
         source = str(getattr(self.program, "source"))  # noqa: B009 - the compiler's Program carries its source
+        inputs = dict(self.field_io.latest_inputs()) if self.field_io is not None else None
         init = HostInit(source, str(getattr(self.program, "filename", "<program>")), self.program.entrypoint,
-                        self.config, self._restore, outputs)  # fmt: skip
-        self.process = context.Process(target=serve, args=(child_end, init), name="vplc-scan", daemon=True)
-        self.process.start()
+                        self.config, self._restore, outputs, inputs)  # fmt: skip
+        # A plain interpreter running the host module: it imports the scan and the compiler, not the servers.
+        parent_end, child_end = socket.socketpair()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "shopfloor_vplc.scan_host", str(child_end.fileno())], pass_fds=[child_end.fileno()]
+        )
         child_end.close()
-        self._conn = parent_end
+        self._conn = Connection(parent_end.detach())
+        self._conn.send(init)
         self._reader.start()
         if not self._started.wait(START_TIMEOUT_S):
             raise RuntimeError("the scan process did not start")
@@ -114,9 +119,11 @@ class RemoteEngine:
         self.send(("stop",))
         self._stopped.wait(timeout)
         if self.process is not None:
-            self.process.join(timeout)
-            if self.process.is_alive():
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
                 self.process.kill()
+                self.process.wait()
 
     def request_swap(self, program: ProgramLike) -> concurrent.futures.Future[SwapResult]:
         future: concurrent.futures.Future[SwapResult] = concurrent.futures.Future()

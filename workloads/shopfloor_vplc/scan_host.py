@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ class HostInit:
     config: EngineConfig
     restore: dict[str, Any]
     output_variables: tuple[str, ...] | None  # None: no field devices
+    inputs: dict[str, Any] | None = None  # the field inputs already polled, for the first scan
 
 
 class ParentLink:
@@ -143,6 +145,8 @@ def serve(conn: Connection, init: HostInit) -> None:
     link = ParentLink(conn)
     program = compile_program(init.source, init.filename, init.entrypoint)
     field = FieldProxy(link, init.output_variables) if init.output_variables is not None else None
+    if field is not None:
+        field.inputs = dict(init.inputs or {})
     proxy = ListenerProxy(link)
     engine = HostedEngine(program, init.config, field_io=field, listener=proxy, restore=init.restore)
     engine.link, engine.proxy = link, proxy
@@ -179,3 +183,13 @@ def _swap(engine: ScanEngine, link: ParentLink, token: int, source: str, filenam
 
 
 _UNSET = object()
+
+
+def main() -> None:
+    """`python -m shopfloor_vplc.scan_host FD`: FD is this end of the socket pair; the first message is HostInit."""
+    conn = Connection(int(sys.argv[1]))
+    serve(conn, conn.recv())
+
+
+if __name__ == "__main__":
+    main()

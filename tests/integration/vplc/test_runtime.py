@@ -71,7 +71,7 @@ async def test_opcua_client_reads_subscribes_and_writes_only_writable(tmp_path: 
 async def test_closed_loop_sensor_input_drives_output_coil(tmp_path: Path, remote_io: RemoteIO) -> None:
     io = {"fieldDevices": [field_device(remote_io.port)]}
     async with running_plc(tmp_path, io=io) as runtime:
-        assert runtime.engine.snapshot.values["IO_RIO_1_OK"] is True
+        await async_wait_for(when(lambda: runtime.engine.snapshot.values["IO_RIO_1_OK"] is True), timeout=15)
         await remote_io.set_register(0, 800)
         await async_wait_for(lambda: remote_io.coil(0), timeout=15, what="pump switched on by the level")
         await remote_io.set_register(0, 100)
