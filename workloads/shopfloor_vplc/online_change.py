@@ -53,5 +53,8 @@ async def online_change(
     if reason is not None:
         return ChangeOutcome(False, program.revision, reason)
     future = engine.request_swap(program)
-    result = await asyncio.wait_for(asyncio.wrap_future(future), timeout_s)
+    try:
+        result = await asyncio.wait_for(asyncio.wrap_future(future), timeout_s)
+    except TimeoutError:
+        return ChangeOutcome(False, program.revision, f"the scan did not take the change within {timeout_s:.0f} s")
     return ChangeOutcome(result.accepted, result.revision, result.reason)

@@ -127,6 +127,9 @@ class RemoteEngine:
 
     def request_swap(self, program: ProgramLike) -> concurrent.futures.Future[SwapResult]:
         future: concurrent.futures.Future[SwapResult] = concurrent.futures.Future()
+        if self._stopped.is_set():
+            future.set_result(SwapResult(False, program.revision, self._fault or "the scan process has stopped"))
+            return future
         token = next(self._tokens)
         self._swaps[token] = (program, future)
         source = str(getattr(program, "source"))  # noqa: B009
@@ -205,6 +208,12 @@ class RemoteEngine:
         if self.field_io is not None:
             self.field_io.enter_safe_state(self.config.safe_state or {})
         self._state, self._fault = PlcState.FAULTED, reason
+        last = self._snapshot
+        values = dict(last.values)
+        values.update({k: v for k, v in (self.config.safe_state or {}).items() if k in values})
+        self._snapshot = Snapshot.of(
+            last.seq + 1, values, last.applied_write_id, PlcState.FAULTED, last.revision, reason, last.taken_ns
+        )
         self.listener.faulted("scan-process", reason)
         self.listener.state_changed(self._state, self.program.revision, reason)
         for _, future in self._swaps.values():

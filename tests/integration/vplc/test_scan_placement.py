@@ -82,3 +82,6 @@ async def test_a_dead_scan_process_faults_into_the_safe_state(tmp_path: Path, re
         assert runtime.engine.state is PlcState.FAULTED
         assert runtime.engine.fault == "the scan process ended unexpectedly"
         assert runtime.ready()[0] is False
+        assert runtime.engine.snapshot.values["Pump"] is False  # servers show the safe state too
+        refused = await runtime.apply_source(TANK.replace("Count := Count + 1;", "Count := Count + 2;"))
+        assert not refused.accepted and "scan process" in refused.reason
