@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from shopfloor_vplc import clock
-from shopfloor_vplc.image import EMPTY_SNAPSHOT, PlcState, Snapshot, WriteQueue
+from shopfloor_vplc.image import EMPTY_SNAPSHOT, EngineView, PlcState, Snapshot, WriteQueue
 from shopfloor_vplc.program import InstanceLike, ProgramLike, ResolvedAccess
 from shopfloor_vplc.realtime import RealtimeStatus, apply_realtime
 from shopfloor_vplc.watchdog import ScanAborted, Watchdog
@@ -71,7 +71,7 @@ class EngineConfig:
     realtime_priority: int = 0
 
 
-class ScanEngine:
+class ScanEngine(EngineView):
     def __init__(
         self,
         program: ProgramLike,
@@ -106,24 +106,6 @@ class ScanEngine:
         self._thread = threading.Thread(target=self._run, name="vplc-scan", daemon=True)
         self.watchdog = Watchdog(config.watchdog_ns, self._watchdog_expired)
         self.started = threading.Event()
-
-    # -- read by anyone ---------------------------------------------------------------------------------------------
-    @property
-    def snapshot(self) -> Snapshot:
-        return self._snapshot
-
-    @property
-    def state(self) -> PlcState:
-        return self._state
-
-    @property
-    def fault(self) -> str:
-        return self._fault
-
-    @property
-    def retained_values(self) -> dict[str, Any]:
-        """The RETAIN variables as last captured at a scan boundary (JSON-ready)."""
-        return dict(self._retained_values)
 
     # -- control ----------------------------------------------------------------------------------------------------
     def start(self) -> None:

@@ -75,3 +75,29 @@ class WriteQueue:
                 drained.append(self._pending.popleft())
             except IndexError:
                 return drained
+
+
+class EngineView:
+    """What everyone may read of a scan engine, wherever its scan runs (the engine updates the fields)."""
+
+    _snapshot: Snapshot = EMPTY_SNAPSHOT
+    _state: PlcState = PlcState.LOADING
+    _fault: str = ""
+    _retained_values: dict[str, Any]
+
+    @property
+    def snapshot(self) -> Snapshot:
+        return self._snapshot
+
+    @property
+    def state(self) -> PlcState:
+        return self._state
+
+    @property
+    def fault(self) -> str:
+        return self._fault
+
+    @property
+    def retained_values(self) -> dict[str, Any]:
+        """The RETAIN variables as last captured at a scan boundary (JSON-ready)."""
+        return dict(self._retained_values)

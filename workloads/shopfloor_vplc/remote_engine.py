@@ -20,7 +20,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from shopfloor_vplc.engine import EngineConfig, EngineListener, FieldIO, SwapResult
-from shopfloor_vplc.image import EMPTY_SNAPSHOT, PlcState, Snapshot
+from shopfloor_vplc.image import EMPTY_SNAPSHOT, EngineView, PlcState, Snapshot
 from shopfloor_vplc.program import ProgramLike
 from shopfloor_vplc.realtime import RealtimeStatus
 from shopfloor_vplc.scan_host import HostInit
@@ -45,7 +45,7 @@ class RemoteWrites:
         return write_id
 
 
-class RemoteEngine:
+class RemoteEngine(EngineView):
     def __init__(
         self,
         program: ProgramLike,
@@ -65,7 +65,7 @@ class RemoteEngine:
         self._snapshot = EMPTY_SNAPSHOT
         self._state = PlcState.LOADING
         self._fault = ""
-        self._retained: dict[str, Any] = {}
+        self._retained_values: dict[str, Any] = {}
         self._send_lock = threading.Lock()
         self._swaps: dict[int, tuple[ProgramLike, concurrent.futures.Future[SwapResult]]] = {}
         self._tokens = itertools.count(1)
@@ -77,22 +77,6 @@ class RemoteEngine:
         self._reader = threading.Thread(target=self._read, name="vplc-scan-host-reader", daemon=True)
 
     # -- the ScanEngine surface ---------------------------------------------------------------------------------------
-    @property
-    def snapshot(self) -> Snapshot:
-        return self._snapshot
-
-    @property
-    def state(self) -> PlcState:
-        return self._state
-
-    @property
-    def fault(self) -> str:
-        return self._fault
-
-    @property
-    def retained_values(self) -> dict[str, Any]:
-        return dict(self._retained)
-
     def start(self) -> None:
         outputs = tuple(self.field_io.output_variables) if self.field_io is not None else None
         source = str(getattr(self.program, "source"))  # noqa: B009 - the compiler's Program carries its source
@@ -191,7 +175,7 @@ class RemoteEngine:
         elif kind == "rejected":
             self.listener.write_rejected(message[1], message[2])
         elif kind == "retained":
-            self._retained = message[1]
+            self._retained_values = message[1]
         elif kind == "swapped":
             program, future = self._swaps.pop(message[1])
             result: SwapResult = message[2]

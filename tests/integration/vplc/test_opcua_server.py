@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from asyncua import Client, ua
@@ -106,19 +107,25 @@ async def make_certificate(directory: Path, name: str, server: bool) -> tuple[Pa
     return pem, key
 
 
+async def secured_config(directory: Path, **overrides: Any) -> OpcUaConfig:
+    """A server offering Basic256Sha256_SignAndEncrypt only, with its certificate from files."""
+    cert, key = await make_certificate(directory, "server", server=True)
+    settings: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "port": free_port(),
+        "program": "Main",
+        "variables": VARIABLES,
+        "security_policies": ["Basic256Sha256_SignAndEncrypt"],
+        "certificate": cert,
+        "private_key": key,
+        "allow_anonymous": False,
+    }
+    return OpcUaConfig(**(settings | overrides))
+
+
 async def test_only_the_configured_policies_are_offered(tmp_path: Path) -> None:
-    cert, key = await make_certificate(tmp_path, "server", server=True)
     image = Image()
-    config = OpcUaConfig(
-        host="127.0.0.1",
-        port=free_port(),
-        program="Main",
-        variables=VARIABLES,
-        security_policies=["Basic256Sha256_SignAndEncrypt"],
-        certificate=cert,
-        private_key=key,
-        allow_anonymous=False,
-    )
+    config = await secured_config(tmp_path)
     server = OpcUaServer(config, lambda: image.snapshot, image.writes)
     await server.start()
     try:
@@ -154,21 +161,10 @@ async def secure_client(url: str, directory: Path, name: str) -> Client:
 
 
 async def test_only_trusted_client_certificates_open_a_secure_channel(tmp_path: Path) -> None:
-    cert, key = await make_certificate(tmp_path, "server", server=True)
     trusted = tmp_path / "trusted"
     trusted.mkdir()
     image = Image()
-    config = OpcUaConfig(
-        host="127.0.0.1",
-        port=free_port(),
-        program="Main",
-        variables=VARIABLES,
-        security_policies=["Basic256Sha256_SignAndEncrypt"],
-        certificate=cert,
-        private_key=key,
-        allow_anonymous=True,
-        trusted_clients_dir=trusted,
-    )
+    config = await secured_config(tmp_path, allow_anonymous=True, trusted_clients_dir=trusted)
     await make_certificate(tmp_path, "known", server=False)
     (trusted / "known.der").write_bytes((tmp_path / "known.der").read_bytes())
     server = OpcUaServer(config, lambda: image.snapshot, image.writes)
