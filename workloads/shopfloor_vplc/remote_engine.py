@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Mapping
 from multiprocessing.connection import Connection
 from typing import Any
@@ -28,6 +29,7 @@ from shopfloor_vplc.scan_host import HostInit
 log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 30.0
+MONITOR_MIN_SILENCE_S = 1.0
 
 
 class RemoteWrites:
@@ -72,6 +74,7 @@ class RemoteEngine(EngineView):
         self._started = threading.Event()
         self._stopped = threading.Event()
         self._stopping = False
+        self._last_snapshot_at = 0.0
         self._conn: Connection | None = None
         self.process: subprocess.Popen[bytes] | None = None
         self._reader = threading.Thread(target=self._read, name="vplc-scan-host-reader", daemon=True)
@@ -92,6 +95,8 @@ class RemoteEngine(EngineView):
         self._conn = Connection(parent_end.detach())
         self._conn.send(init)
         self._reader.start()
+        self._last_snapshot_at = time.monotonic()
+        threading.Thread(target=self._monitor, name="vplc-scan-monitor", daemon=True).start()
         if not self._started.wait(START_TIMEOUT_S):
             raise RuntimeError("the scan process did not start")
         self.forward_field_inputs()
@@ -155,6 +160,7 @@ class RemoteEngine(EngineView):
     def _handle(self, message: tuple[Any, ...]) -> None:
         kind = message[0]
         if kind == "snapshot":
+            self._last_snapshot_at = time.monotonic()
             seq, values, applied, state, revision, fault, taken = message[1]
             self._snapshot = Snapshot.of(seq, values, applied, PlcState(state), revision, fault, taken)
             for lateness, duration in message[2]:
@@ -186,8 +192,23 @@ class RemoteEngine(EngineView):
             self.realtime = message[1]
             self._started.set()
 
-    def _child_lost(self) -> None:
-        reason = "the scan process ended unexpectedly"
+    def _monitor(self) -> None:
+        """Fault the PLC when the scan process stops publishing while Running (frozen, or stuck where its own
+        watchdog cannot act): no snapshot for a cycle plus twice the watchdog time, and at least a second, since this
+        process's own threads can be held up that long on a busy machine. The scan's own watchdog stays the fast
+        path."""
+        limit_s = max(MONITOR_MIN_SILENCE_S, (self.config.cycle_ns + 2 * self.config.watchdog_ns) / 1e9)
+        while not self._stopped.wait(min(limit_s / 4, 0.5)):
+            silent_s = time.monotonic() - self._last_snapshot_at
+            if self._state is PlcState.RUNNING and silent_s > limit_s and not self._stopping:
+                self._child_lost(f"the scan process stopped publishing for {silent_s * 1000:.0f} ms")
+                if self.process is not None:
+                    self.process.kill()
+                return
+
+    def _child_lost(self, reason: str = "the scan process ended unexpectedly") -> None:
+        if self._state is PlcState.FAULTED and self._fault.startswith("the scan process"):
+            return  # already reported by the monitor
         log.error(reason)
         if self.field_io is not None:
             self.field_io.enter_safe_state(self.config.safe_state or {})

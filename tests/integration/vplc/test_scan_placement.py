@@ -85,3 +85,21 @@ async def test_a_dead_scan_process_faults_into_the_safe_state(tmp_path: Path, re
         assert runtime.engine.snapshot.values["Pump"] is False  # servers show the safe state too
         refused = await runtime.apply_source(TANK.replace("Count := Count + 1;", "Count := Count + 2;"))
         assert not refused.accepted and "scan process" in refused.reason
+
+
+async def test_a_frozen_scan_process_is_noticed_and_faults_into_the_safe_state(
+    tmp_path: Path, remote_io: RemoteIO
+) -> None:
+    io = {"fieldDevices": [field_device(remote_io.port)]}
+    async with running_plc(tmp_path, io=io, watchdog="50ms") as runtime:
+        await remote_io.set_register(0, 900)
+        await async_wait_for(lambda: remote_io.coil(0), timeout=15, what="pump on")
+        assert isinstance(runtime.engine, RemoteEngine) and runtime.engine.process is not None
+        os.kill(runtime.engine.process.pid, signal.SIGSTOP)  # frozen: its own watchdog cannot act
+
+        async def pump_off() -> bool:
+            return not await remote_io.coil(0)
+
+        await async_wait_for(pump_off, timeout=15, what="safe state after the scan process froze")
+        assert runtime.engine.state is PlcState.FAULTED
+        assert runtime.engine.fault.startswith("the scan process stopped publishing")
