@@ -8,9 +8,9 @@ the PLC is Faulted and the safe state goes to the field outputs.
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import itertools
 import logging
+import queue
 import socket
 import subprocess
 import sys
@@ -68,7 +68,8 @@ class RemoteEngine(EngineView):
         self._state = PlcState.LOADING
         self._fault = ""
         self._retained_values: dict[str, Any] = {}
-        self._send_lock = threading.Lock()
+        self._outbox: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
+        self._sender = threading.Thread(target=self._send_forever, name="vplc-scan-host-sender", daemon=True)
         self._swaps: dict[int, tuple[ProgramLike, concurrent.futures.Future[SwapResult]]] = {}
         self._tokens = itertools.count(1)
         self._started = threading.Event()
@@ -94,6 +95,7 @@ class RemoteEngine(EngineView):
         child_end.close()
         self._conn = Connection(parent_end.detach())
         self._conn.send(init)
+        self._sender.start()
         self._reader.start()
         self._last_snapshot_at = time.monotonic()
         threading.Thread(target=self._monitor, name="vplc-scan-monitor", daemon=True).start()
@@ -107,6 +109,7 @@ class RemoteEngine(EngineView):
         self._stopping = True
         self.send(("stop",))
         self._stopped.wait(timeout)
+        self._outbox.put(None)
         if self.process is not None:
             try:
                 self.process.wait(timeout)
@@ -127,11 +130,18 @@ class RemoteEngine(EngineView):
 
     # -- to the child -------------------------------------------------------------------------------------------------
     def send(self, message: tuple[Any, ...]) -> None:
-        with self._send_lock:
-            if self._conn is None:
+        """Queue a message for the child. Never blocks: a frozen child must not stall the servers' event loop."""
+        self._outbox.put(message)
+
+    def _send_forever(self) -> None:
+        while True:
+            message = self._outbox.get()
+            if message is None or self._conn is None:
                 return
-            with contextlib.suppress(BrokenPipeError, OSError):  # the reader reports the child's end
+            try:
                 self._conn.send(message)
+            except (BrokenPipeError, OSError):
+                return  # the reader reports the child's end
 
     def forward_field_inputs(self) -> None:
         """Hand the I/O scanner's latest inputs and loss to the child (called whenever a poll completes)."""
