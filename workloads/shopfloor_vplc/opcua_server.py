@@ -23,6 +23,7 @@ from asyncua.crypto.truststore import TrustStore
 from asyncua.crypto.validator import CertificateValidator, CertificateValidatorOptions
 from asyncua.server.user_managers import CertificateUserManager, UserManager
 
+from shopfloor_inpod.opcua_policies import security_policies
 from shopfloor_vplc.image import Snapshot, WriteSink
 
 log = logging.getLogger(__name__)
@@ -47,17 +48,6 @@ VARIANT_TYPES: dict[str, ua.VariantType] = {
     "LREAL": ua.VariantType.Double,
     "STRING": ua.VariantType.String,
     "TIME": ua.VariantType.Int64,
-}
-
-# The manifest's names (DESIGN.md §2) to asyncua's; the deprecated Basic128Rsa15/Basic256 are deliberately absent.
-SECURITY_POLICIES: dict[str, ua.SecurityPolicyType] = {
-    "None": ua.SecurityPolicyType.NoSecurity,
-    "Basic256Sha256_Sign": ua.SecurityPolicyType.Basic256Sha256_Sign,
-    "Basic256Sha256_SignAndEncrypt": ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt,
-    "Aes128_Sha256_RsaOaep_Sign": ua.SecurityPolicyType.Aes128Sha256RsaOaep_Sign,
-    "Aes128_Sha256_RsaOaep_SignAndEncrypt": ua.SecurityPolicyType.Aes128Sha256RsaOaep_SignAndEncrypt,
-    "Aes256_Sha256_RsaPss_Sign": ua.SecurityPolicyType.Aes256Sha256RsaPss_Sign,
-    "Aes256_Sha256_RsaPss_SignAndEncrypt": ua.SecurityPolicyType.Aes256Sha256RsaPss_SignAndEncrypt,
 }
 
 
@@ -116,10 +106,7 @@ class OpcUaServer:
         await server.init()
         server.set_endpoint(self.endpoint)
         server.set_server_name(f"Shopfloor vPLC {config.program}")
-        unknown = [p for p in config.security_policies if p not in SECURITY_POLICIES]
-        if unknown:
-            raise ValueError(f"io.opcua.securityPolicies: unsupported {', '.join(unknown)}")
-        server.set_security_policy([SECURITY_POLICIES[p] for p in config.security_policies])
+        server.set_security_policy(security_policies(list(config.security_policies)))
         if config.certificate is not None and config.private_key is not None:
             await server.load_certificate(config.certificate.read_bytes(), format=_format_of(config.certificate))
             await server.load_private_key(config.private_key.read_bytes(), format=_format_of(config.private_key))
