@@ -171,7 +171,8 @@ class RemoteEngine(EngineView):
         kind = message[0]
         if kind == "snapshot":
             self._last_snapshot_at = time.monotonic()
-            seq, values, applied, state, revision, fault, taken = message[1]
+            seq, changed, applied, state, revision, fault, taken = message[1]
+            values = {**self._snapshot.values, **changed}  # the child sends what changed since its last message
             self._snapshot = Snapshot.of(seq, values, applied, PlcState(state), revision, fault, taken)
             for lateness, duration in message[2]:
                 self.listener.scan_completed(lateness, duration)

@@ -113,13 +113,18 @@ class HostedEngine(ScanEngine):
 
     link: ParentLink
     proxy: ListenerProxy
+    _sent_values: dict[str, Any] | None = None
 
     def _publish(self) -> None:
         super()._publish()
         snapshot = self.snapshot
+        # Only the values that changed since the last message: most variables of a large program hold still.
+        last = self._sent_values or {}
+        changed = {name: value for name, value in snapshot.values.items() if last.get(name, _UNSET) != value}
+        self._sent_values = dict(snapshot.values)
         fields = (
             snapshot.seq,
-            dict(snapshot.values),
+            changed,
             snapshot.applied_write_id,
             snapshot.state.value,
             snapshot.revision,
