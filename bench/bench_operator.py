@@ -15,7 +15,6 @@ peak RSS, and API requests sent by the reconcilers per VirtualPLC (kopf's watche
 from __future__ import annotations
 
 import argparse
-from collections import Counter
 import os
 import subprocess
 import sys
@@ -23,6 +22,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -91,8 +91,23 @@ def bench_plain(core: client.CoreV1Api, count: int) -> float:
     while len(running_pods(core, namespace)) < count:
         time.sleep(0.2)
     elapsed = time.monotonic() - started
-    core.delete_namespace(namespace)
+    delete_and_wait(core, namespace)
     return elapsed
+
+
+def delete_and_wait(core: client.CoreV1Api, namespace: str) -> None:
+    """Gone for real: terminating pods still hold their cpus, which would skew the next measurement."""
+    core.delete_namespace(namespace)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        try:
+            core.read_namespace(namespace)
+        except client.ApiException as error:
+            if error.status == 404:
+                return
+            raise
+        time.sleep(0.5)
+    raise RuntimeError(f"namespace {namespace} was not deleted within 300 s")
 
 
 def scrape(port: int) -> str:
@@ -210,6 +225,12 @@ def bench_operator(
             if event.involved_object.kind == "VirtualPLC"
         )
         print("  Events per PLC by reason: " + ", ".join(f"{k} {v / count:.1f}" for k, v in reasons.most_common()))
+        # While the operator still runs: kopf's finalizer on each VirtualPLC needs it to let go, and kopf stops
+        # serving a namespace once it is terminating, so the VirtualPLCs go first.
+        custom.delete_collection_namespaced_custom_object("shopfloor.io", "v1alpha1", namespace, "virtualplcs")
+        while custom.list_namespaced_custom_object("shopfloor.io", "v1alpha1", namespace, "virtualplcs")["items"]:
+            time.sleep(0.5)
+        delete_and_wait(core, namespace)
     finally:
         operator.terminate()
         try:
@@ -217,7 +238,6 @@ def bench_operator(
         except subprocess.TimeoutExpired:
             operator.kill()
         log.close()
-    core.delete_namespace(namespace)
     return result
 
 

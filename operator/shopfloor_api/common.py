@@ -59,10 +59,53 @@ _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(h|ms|m|s|us|ns)")
 _DURATION_FULL = re.compile(DURATION_PATTERN)
 
 
-class Duration:
+class TextValue:
+    """A value written as text in manifests (a duration, a quantity) that keeps its text for round trips.
+
+    Subclasses parse the text in `__init__`, say which number compares them (`_key`) and the CRD `pattern`."""
+
+    __slots__ = ("text",)
+    pattern: ClassVar[str] = ""
+    text: str
+
+    def _key(self) -> int:
+        raise NotImplementedError
+
+    @classmethod
+    def _input_schema(cls) -> core_schema.CoreSchema:
+        return core_schema.str_schema()
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and other._key() == self._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.text!r})"
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        from_text = core_schema.no_info_after_validator_function(cls, cls._input_schema())
+        return core_schema.union_schema(
+            [core_schema.is_instance_schema(cls), from_text],
+            serialization=core_schema.plain_serializer_function_ser_schema(str, when_used="always"),
+        )
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {"type": "string", "pattern": cls.pattern}
+
+
+class Duration(TextValue):
     """A duration written like `10ms`, `1s500ms` or `2m`; keeps its text so manifests round-trip unchanged."""
 
-    __slots__ = ("nanoseconds", "text")
+    __slots__ = ("nanoseconds",)
     pattern: ClassVar[str] = DURATION_PATTERN
 
     def __init__(self, text: str) -> None:
@@ -101,8 +144,8 @@ class Duration:
     def __mul__(self, factor: int) -> Duration:
         return Duration.from_seconds(self.seconds * factor)
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Duration) and other.nanoseconds == self.nanoseconds
+    def _key(self) -> int:
+        return self.nanoseconds
 
     def __lt__(self, other: Duration) -> bool:
         return self.nanoseconds < other.nanoseconds
@@ -115,29 +158,6 @@ class Duration:
 
     def __ge__(self, other: Duration) -> bool:
         return self.nanoseconds >= other.nanoseconds
-
-    def __hash__(self) -> int:
-        return hash(self.nanoseconds)
-
-    def __str__(self) -> str:
-        return self.text
-
-    def __repr__(self) -> str:
-        return f"Duration({self.text!r})"
-
-    @classmethod
-    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
-        from_str = core_schema.no_info_after_validator_function(cls, core_schema.str_schema())
-        return core_schema.union_schema(
-            [core_schema.is_instance_schema(cls), from_str],
-            serialization=core_schema.plain_serializer_function_ser_schema(str, when_used="always"),
-        )
-
-    @classmethod
-    def __get_pydantic_json_schema__(
-        cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
-    ) -> JsonSchemaValue:
-        return {"type": "string", "pattern": DURATION_PATTERN}
 
 
 @dataclass(frozen=True)
@@ -186,10 +206,11 @@ _QUANTITY_FACTOR = {
 }
 
 
-class Quantity:
+class Quantity(TextValue):
     """A byte quantity in Kubernetes notation (`256Mi`, `1G`, `1048576`); keeps its text for round trips."""
 
-    __slots__ = ("bytes", "text")
+    __slots__ = ("bytes",)
+    pattern: ClassVar[str] = QUANTITY_PATTERN
 
     def __init__(self, text: str | int) -> None:
         text = str(text).strip()
@@ -200,33 +221,12 @@ class Quantity:
         self.text = text
         self.bytes = int(float(text[: len(text) - len(suffix)]) * _QUANTITY_FACTOR[suffix])
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Quantity) and other.bytes == self.bytes
-
-    def __hash__(self) -> int:
-        return hash(self.bytes)
-
-    def __str__(self) -> str:
-        return self.text
-
-    def __repr__(self) -> str:
-        return f"Quantity({self.text!r})"
+    def _key(self) -> int:
+        return self.bytes
 
     @classmethod
-    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
-        from_text = core_schema.no_info_after_validator_function(
-            cls, core_schema.union_schema([core_schema.str_schema(), core_schema.int_schema(ge=0)])
-        )
-        return core_schema.union_schema(
-            [core_schema.is_instance_schema(cls), from_text],
-            serialization=core_schema.plain_serializer_function_ser_schema(str, when_used="always"),
-        )
-
-    @classmethod
-    def __get_pydantic_json_schema__(
-        cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
-    ) -> JsonSchemaValue:
-        return {"type": "string", "pattern": QUANTITY_PATTERN}
+    def _input_schema(cls) -> core_schema.CoreSchema:
+        return core_schema.union_schema([core_schema.str_schema(), core_schema.int_schema(ge=0)])
 
 
 # ---------------------------------------------------------------------------------------------- names and references

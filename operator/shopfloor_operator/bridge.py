@@ -4,18 +4,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from shopfloor_api.loader import ManifestError, parse_manifest
 from shopfloor_api.protocolbridge import ProtocolBridge
 from shopfloor_api.virtualplc import Phase
 from shopfloor_operator import conditions
-from shopfloor_operator.builders import config, network, rbac
+from shopfloor_operator.builders import config
 from shopfloor_operator.builders.pod import spec_hash
 from shopfloor_operator.builders.workloads import bridge_workload
 from shopfloor_operator.children import ChildApplier
 from shopfloor_operator.conditions import Observation
 from shopfloor_operator.health import runtime_report
 from shopfloor_operator.kube import Kube
-from shopfloor_operator.plc import DEFAULT_RECHECK, Observed, Outcome
+from shopfloor_operator.passes import DEFAULT_RECHECK, Observed, Outcome, apply_children, parse_or_stall
 from shopfloor_operator.podstep import pod_step, pod_view
 from shopfloor_operator.settings import OperatorSettings
 from shopfloor_operator.status import StatusWriter
@@ -35,11 +34,8 @@ class BridgeReconciler:
         body = observed.body
         status = dict(body.get("status") or {})
         generation = int(body["metadata"].get("generation", 0))
-        try:
-            manifest = parse_manifest({**body, "status": None}, source=body["metadata"]["name"])
-        except ManifestError as error:
-            observation = Observation(conditions.STALLED, True, "InvalidSpec", "; ".join(error.problems))
-            self.status.write(body, {**status, "observedGeneration": generation}, [observation], now)
+        manifest = parse_or_stall(self.status, body, now)
+        if manifest is None:
             return Outcome(Phase.PENDING.value, DEFAULT_RECHECK)
         assert isinstance(manifest, ProtocolBridge)
         workload = bridge_workload(manifest, self.settings)
@@ -47,12 +43,7 @@ class BridgeReconciler:
         # The bridge reads its configuration at start: a new configuration is a new pod.
         config_hash = spec_hash(config_map["data"])
         workload = workload.with_pod_annotations({CONFIG_HASH_ANNOTATION: config_hash})
-        for child in (rbac.service_account(workload), rbac.role(workload), rbac.role_binding(workload)):
-            self.applier.apply(child)
-        self.applier.ensure_exists(config.lease(workload))
-        self.applier.apply(config_map)
-        self.applier.apply(network.service(workload))
-        self.applier.apply(network.network_policy(workload, self.settings))
+        apply_children(self.applier, workload, self.settings, config_map)
 
         incarnation = int(status.get("replacements", 0)) if status.get("podName") else None
         pods = pod_step(self.kube, workload, self.settings, observed.pods, observed.nodes, incarnation, now)

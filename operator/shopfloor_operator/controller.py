@@ -16,7 +16,8 @@ from shopfloor_operator.bridge import BridgeReconciler
 from shopfloor_operator.children import ChildApplier
 from shopfloor_operator.kube import Kube, KubeError, object_path
 from shopfloor_operator.metrics import OperatorMetrics
-from shopfloor_operator.plc import Observed, Outcome, PlcReconciler
+from shopfloor_operator.passes import DEFAULT_RECHECK, Observed, Outcome
+from shopfloor_operator.plc import PlcReconciler
 from shopfloor_operator.settings import OperatorSettings
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,8 @@ class Controller:
             latest = self._latest.get(key)
         if latest is not None and _version(latest) > _version(observed.body):
             observed.body = latest  # our own status write is not in the watch yet
+        if observed.body["metadata"].get("deletionTimestamp"):
+            return Outcome("", DEFAULT_RECHECK)  # being deleted: garbage collection removes the children
         self._confirm_pods(observed, namespace)
         started = time.perf_counter()
         try:

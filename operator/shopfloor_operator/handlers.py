@@ -12,7 +12,7 @@ import kopf
 
 from shopfloor_operator.builders.workload import MANAGED_BY
 from shopfloor_operator.controller import Controller, Key
-from shopfloor_operator.plc import Observed
+from shopfloor_operator.passes import Observed
 
 GROUP, VERSION = "shopfloor.io", "v1alpha1"
 OWNED = {"app.kubernetes.io/managed-by": MANAGED_BY}

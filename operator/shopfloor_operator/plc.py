@@ -7,46 +7,24 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from shopfloor_api.loader import ManifestError, parse_manifest
 from shopfloor_api.virtualplc import Phase, VirtualPLC
 from shopfloor_operator import conditions, rollout
-from shopfloor_operator.builders import config, network, rbac
+from shopfloor_operator.builders import config
 from shopfloor_operator.builders.config import ProgramRelease
 from shopfloor_operator.builders.pod import spec_hash
 from shopfloor_operator.builders.workload import Workload
 from shopfloor_operator.builders.workloads import plc_workload
 from shopfloor_operator.children import ChildApplier
-from shopfloor_operator.conditions import Observation
 from shopfloor_operator.health import parse_time, runtime_report
 from shopfloor_operator.kube import Kube, object_path
+from shopfloor_operator.passes import DEFAULT_RECHECK, Observed, Outcome, apply_children, parse_or_stall
 from shopfloor_operator.podstep import PodOutcome, pod_step, pod_view
 from shopfloor_operator.program import check_program
 from shopfloor_operator.releases import ReleaseStore
 from shopfloor_operator.settings import OperatorSettings
 from shopfloor_operator.status import StatusWriter, conditions_for
 
-DEFAULT_RECHECK = 30.0
 RUNTIME_CONFIG_ANNOTATION = "shopfloor.io/runtime-config-hash"
-
-
-@dataclass
-class Observed:
-    """What the API said about one VirtualPLC and its surroundings (from the operator's watches)."""
-
-    body: dict[str, Any]
-    pods: list[dict[str, Any]]
-    nodes: dict[str, dict[str, Any]]
-    lease: dict[str, Any] | None
-
-
-@dataclass
-class Outcome:
-    phase: str
-    recheck_after: float
-    ready: bool = False
-    replaced: str = ""
-    rolled_back: str = ""
-    events: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 class PlcReconciler:
@@ -69,30 +47,20 @@ class PlcReconciler:
         body = observed.body
         status = dict(body.get("status") or {})
         generation = int(body["metadata"].get("generation", 0))
-        try:
-            manifest = parse_manifest({**body, "status": None}, source=body["metadata"]["name"])
-        except ManifestError as error:
-            observation = Observation(conditions.STALLED, True, "InvalidSpec", "; ".join(error.problems))
-            self.status.write(body, {**status, "observedGeneration": generation}, [observation], now)
+        plc = parse_or_stall(self.status, body, now)
+        if plc is None:
             return Outcome(Phase.PENDING.value, DEFAULT_RECHECK)
-        assert isinstance(manifest, VirtualPLC)
-        plc = manifest
+        assert isinstance(plc, VirtualPLC)
         workload = plc_workload(plc, self.settings).with_pod_annotations(
             {RUNTIME_CONFIG_ANNOTATION: spec_hash(runtime_config(plc))}
         )
-        for child in (rbac.service_account(workload), rbac.role(workload), rbac.role_binding(workload)):
-            self.applier.apply(child)
-        self.applier.ensure_exists(config.lease(workload))
-        self.applier.ensure_exists(config.retain_config_map(workload))
-        self.applier.apply(network.service(workload))
-        self.applier.apply(network.network_policy(workload, self.settings))
+        apply_children(self.applier, workload, self.settings, config.retain_config_map(workload))
 
         check = check_program(plc.spec.program, self._lookup(plc.metadata.namespace))
         if check.revision is not None:
             self.releases.remember(ProgramRelease(check.revision, check.source, check.entrypoint))
         program = dict(status.get("program") or {})
         outcome = Outcome(Phase.PENDING.value, DEFAULT_RECHECK)
-        events: list[tuple[str, str, str]] = []
 
         # Program rollout decided on what the runtime reported for the current pod.
         pod_name = status.get("podName", "")
@@ -110,39 +78,15 @@ class PlcReconciler:
             verify_for=timedelta(seconds=plc.spec.update_strategy.verify_for.seconds),
             report=report,
             pod_ready=bool(current_pod and pod_view(current_pod).ready),
+            pod_ready_since=ready_since(current_pod),
         )
         action = rollout.plan(state, now)
-        replace_reason: str | None = None
-        if isinstance(action, rollout.Deploy):
-            program.update(deployedRevision=action.revision, deployedAt=conditions.rfc3339(now), switchedAt="")
-            program["message"] = ""
-            events.append(("Normal", "Deploying", action.reason))
-            replace_reason = action.reason if action.restart else None
-            outcome.recheck_after = 1.0
-        elif isinstance(action, rollout.Switched):
-            program["switchedAt"] = conditions.rfc3339(action.at)
-            outcome.recheck_after = min(1.0, state.verify_for.total_seconds() or 1.0)
-        elif isinstance(action, rollout.Promote):
-            program["lastKnownGoodRevision"] = action.revision
-            events.append(("Normal", "Verified", f"revision {action.revision} verified; now the last known good"))
-        elif isinstance(action, rollout.Rollback):
-            program.update(
-                deployedRevision=action.to_revision,
-                deployedAt=conditions.rfc3339(now),
-                switchedAt="",
-                failedRevision=action.failed_revision,
-                message=action.reason,
-            )
-            # The last known good was verified already: no second verification period.
-            program["switchedAt"] = conditions.rfc3339(now)
-            events.append(("Warning", "RolledBack", f"rolled back to {action.to_revision}: {action.reason}"))
-            outcome.rolled_back = action.reason
-            replace_reason = f"rollback to {action.to_revision}" if state.restart else None
-        elif isinstance(action, rollout.Fail):
-            program.update(failedRevision=action.failed_revision, message=action.reason)
-            events.append(("Warning", "VerificationFailed", f"{action.failed_revision}: {action.reason}"))
-        elif isinstance(action, rollout.Wait):
-            outcome.recheck_after = action.recheck_after
+        step = record_action(action, program, now, state.restart)
+        events = step.events
+        replace_reason = step.replace_reason
+        outcome.rolled_back = step.rolled_back
+        if step.recheck_after is not None:
+            outcome.recheck_after = step.recheck_after
 
         pods_outcome: PodOutcome | None = None
         if program.get("deployedRevision") and self._write_runtime_config(workload, plc, program):
@@ -201,3 +145,56 @@ def runtime_config(plc: VirtualPLC) -> dict[str, Any]:
     return plc.spec.model_dump(
         mode="json", include={"cycle_time", "watchdog", "realtime_priority", "io", "safe_state"}, exclude_none=True
     )
+
+
+@dataclass
+class RolloutStep:
+    """What one rollout action changed besides status.program: Events, a pod replacement, when to look again."""
+
+    events: list[tuple[str, str, str]] = field(default_factory=list)
+    replace_reason: str | None = None
+    recheck_after: float | None = None
+    rolled_back: str = ""
+
+
+def record_action(action: rollout.Action, program: dict[str, Any], now: datetime, restart: bool) -> RolloutStep:
+    """Apply the planner's action to status.program (in place); the ConfigMap follows from it."""
+    step = RolloutStep()
+    stamp = conditions.rfc3339(now)
+    if isinstance(action, rollout.Deploy):
+        program.update(deployedRevision=action.revision, deployedAt=stamp, switchedAt="", message="")
+        step.events.append(("Normal", "Deploying", action.reason))
+        step.replace_reason = action.reason if action.restart else None
+        step.recheck_after = 1.0
+    elif isinstance(action, rollout.Switched):
+        program["switchedAt"] = conditions.rfc3339(action.at)
+        step.recheck_after = 1.0
+    elif isinstance(action, rollout.Promote):
+        program["lastKnownGoodRevision"] = action.revision
+        step.events.append(("Normal", "Verified", f"revision {action.revision} verified; now the last known good"))
+    elif isinstance(action, rollout.Rollback):
+        # The last known good was verified already: no second verification period.
+        program.update(
+            deployedRevision=action.to_revision,
+            deployedAt=stamp,
+            switchedAt=stamp,
+            failedRevision=action.failed_revision,
+            message=action.reason,
+        )
+        step.events.append(("Warning", "RolledBack", f"rolled back to {action.to_revision}: {action.reason}"))
+        step.rolled_back = action.reason
+        step.replace_reason = f"rollback to {action.to_revision}" if restart else None
+    elif isinstance(action, rollout.Fail):
+        program.update(failedRevision=action.failed_revision, message=action.reason)
+        step.events.append(("Warning", "VerificationFailed", f"{action.failed_revision}: {action.reason}"))
+    elif isinstance(action, rollout.Wait):
+        step.recheck_after = action.recheck_after
+    return step
+
+
+def ready_since(pod_object: dict[str, Any] | None) -> datetime | None:
+    """When the pod last became Ready, or None while it is not."""
+    for condition in ((pod_object or {}).get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "Ready" and condition.get("status") == "True":
+            return parse_time(condition.get("lastTransitionTime"))
+    return None

@@ -25,6 +25,7 @@ class ProgramState:
     verify_for: timedelta
     report: RuntimeReport
     pod_ready: bool
+    pod_ready_since: datetime | None = None  # the activation clock starts when both deploy and pod are there
     activation_timeout: timedelta = ACTIVATION_TIMEOUT
 
 
@@ -93,7 +94,9 @@ def plan(state: ProgramState, now: datetime) -> Action:
             return Switched(now)
         if report.state == "Faulted":
             return _failed(state, f"the runtime faulted loading {state.deployed}: {report.message}")
-        waited = now - (state.deployed_at or now)
+        if not state.pod_ready or state.pod_ready_since is None:
+            return Wait(f"waiting for a ready pod to activate {state.deployed}", 2.0)
+        waited = now - max(state.deployed_at or now, state.pod_ready_since)
         if waited > state.activation_timeout:
             seconds = int(state.activation_timeout.total_seconds())
             return _failed(state, f"the runtime did not activate {state.deployed} within {seconds}s ({report.message})")

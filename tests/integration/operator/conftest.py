@@ -85,6 +85,21 @@ class RunningOperator:
 OperatorFactory = Callable[..., RunningOperator]
 
 
+def delete_workloads(api: client.ApiClient, namespace: str) -> None:
+    """While an operator still runs: kopf's finalizers need it, and a namespace deleted first keeps them."""
+    custom = client.CustomObjectsApi(api)
+    for plural in ("virtualplcs", "protocolbridges"):
+        custom.delete_collection_namespaced_custom_object(GROUP, VERSION, namespace, plural)
+
+    def gone() -> bool:
+        return not any(
+            custom.list_namespaced_custom_object(GROUP, VERSION, namespace, plural)["items"]
+            for plural in ("virtualplcs", "protocolbridges")
+        )
+
+    wait_for(gone, what=f"VirtualPLCs and ProtocolBridges in {namespace} deleted")
+
+
 @pytest.fixture
 def start_operator(kube_api: client.ApiClient, crds: None, namespace: str) -> Iterator[OperatorFactory]:
     started: list[RunningOperator] = []
@@ -102,6 +117,8 @@ def start_operator(kube_api: client.ApiClient, crds: None, namespace: str) -> It
         return operator
 
     yield start
+    if started:
+        delete_workloads(kube_api, namespace)
     for operator in started:
         operator.stop()
 

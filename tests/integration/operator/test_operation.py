@@ -16,7 +16,7 @@ from kubernetes import client
 from shopfloor_st import source_revision
 from tests.support.waiting import wait_for
 
-from .conftest import Cluster, OperatorFactory, free_port
+from .conftest import Cluster, OperatorFactory, delete_workloads, free_port
 from .manifests import GOOD_SOURCE, plc
 
 
@@ -86,9 +86,11 @@ class OperatorProcess:
 
 
 @pytest.fixture
-def processes() -> Iterator[list[OperatorProcess]]:
+def processes(kube_api: client.ApiClient, namespace: str) -> Iterator[list[OperatorProcess]]:
     started: list[OperatorProcess] = []
     yield started
+    if any(process.process.poll() is None for process in started):
+        delete_workloads(kube_api, namespace)
     for process in started:
         process.stop()
 

@@ -21,6 +21,7 @@ STEADY = ProgramState(
     verify_for=timedelta(seconds=30),
     report=HEALTHY_OLD,
     pod_ready=True,
+    pod_ready_since=T0,
 )
 
 
@@ -68,6 +69,14 @@ def test_never_activated_rolls_back_after_timeout() -> None:
     assert isinstance(plan(state, T0 + timedelta(seconds=59)), Wait)
     action = plan(state, T0 + timedelta(seconds=61))
     assert isinstance(action, Rollback) and "did not activate" in action.reason
+
+
+def test_activation_clock_waits_for_a_ready_pod() -> None:
+    state = replace(STEADY, desired=NEW, deployed=NEW, deployed_at=T0, switched_at=None, pod_ready=False)
+    assert isinstance(plan(state, T0 + timedelta(minutes=10)), Wait), "a pod still pulling its image is not a fault"
+    ready_late = replace(state, pod_ready=True, pod_ready_since=T0 + timedelta(minutes=9))
+    assert isinstance(plan(ready_late, T0 + timedelta(minutes=9, seconds=30)), Wait)
+    assert isinstance(plan(ready_late, T0 + timedelta(minutes=10, seconds=1)), Rollback)
 
 
 def test_failed_revision_not_redeployed_and_first_failure_has_nothing_to_roll_back() -> None:
