@@ -72,6 +72,8 @@ async def test_pod_runtime_follows_its_configmap_and_reports_on_its_lease(
         assert isinstance(found, dict)
         assert found["shopfloor.io/state"] == "Running"
         assert found["holder"] == "mixer-1-pod"
+        # Nothing asked (realtimePriority 0), so nothing refused.
+        await async_wait_for(lambda: annotated("shopfloor.io/realtime", "granted"), timeout=20)
 
         modbus = AsyncModbusTcpClient("127.0.0.1", port=modbus_port, timeout=2, retries=0)
         assert await modbus.connect()
