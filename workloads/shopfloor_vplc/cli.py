@@ -115,7 +115,7 @@ async def run_plc(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, stop.set)
     try:
         await runtime.start()
-    except OSError:  # a port already taken: whatever started is stopped the safe way first
+    except (OSError, ValueError):  # a port taken, a bad setting: whatever started is stopped the safe way first
         await runtime.shutdown()
         raise
     print(_serving_line(runtime), flush=True)

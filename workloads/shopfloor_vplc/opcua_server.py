@@ -71,6 +71,18 @@ class OpcUaConfig:
     trusted_clients_dir: Path | None = None  # client application certificates (or their CAs) allowed to connect
     publish_interval_s: float = 0.02
 
+    def check(self) -> None:
+        """Raise ValueError naming the setting when the server could not offer what is configured."""
+        secured = [p for p in self.security_policies if p != "None"]
+        if secured and (self.certificate is None or self.private_key is None):
+            raise ValueError(
+                f"io.opcua.securityPolicies {', '.join(secured)} need the server certificate and key "
+                "(tls.crt and tls.key: --opcua-cert-dir, or the certificateSecretRef Secret in a pod)"
+            )
+        for path in (self.certificate, self.private_key):
+            if path is not None and not path.is_file():
+                raise ValueError(f"io.opcua: {path} not found")
+
 
 class OpcUaServer:
     def __init__(
@@ -107,6 +119,7 @@ class OpcUaServer:
         server.set_endpoint(self.endpoint)
         server.set_server_name(f"Shopfloor vPLC {config.program}")
         server.set_security_policy(security_policies(list(config.security_policies)))
+        config.check()
         if config.certificate is not None and config.private_key is not None:
             await server.load_certificate(config.certificate.read_bytes(), format=_format_of(config.certificate))
             await server.load_private_key(config.private_key.read_bytes(), format=_format_of(config.private_key))

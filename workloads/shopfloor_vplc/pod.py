@@ -127,7 +127,7 @@ class PodRuntime:
             return
         try:
             await runtime.start()
-        except OSError as exc:  # a port already taken: say so on the Lease, wait for the next revision
+        except (OSError, ValueError) as exc:  # a port taken, a certificate missing: say so, wait for the next revision
             await runtime.shutdown()
             self._report(PlcState.FAULTED, program.revision, f"cannot serve: {exc}")
             return

@@ -80,6 +80,8 @@ class PlcRuntime:
             listener=self.metrics,
             restore=restore,
         )
+        if spec.io.opcua.enabled:
+            self._opcua_config(program).check()  # before anything starts: a missing certificate is a setup error
         self.modbus: ModbusServer | None = None
         self.opcua: OpcUaServer | None = None
         self.http: HealthServer | None = None
@@ -142,14 +144,14 @@ class PlcRuntime:
             )
             self._tasks.append(asyncio.create_task(self.checkpointer.run(), name="retain-checkpoint"))
 
-    def _opcua_config(self) -> OpcUaConfig:
+    def _opcua_config(self, program: ProgramLike | None = None) -> OpcUaConfig:
         opcua = self.spec.io.opcua
         cert_dir = self.options.opcua_cert_dir
         return OpcUaConfig(
             host=self.options.host,
             port=opcua.port if self.options.opcua_port is None else self.options.opcua_port,
-            program=self.engine.program.entrypoint,
-            variables=bindings.opcua_variables(self.engine.program),
+            program=(program or self.engine.program).entrypoint,
+            variables=bindings.opcua_variables(program or self.engine.program),
             writable=opcua.writable,
             security_policies=[policy.value for policy in opcua.security_policies],
             certificate=cert_dir / "tls.crt" if cert_dir else None,
