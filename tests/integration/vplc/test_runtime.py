@@ -246,3 +246,10 @@ async def test_online_change_refuses_to_drop_what_opcua_serves(tmp_path: Path) -
         assert retyped.reason == "Ratio changes type from REAL to LREAL while served over OPC UA"
         count = runtime.engine.snapshot.values["Count"]
         await async_wait_for(when(lambda: runtime.engine.snapshot.values["Count"] > count), timeout=15)
+
+
+async def test_secured_opcua_without_a_certificate_is_refused_before_starting(tmp_path: Path) -> None:
+    opcua = {"enabled": True, "certificateSecretRef": {"name": "mixer-1-opcua"}}
+    with pytest.raises(ValueError, match="Basic256Sha256_SignAndEncrypt need the server certificate and key"):
+        async with running_plc(tmp_path, io={"opcua": opcua}):
+            raise AssertionError("the runtime must not start")
