@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 # Long cycles are slept in slices so a stop request never waits a whole cycle.
 MAX_SLEEP_SLICE_NS = 100_000_000
 # A woken scan thread waits for the interpreter lock until its holder's switch interval ends (5 ms by default):
-# that wait is wake-up lateness. A 0.5 ms interval bounds it while the servers are busy.
+# that wait is wake-up lateness. A 0.5 ms interval bounds it while another thread of the scan's process is busy.
 GIL_SWITCH_INTERVAL_S = 0.0005
 
 
