@@ -51,6 +51,21 @@ def crds(kube_api: client.ApiClient) -> None:
         )
 
     wait_for(established, what="CRDs established")
+    custom = client.CustomObjectsApi(kube_api)
+
+    def servable() -> bool:
+        # Right after a CRD is (re)written its storage reinitialises and lists answer 429 for a moment; an
+        # operator starting then would back off its watch for many seconds.
+        try:
+            for plural in ("virtualplcs", "protocolbridges"):
+                custom.list_cluster_custom_object(GROUP, VERSION, plural, limit=1)
+        except client.ApiException as error:
+            if error.status in (404, 429, 503):
+                return False
+            raise
+        return True
+
+    wait_for(servable, what="custom resources servable")
 
 
 class RunningOperator:
