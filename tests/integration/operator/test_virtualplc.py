@@ -249,3 +249,41 @@ def test_runtime_config_change_rewrites_the_config_map_and_restarts(
     wait_for(restarted, what="a pod started with the new configuration")
     messages = [e.message for e in cluster.events("tuned") if e.reason == "Replacing"]
     assert any("runtime-config-hash" in message for message in messages), messages
+
+
+def test_sha256_pin_mismatch_deploys_nothing(start_operator: OperatorFactory, cluster: Cluster) -> None:
+    start_operator()
+    cluster.create("virtualplcs", plc("pinned-wrong", program={"source": GOOD_SOURCE, "sha256": "0" * 64}))
+
+    def mismatch() -> dict | None:
+        condition = cluster.condition("virtualplcs", "pinned-wrong", "ProgramValid")
+        return condition if condition.get("reason") == "ChecksumMismatch" else None
+
+    wait_for(mismatch, what="ProgramValid=False ChecksumMismatch")
+    assert cluster.status("virtualplcs", "pinned-wrong")["phase"] == "Pending"
+    assert cluster.condition("virtualplcs", "pinned-wrong", "Stalled")["status"] == "True"
+    assert cluster.config_map("pinned-wrong-runtime") is None and not cluster.pods("pinned-wrong")
+
+
+def test_program_from_a_config_map(start_operator: OperatorFactory, cluster: Cluster) -> None:
+    start_operator()
+    cluster.core.create_namespaced_config_map(
+        cluster.namespace, {"metadata": {"name": "logic"}, "data": {"main.st": NEW_SOURCE}}
+    )
+    cluster.create("virtualplcs", plc("referenced", program={"configMapRef": {"name": "logic", "key": "main.st"}}))
+    wait_for(lambda: cluster.config_map("referenced-runtime") is not None, what="runtime ConfigMap")
+    config_map = cluster.config_map("referenced-runtime")
+    assert config_map is not None and config_map.data["revision"] == source_revision(NEW_SOURCE)
+
+
+def test_first_revision_faulting_ends_faulted(start_operator: OperatorFactory, cluster: Cluster) -> None:
+    start_operator()
+    cluster.create("virtualplcs", plc("first-fault", updateStrategy={"verifyFor": "5s"}))
+    pod = running_pod(cluster, "first-fault")
+    revision = source_revision(GOOD_SOURCE)
+    cluster.play_runtime("first-fault", pod.metadata.name, revision, state="Faulted", fault="2:1: watchdog expired")
+    wait_for(lambda: cluster.status("virtualplcs", "first-fault").get("phase") == "Faulted", what="Faulted")
+    status = cluster.status("virtualplcs", "first-fault")
+    assert status["program"]["failedRevision"] == revision and "watchdog expired" in status["program"]["message"]
+    assert cluster.condition("virtualplcs", "first-fault", "Stalled")["reason"] == "Faulted"
+    wait_for(lambda: any(e.reason == "VerificationFailed" for e in cluster.events("first-fault")))
