@@ -80,7 +80,8 @@ def device_config(spec: VirtualPLCSpec, device: FieldDevice, index: int, program
         hold_last_value=device.on_loss == "HoldLastValue",
         ok_variable=find_variable(program, ok_name),
         quality_variable=find_variable(program, quality_name),
-        timeout_s=max(0.2, min(2.0, 3 * poll.seconds)),
+        timeout_s=(timeout := max(0.2, min(2.0, 3 * poll.seconds))),
+        loss_after_s=max(1.5, 5 * timeout),
     )
 
 

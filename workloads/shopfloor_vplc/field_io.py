@@ -17,6 +17,7 @@ import concurrent.futures
 import contextlib
 import logging
 import re
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -50,6 +51,9 @@ class DeviceConfig:
     ok_variable: str | None = None  # declared spelling of IO_<DEVICE>_OK, when the program declares it
     quality_variable: str | None = None
     timeout_s: float = 1.0
+    # A device is lost (onLoss applies) only after this long without a successful exchange: one late answer on a
+    # busy network or host is a missed exchange (quality uncertain, reconnect), not a lost device.
+    loss_after_s: float = 3.0
 
 
 class DeviceLink:
@@ -63,6 +67,7 @@ class DeviceLink:
         self.healthy = False
         self.ever_polled = False
         self.lost = False
+        self.last_success: float | None = None
         self.safe = False
         self.on_polled: Callable[[], None] | None = None
         self.inputs: dict[str, Any] = {}
@@ -103,17 +108,24 @@ class DeviceLink:
                 await self._ensure_connected()
                 values = {binding.variable: await self._read(binding) for binding in self.config.inputs}
         except (TimeoutError, ModbusException, OSError, ValueError) as exc:
-            self._mark_lost(str(exc))
+            self._exchange_failed(str(exc))
             return
         self.inputs = values
         self.healthy, self.ever_polled, self.lost = True, True, False
+        self.last_success = time.monotonic()
 
-    def _mark_lost(self, reason: str) -> None:
-        if not self.lost:
-            log.warning("field device %s lost: %s", self.config.name, reason)
+    def _exchange_failed(self, reason: str) -> None:
+        """A failed request: reconnect at the next exchange; the device is lost once it has been silent for
+        `loss_after_s` (at once if it never answered)."""
         self.healthy = False
-        self.lost = True
         self.client.close()
+        silent_for = None if self.last_success is None else time.monotonic() - self.last_success
+        if silent_for is None or silent_for >= self.config.loss_after_s:
+            if not self.lost:
+                log.warning("field device %s lost: %s", self.config.name, reason)
+            self.lost = True
+        else:
+            log.info("field device %s missed an exchange (%s); silent for %.2f s", self.config.name, reason, silent_for)
 
     async def _ensure_connected(self) -> None:
         if not self.client.connected and not await self.client.connect():
@@ -144,7 +156,8 @@ class DeviceLink:
         while True:
             await self._outputs_ready.wait()
             self._outputs_ready.clear()
-            await self.flush_outputs()
+            if not await self.flush_outputs():
+                await asyncio.sleep(self.config.poll_interval_s)  # the device is not answering: no busy retry
 
     async def flush_outputs(self, values: Mapping[str, Any] | None = None) -> bool:
         """Write the queued outputs, or `values` (the safe state) which then bars the scan's outputs."""
@@ -164,7 +177,8 @@ class DeviceLink:
             except (TimeoutError, ModbusException, OSError, ValueError) as exc:
                 if values is None:
                     self._pending_outputs = {**pending, **self._pending_outputs}
-                self._mark_lost(str(exc))
+                    self._outputs_ready.set()  # retried with the next exchange
+                self._exchange_failed(str(exc))
                 return False
         return True
 
