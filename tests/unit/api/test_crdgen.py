@@ -4,6 +4,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from shopfloor_api import crdgen
 
 CRDS = Path(__file__).resolve().parents[3] / "crds"

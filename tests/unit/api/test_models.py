@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from shopfloor_api import Duration, ManifestError, ProtocolBridge, Quantity, VirtualPLC, load_manifest
 
 PLC = {
