@@ -13,7 +13,7 @@ from kubernetes import client, config
 
 from shopfloor_operator.controller import Controller
 from shopfloor_operator.handlers import register
-from shopfloor_operator.settings import OperatorSettings, settings_from_environment
+from shopfloor_operator.settings import OperatorSettings, effective_priority, settings_from_environment
 
 log = logging.getLogger("shopfloor_operator")
 RECONCILE_THREADS = 16
@@ -27,7 +27,7 @@ def kopf_settings(settings: OperatorSettings) -> kopf.OperatorSettings:
     configured.watching.connect_timeout = 10
     configured.watching.inactivity_timeout = settings.watch_timeout_seconds + 30
     configured.peering.name = settings.peering_name
-    configured.peering.priority = settings.priority
+    configured.peering.priority = effective_priority(settings)
     configured.peering.standalone = settings.standalone
     configured.peering.mandatory = not settings.standalone
     configured.peering.clusterwide = not settings.namespaces

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 from collections.abc import Mapping
 from typing import Any
 
@@ -49,7 +50,13 @@ class OperatorSettings(BaseModel):
     metrics_port: int = Field(8090, ge=0, le=65535, description="The operator's /metrics port; 0 disables it.")
     liveness_endpoint: str = Field("http://0.0.0.0:8091/healthz", description="The operator's /healthz endpoint.")
     peering_name: str = Field("shopfloor", description="kopf peering object; replicas with it elect one active.")
-    priority: int = Field(0, description="Peering priority: the highest active replica acts, the others wait.")
+    priority: int | None = Field(
+        None,
+        description=(
+            "Peering priority: the highest live replica acts, the others wait. Default: random per process, because "
+            "kopf freezes every replica when two share a priority."
+        ),
+    )
     standalone: bool = Field(False, description="Skip peering (a single replica, development and tests).")
     resync_seconds: float = Field(30.0, gt=0, description="Period of the level-based resync of every object.")
     watch_timeout_seconds: int = Field(60, gt=0, description="Server-side watch timeout; reconnects after it.")
@@ -72,6 +79,10 @@ class OperatorSettings(BaseModel):
             return cls.model_validate(values)
         except ValidationError as error:
             raise SystemExit(f"shopfloor-operator: invalid settings:\n{error}") from None
+
+
+def effective_priority(settings: OperatorSettings) -> int:
+    return settings.priority if settings.priority is not None else random.randint(1, 1_000_000)
 
 
 def _parse(raw: str, annotation: Any) -> Any:

@@ -60,3 +60,11 @@ def test_compile_error_gives_line_and_column() -> None:
     check = check_program(ProgramSpec(source=broken), no_configmaps)
     assert not check.valid and check.reason == "CompileError"
     assert check.message.startswith("3:"), check.message
+
+
+def test_replicas_get_distinct_priorities_unless_told() -> None:
+    from shopfloor_operator.settings import effective_priority
+
+    assert effective_priority(OperatorSettings(priority=7)) == 7
+    drawn = {effective_priority(OperatorSettings()) for _ in range(20)}
+    assert len(drawn) > 1, "equal priorities freeze every replica"
