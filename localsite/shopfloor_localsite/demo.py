@@ -156,7 +156,7 @@ class Story:
             if not phases or phases[-1] != status.get("phase"):
                 phases.append(str(status.get("phase")))
             program = status.get("program") or {}
-            return bool(program.get("activeRevision") != before["program"]["activeRevision"] and "Updating" in phases)
+            return bool(program.get("activeRevision") != before["program"]["activeRevision"])
 
         self.probe.wait(switched, 60, "the new revision active")
         switch_seconds = time.monotonic() - since
@@ -287,6 +287,10 @@ def main(argv: list[str] | None = None) -> int:
         print("last site events:\n  " + "\n  ".join(events_log[-15:]), file=sys.stderr)
         if site.operator is not None:
             print(f"operator log tail:\n{site.operator.log_tail(30)}", file=sys.stderr)
+        if site._api is not None:
+            probe = SiteProbe(site)
+            for name in ("tank-1", "conveyor-1"):
+                print(f"{name} status: {probe.status(LINE, name)}", file=sys.stderr)
         if site.runner is not None:
             for key, tail in site.runner.log_tails(10).items():
                 print(f"{key} log tail:\n{tail}", file=sys.stderr)

@@ -128,8 +128,10 @@ class SiteRunner:
             for key, workload in list(self.attached.items()):
                 raw_pod = wanted.get(key)
                 if raw_pod is None or raw_pod["metadata"]["uid"] != workload.launch.uid:
-                    reason = "its node went down" if workload.launch.node_name not in live_nodes else "pod gone"
-                    self._detach(key, reason)
+                    if workload.launch.node_name not in live_nodes:
+                        self._detach(key, "its node went down", power_loss=True)
+                    else:
+                        self._detach(key, "pod gone")
             for key, raw_pod in wanted.items():
                 if key not in self.attached:
                     self._attach(core, raw_pod)
@@ -228,9 +230,14 @@ class SiteRunner:
             workload.process.start()
             self._event(f"{workload.key}: restarted (restart {workload.restarts})")
 
-    def _detach(self, key: str, reason: str) -> None:
+    def _detach(self, key: str, reason: str, power_loss: bool = False) -> None:
+        """Stop a workload: SIGTERM with time to write its safe state when its pod goes away, SIGKILL when its
+        node goes down (a node that lost power runs no shutdown code)."""
         workload = self.attached.pop(key)
-        workload.process.stop(timeout=15)
+        if power_loss:
+            workload.process.kill()
+        else:
+            workload.process.stop(timeout=15)
         self._event(f"{key}: stopped ({reason})")
 
     # -- what a kubelet would provide --------------------------------------------------------------------------
