@@ -17,6 +17,7 @@ from shopfloor_operator.settings import OperatorSettings
 SPEC_HASH_ANNOTATION = "shopfloor.io/pod-spec-hash"
 INCARNATION_ANNOTATION = "shopfloor.io/incarnation"
 SECRETS_DIR = "/etc/shopfloor/secrets"
+STATE_DIR = "/var/lib/shopfloor/state"
 RUN_AS = 65532  # the distroless "nonroot" user
 
 
@@ -79,6 +80,7 @@ def _env(workload: Workload, settings: OperatorSettings) -> list[dict[str, Any]]
         {"name": "SHOPFLOOR_RETAIN_CONFIGMAP", "value": workload.retain_config_map_name},
         {"name": "SHOPFLOOR_HTTP_PORT", "value": str(settings.health_port)},
         {"name": "SHOPFLOOR_SECRETS_DIR", "value": SECRETS_DIR},
+        *({"name": name, "value": value} for name, value in sorted(workload.extra_env.items())),
     ]
 
 
@@ -119,6 +121,7 @@ def _container(workload: Workload, settings: OperatorSettings) -> dict[str, Any]
         "livenessProbe": probe("/healthz", 5, 3),
         "readinessProbe": probe("/readyz", 2, 2),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}]
+        + ([{"name": "state", "mountPath": STATE_DIR}] if workload.state_bytes else [])
         + [
             {"name": f"secret-{name}", "mountPath": f"{SECRETS_DIR}/{name}", "readOnly": True}
             for name in workload.secret_names
@@ -141,6 +144,7 @@ def pod_spec(workload: Workload, settings: OperatorSettings) -> dict[str, Any]:
         },
         "containers": [_container(workload, settings)],
         "volumes": [{"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}}]
+        + ([{"name": "state", "emptyDir": {"sizeLimit": str(workload.state_bytes)}}] if workload.state_bytes else [])
         + [{"name": f"secret-{name}", "secret": {"secretName": name}} for name in workload.secret_names],
     }
     node_selector = _node_selector(workload, settings)

@@ -40,6 +40,8 @@ class Workload:
     secret_names: list[str] = field(default_factory=list)  # mounted read-only, never copied
     extra_pod_labels: dict[str, str] = field(default_factory=dict)
     pod_annotations: dict[str, str] = field(default_factory=dict)  # part of the pod's hash: a change replaces it
+    extra_env: dict[str, str] = field(default_factory=dict)
+    state_bytes: int = 0  # > 0: a disk-backed scratch volume of this size at STATE_DIR (the bridge's buffer)
 
     def with_pod_annotations(self, annotations: dict[str, str]) -> Workload:
         return replace(self, pod_annotations={**self.pod_annotations, **annotations})

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from shopfloor_api.protocolbridge import ProtocolBridge
 from shopfloor_api.virtualplc import VirtualPLC
+from shopfloor_operator.builders.pod import STATE_DIR
 from shopfloor_operator.builders.workload import ServicePort, Workload, plc_client_label
 from shopfloor_operator.settings import OperatorSettings
 
 MODBUS_SERVICE_PORT = 502
+STATE_MARGIN_BYTES = 16 * 2**20
 
 
 def plc_workload(plc: VirtualPLC, settings: OperatorSettings) -> Workload:
@@ -73,4 +75,7 @@ def bridge_workload(bridge: ProtocolBridge, settings: OperatorSettings) -> Workl
         client_ports=client_ports,
         secret_names=list(dict.fromkeys(secrets)),
         extra_pod_labels={plc_client_label(name): "true" for name in plcs},
+        # Store-and-forward survives broker outages on disk, sized by the spec (plus room for its index).
+        extra_env={"SHOPFLOOR_BRIDGE_STATE_DIR": STATE_DIR},
+        state_bytes=(spec.sinks.mqtt.buffer.max_bytes.bytes if spec.sinks.mqtt else 0) + STATE_MARGIN_BYTES,
     )

@@ -101,3 +101,12 @@ def test_bridge_pod_mounts_secrets_and_labels_its_plcs(settings: OperatorSetting
     volumes = {v["name"]: v for v in built["spec"]["volumes"]}
     assert volumes["secret-broker-creds"]["secret"]["secretName"] == "broker-creds"
     assert container(built)["resources"]["limits"]["cpu"] == "500m"
+    assert volumes["state"]["emptyDir"]["sizeLimit"] == str(80 * 2**20), "64Mi buffer + room for its index"
+    env = {e["name"]: e.get("value") for e in container(built)["env"]}
+    mounts = {m["name"]: m["mountPath"] for m in container(built)["volumeMounts"]}
+    assert env["SHOPFLOOR_BRIDGE_STATE_DIR"] == mounts["state"]
+
+
+def test_plc_pod_has_no_state_volume(settings: OperatorSettings) -> None:
+    built = pod(plc_workload(plc_manifest(), settings), settings, 0)
+    assert [v["name"] for v in built["spec"]["volumes"]] == ["tmp"]
