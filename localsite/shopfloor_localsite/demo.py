@@ -25,6 +25,7 @@ from shopfloor_localsite.pki import opcua_application_certificate
 from shopfloor_localsite.site.edgesite import EdgeSite, SiteOptions
 from shopfloor_localsite.site.probes import SiteProbe
 from shopfloor_localsite.site.sparkplug_watch import SparkplugWatch
+from shopfloor_st import source_revision
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples" / "production-line"
@@ -122,7 +123,7 @@ class Story:
             return
         values = asyncio.run(read_opcua(endpoints.opcua, self.site.workdir, ["Level", "FillBelow", "StopAbove"]))
         for name, value in values.items():
-            self.say(f"tank-1 {name} = {value}")
+            self.say(f"tank-1 {name} = {round(value, 2) if isinstance(value, float) else value}")
 
     def sparkplug(self, watch: SparkplugWatch) -> None:
         self.step("Sparkplug B on MQTT: the bridge publishes the line (group plant-a, edge node line-1)")
@@ -131,43 +132,53 @@ class Story:
         self.say(f"NBIRTH bdSeq={birth['bdSeq']} with {len(birth['metrics'])} metrics: {', '.join(birth['metrics'])}")
         self.probe.wait(lambda: len(watch.data) >= 3, 30, "NDATA messages")
         for message in watch.data[-3:]:
-            changes = ", ".join(f"{k}={v}" for k, v in message["metrics"].items())
+            changes = ", ".join(
+                f"{k}={round(v, 2) if isinstance(v, float) else v}" for k, v in message["metrics"].items()
+            )
             self.say(f"NDATA seq={message['seq']}: {changes}")
 
     # -- 4. online change --------------------------------------------------------------------------------------
 
     def online_change(self) -> None:
-        self.step("Online change of conveyor-1: a shorter idle time and a parts-per-minute rate, no restart")
+        self.step("Online change of conveyor-1: a shorter idle time and a new uptime counter, no restart")
         source = (EXAMPLES / "conveyor.st").read_text()
         changed = source.replace("IdleTime : TIME := T#5s;", "IdleTime : TIME := T#3s;")
         changed = changed.replace(
-            "    BatchDone : BOOL;\n", "    BatchDone : BOOL;\n    Uptime : TIME;\n    Tick : TON;\n"
+            "    BatchDone : BOOL;\n", "    BatchDone : BOOL;\n    Uptime : TIME;\n    Second : TON;\n"
         )
+        changed = changed.replace(
+            "BatchDone := Batch.Q;\n",
+            "BatchDone := Batch.Q;\nSecond(IN := NOT Second.Q, PT := T#1s);\n"
+            "IF Second.Q THEN\n    Uptime := Uptime + T#1s;\nEND_IF;\n",
+        )
+        new_revision = source_revision(changed)
         before = self.probe.status(LINE, "conveyor-1")
         parts_before = self.probe.read_modbus(LINE, "conveyor-1", "inputRegisters", 0, "UDINT")
-        pod_before = before.get("podName")
-        self.say(f"PartsTotal before: {parts_before}; active revision {before['program']['activeRevision'][:19]}")
+        self.say(f"PartsTotal before: {parts_before}; running {before['program']['activeRevision'][:19]}")
         since = time.monotonic()
         self.probe.patch_spec(LINE, "conveyor-1", {"program": {"source": changed}})
         phases: list[str] = []
+        switched_after: list[float] = []
 
-        def switched() -> bool:
+        def verified() -> bool:
             status = self.probe.status(LINE, "conveyor-1")
             if not phases or phases[-1] != status.get("phase"):
                 phases.append(str(status.get("phase")))
             program = status.get("program") or {}
-            return bool(program.get("activeRevision") != before["program"]["activeRevision"])
+            if program.get("activeRevision") == new_revision and not switched_after:
+                switched_after.append(time.monotonic() - since)
+            return bool(program.get("lastKnownGoodRevision") == new_revision and status.get("phase") == "Running")
 
-        self.probe.wait(switched, 60, "the new revision active")
-        switch_seconds = time.monotonic() - since
-        self.probe.wait(lambda: self.probe.status(LINE, "conveyor-1").get("phase") == "Running", 60, "verification")
+        self.probe.wait(verified, 90, "the new revision active and verified")
         after = self.probe.status(LINE, "conveyor-1")
         parts_after = self.probe.read_modbus(LINE, "conveyor-1", "inputRegisters", 0, "UDINT")
-        if phases[-1] != "Running":
-            phases.append("Running")
-        self.say(f"phases: {' -> '.join(phases)}")
-        self.say(f"new revision {after['program']['activeRevision'][:19]} active {switch_seconds:.1f}s after apply")
-        self.say(f"PartsTotal after: {parts_after} (kept); same pod: {after.get('podName') == pod_before}")
+        self.say(f"status phases: {' -> '.join(phases)}")
+        verified_after = time.monotonic() - since
+        same_pod = after.get("podName") == before.get("podName")
+        self.say(
+            f"{new_revision[:19]} active {switched_after[0]:.1f}s after the apply, verified after {verified_after:.1f}s"
+        )
+        self.say(f"PartsTotal after: {parts_after} (kept across the change); same pod: {same_pod}")
 
     def bad_program(self) -> None:
         self.step("A bad program is refused; the running one keeps running")
