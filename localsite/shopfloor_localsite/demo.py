@@ -152,6 +152,15 @@ class Story:
             "IF Second.Q THEN\n    Uptime := Uptime + T#1s;\nEND_IF;\n",
         )
         new_revision = source_revision(changed)
+
+        def first_verified() -> bool:
+            program = self.probe.status(LINE, "conveyor-1").get("program") or {}
+            return bool(
+                program.get("lastKnownGoodRevision")
+                and program["lastKnownGoodRevision"] == program.get("activeRevision")
+            )
+
+        self.probe.wait(first_verified, 60, "the running revision verified (verifyFor)")
         before = self.probe.status(LINE, "conveyor-1")
         parts_before = self.probe.read_modbus(LINE, "conveyor-1", "inputRegisters", 0, "UDINT")
         self.say(f"PartsTotal before: {parts_before}; running {before['program']['activeRevision'][:19]}")

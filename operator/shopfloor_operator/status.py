@@ -38,7 +38,8 @@ def phase_of(program: dict[str, Any], report: RuntimeReport, scheduled: Observat
         return Phase.FAULTED
     if failed and failed == program.get("desiredRevision"):
         return Phase.DEGRADED
-    if deployed != good and good:
+    # Updating: a new revision is being switched to or verified (also when the previous one was not verified yet).
+    if deployed != good and (good or report.active_revision not in ("", deployed)):
         return Phase.UPDATING
     # The first revision is verified too, but a healthy first start is simply Running.
     if report.healthy and pod_ready:

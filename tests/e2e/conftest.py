@@ -1,0 +1,76 @@
+"""End-to-end fixtures: the whole simulated edge site with the example production line applied."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shopfloor_localsite.pki import opcua_application_certificate
+from shopfloor_localsite.site.edgesite import EdgeSite, SiteOptions
+from shopfloor_localsite.site.probes import SiteProbe
+from shopfloor_localsite.site.sparkplug_watch import SparkplugWatch
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "production-line"
+LINE = "line-1"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(item.path).parents:
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session")
+def site() -> Iterator[EdgeSite]:
+    events: list[str] = []
+    edge = EdgeSite(SiteOptions(on_event=events.append))
+    edge.start()
+    try:
+        yield edge
+    finally:
+        if edge.runner is not None:
+            for key, tail in edge.runner.log_tails(15).items():
+                print(f"--- {key}\n{tail}")
+        if edge.operator is not None:
+            print(f"--- operator\n{edge.operator.log_tail(40)}")
+        print("--- site events\n" + "\n".join(events[-40:]))
+        edge.stop()
+
+
+@pytest.fixture(scope="session")
+def probe(site: EdgeSite) -> SiteProbe:
+    return SiteProbe(site)
+
+
+@pytest.fixture(scope="session")
+def sparkplug(site: EdgeSite) -> Iterator[SparkplugWatch]:
+    assert site.broker is not None
+    with SparkplugWatch(site.broker.port, "plant-a") as watch:
+        yield watch
+
+
+@pytest.fixture(scope="session")
+def line(site: EdgeSite, probe: SiteProbe, sparkplug: SparkplugWatch) -> str:
+    """The production line applied and both PLCs Running (subscribed to Sparkplug before the bridge starts)."""
+    site.kubectl("apply", "-f", str(EXAMPLES / "00-namespace.yaml"))
+    cert, key = opcua_application_certificate("urn:shopfloor:line-1:tank-1")
+    probe.core.create_namespaced_secret(
+        LINE,
+        {
+            "metadata": {"name": "tank-1-opcua"},
+            "type": "kubernetes.io/tls",
+            "data": {"tls.crt": base64.b64encode(cert).decode(), "tls.key": base64.b64encode(key).decode()},
+        },
+    )
+    site.kubectl("apply", "-f", str(EXAMPLES))
+    for name in ("tank-1", "conveyor-1"):
+        probe.wait(
+            lambda n=name: probe.status(LINE, n).get("phase") == "Running" and probe.endpoints(LINE, n),  # type: ignore[misc]
+            120,
+            f"{name} Running with its runtime attached",
+        )
+    return LINE
