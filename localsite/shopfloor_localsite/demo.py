@@ -11,8 +11,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import logging
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -52,7 +54,7 @@ class Story:
     def apply_line(self) -> None:
         self.step("Apply the production line (kubectl apply -f examples/production-line/)")
         self.site.kubectl("apply", "-f", str(EXAMPLES / "00-namespace.yaml"))
-        cert, key = opcua_application_certificate("urn:shopfloor:line-1:tank-1")
+        cert, key = opcua_application_certificate("urn:shopfloor:line-1:tank-1", ("localhost", socket.gethostname()))
         self.probe.core.create_namespaced_secret(
             LINE,
             {
@@ -237,7 +239,7 @@ class Story:
 async def read_opcua(port: int, workdir: Path, names: list[str]) -> dict[str, Any]:
     from asyncua import Client
 
-    cert, key = opcua_application_certificate("urn:shopfloor:demo-client")
+    cert, key = opcua_application_certificate("urn:shopfloor:demo-client", ("localhost", socket.gethostname()))
     cert_file, key_file = workdir / "demo-client-cert.pem", workdir / "demo-client-key.pem"
     cert_file.write_bytes(cert)
     key_file.write_bytes(key)
@@ -261,6 +263,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make demo", description=__doc__)
     parser.add_argument("--once", action="store_true", default=os.environ.get("ONCE") == "1")
     args = parser.parse_args(argv)
+    # The plant's devices and the demo's clients run in this process; their libraries' chatter is not the story
+    # (the workloads' own logs are in the site's work directory).
+    for library in ("pymodbus", "asyncua"):
+        logging.getLogger(library).setLevel(logging.ERROR)
     print("Shopfloor demo: a production line on a simulated edge site, all on this machine.")
     if missing():
         print("First run: building the control plane from Go modules (about 8 minutes on 2 cores; later runs: none).")

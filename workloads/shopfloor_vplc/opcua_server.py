@@ -22,6 +22,7 @@ from asyncua.common.callback import CallbackType, ServerItemCallback
 from asyncua.crypto.truststore import TrustStore
 from asyncua.crypto.validator import CertificateValidator, CertificateValidatorOptions
 from asyncua.server.user_managers import CertificateUserManager, UserManager
+from cryptography import x509
 
 from shopfloor_inpod.opcua_policies import security_policies
 from shopfloor_vplc.image import Snapshot, WriteSink
@@ -123,6 +124,10 @@ class OpcUaServer:
         if config.certificate is not None and config.private_key is not None:
             await server.load_certificate(config.certificate.read_bytes(), format=_format_of(config.certificate))
             await server.load_private_key(config.private_key.read_bytes(), format=_format_of(config.private_key))
+            # OPC UA requires the server's ApplicationUri to be the URI in its certificate; clients check it.
+            uri = _certificate_uri(server.iserver.certificate)
+            if uri:
+                await server.set_application_uri(uri)
         if config.trusted_clients_dir is not None:
             trust = TrustStore([config.trusted_clients_dir], [])
             await trust.load()
@@ -208,3 +213,13 @@ _UNSET = object()
 def _format_of(path: Path) -> str:
     """Secrets hold PEM (tls.crt, tls.key); OPC UA tools often write DER: tell them apart by content."""
     return "pem" if path.read_bytes().lstrip().startswith(b"-----BEGIN") else "der"
+
+
+def _certificate_uri(certificate: Any) -> str | None:
+    """The application URI in a certificate's subject alternative names, if it has one."""
+    try:
+        names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (x509.ExtensionNotFound, AttributeError):
+        return None
+    uris = names.get_values_for_type(x509.UniformResourceIdentifier)
+    return str(uris[0]) if uris else None
