@@ -66,7 +66,9 @@ class SiteProbe:
 
     def events(self, namespace: str, name: str) -> list[str]:
         items = self.core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}").items
-        return [f"{e.reason}: {e.message}" for e in sorted(items, key=lambda e: e.metadata.creation_timestamp)]
+        # Events of one second share a timestamp; the resource version orders them as they were written.
+        ordered = sorted(items, key=lambda e: (e.metadata.creation_timestamp, int(e.metadata.resource_version)))
+        return [f"{e.reason}: {e.message}" for e in ordered]
 
     def node_labels(self, node: str) -> dict[str, str]:
         return dict(self.core.read_node(node).metadata.labels or {})
