@@ -27,6 +27,7 @@ from shopfloor_bridge.metrics import BridgeMetrics
 from shopfloor_bridge.opcua_source import certificate_file, to_value
 from shopfloor_bridge.tags import DataType, Quality, TagTable, TagValue
 from shopfloor_bridge.writes import WriteGate
+from shopfloor_inpod.opcua_policies import SECURITY_POLICIES, security_policies
 
 log = logging.getLogger(__name__)
 
@@ -38,15 +39,6 @@ _VARIANT = {
     DataType.DINT: ua.VariantType.Int32,
     DataType.UDINT: ua.VariantType.UInt32,
     DataType.REAL: ua.VariantType.Float,
-}
-_POLICIES = {
-    "None": ua.SecurityPolicyType.NoSecurity,
-    "Basic256Sha256_Sign": ua.SecurityPolicyType.Basic256Sha256_Sign,
-    "Basic256Sha256_SignAndEncrypt": ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt,
-    "Aes128_Sha256_RsaOaep_Sign": ua.SecurityPolicyType.Aes128Sha256RsaOaep_Sign,
-    "Aes128_Sha256_RsaOaep_SignAndEncrypt": ua.SecurityPolicyType.Aes128Sha256RsaOaep_SignAndEncrypt,
-    "Aes256_Sha256_RsaPss_Sign": ua.SecurityPolicyType.Aes256Sha256RsaPss_Sign,
-    "Aes256_Sha256_RsaPss_SignAndEncrypt": ua.SecurityPolicyType.Aes256Sha256RsaPss_SignAndEncrypt,
 }
 
 
@@ -62,7 +54,7 @@ class OpcUaServerSettings:
     sources: dict[str, list[str]] = field(default_factory=dict)  # source name -> its tag names
 
     def __post_init__(self) -> None:
-        unknown = [p for p in self.policies if p not in _POLICIES]
+        unknown = [p for p in self.policies if p not in SECURITY_POLICIES]
         if unknown:
             raise ValueError(f"sinks.opcua.securityPolicies: unknown policy {unknown[0]!r}")
         secured = any(p != "None" for p in self.policies)
@@ -125,7 +117,7 @@ class OpcUaServerSink:
         server.set_endpoint(self.endpoint)
         server.set_server_name("Shopfloor protocol bridge")
         await server.set_application_uri(NAMESPACE)
-        server.set_security_policy([_POLICIES[p] for p in self.settings.policies])
+        server.set_security_policy(security_policies(list(self.settings.policies)))
         if self.settings.certificate is not None and self.settings.private_key is not None:
             cert, key = certificate_file(self.settings.certificate), certificate_file(self.settings.private_key)
             await server.load_certificate(cert.path_or_content, format=cert.extension)
