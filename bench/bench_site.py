@@ -10,6 +10,7 @@ Each is measured N times (default 3) on one site. Run: .venv/bin/python bench/be
 from __future__ import annotations
 
 import argparse
+import logging
 import statistics
 import time
 from pathlib import Path
@@ -76,6 +77,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
+    for library in ("pymodbus", "asyncua"):  # the plant's devices run in this process; their chatter is noise here
+        logging.getLogger(library).setLevel(logging.ERROR)
     with EdgeSite(SiteOptions(broker=False)) as site:
         probe = SiteProbe(site)
         probe.core.create_namespace({"metadata": {"name": "bench"}})
