@@ -97,7 +97,9 @@ async def run_plc(args: argparse.Namespace) -> int:
     except CompileError as exc:
         print_diagnostics(plc, exc)
         return 1
-    retain_file = Path(args.retain_file) if args.retain_file else path.with_name(f"{plc.name}.retain.json")
+    # In a hidden folder beside FILE, so `kubectl apply -f` on the manifests' folder never meets a checkpoint.
+    default_retain = path.parent / ".shopfloor" / f"{plc.name}.retain.json"
+    retain_file = Path(args.retain_file) if args.retain_file else default_retain
     options = RuntimeOptions(
         host=args.host or "127.0.0.1",
         modbus_port=args.modbus_port,
@@ -180,7 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--modbus-port", type=int, default=None, help="override spec.io.modbus.port")
     run.add_argument("--opcua-port", type=int, default=None, help="override spec.io.opcua.port")
     run.add_argument("--http-port", type=int, default=8080, help="metrics and health port (default 8080)")
-    run.add_argument("--retain-file", default=None, help="retain checkpoint (default: NAME.retain.json beside FILE)")
+    run.add_argument(
+        "--retain-file", default=None, help="retain checkpoint (default: FILE's folder/.shopfloor/NAME.retain.json)"
+    )
     run.add_argument("--opcua-cert-dir", default=None, help="directory with tls.crt and tls.key for OPC UA")
     return parser
 

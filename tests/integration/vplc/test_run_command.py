@@ -82,7 +82,7 @@ async def test_sigterm_writes_the_safe_state_to_the_field_device(
     assert await asyncio.to_thread(runtime.process.wait, 20) == 0
     assert await remote_io.coil(0) is False
     assert runtime.saw("stopped: safe state written")
-    assert (tmp_path / "mixer-1.retain.json").is_file()
+    assert (tmp_path / ".shopfloor" / "mixer-1.retain.json").is_file()
 
 
 async def test_editing_the_file_changes_the_program_online_or_says_why_not(
