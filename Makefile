@@ -31,13 +31,19 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# Debian packages the suite talks to for real: Mosquitto (the MQTT broker) and iproute2 (ss, for diagnostics).
+# Debian packages the suite talks to for real: Mosquitto (the MQTT broker) and Prometheus (promtool evaluates the
+# alert rules, a real Prometheus scrapes the real metrics for the dashboard tests). Their services stay off.
+DEBIAN_PACKAGES := mosquitto prometheus
 system-deps:
-	@if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then \
-	  echo "installing Debian's mosquitto (real MQTT broker for the bridge tests)"; \
+	@missing=""; \
+	for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq mosquitto >/dev/null; \
-	  $$SUDO systemctl disable --now mosquitto >/dev/null 2>&1 || true; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  for s in $(DEBIAN_PACKAGES); do \
+	    $$SUDO systemctl disable --now $$s >/dev/null 2>&1 || $$SUDO service $$s stop >/dev/null 2>&1 || true; \
+	  done; \
 	fi
 
 binaries: $(STAMP)
