@@ -31,8 +31,8 @@ from shopfloor_localsite.pki import ControlPlanePki, create_pki
 from shopfloor_localsite.processes import ManagedProcess, free_port, wait_until
 
 WORKDIR_PREFIX = "shopfloor-cp-"
-SERVICE_CIDR = "10.96.0.0/16"
-SERVICE_IP = "10.96.0.1"
+SERVICE_CIDR = "127.96.0.0/16"
+SERVICE_IP = "127.96.0.1"
 # Simulated pod addresses live in loopback space; nothing ever connects to them.
 POD_CIDR = "127.128.0.1/16"
 

@@ -345,7 +345,7 @@ class LabelSelector(ShopfloorModel):
 class IPBlock(ShopfloorModel):
     """An address range."""
 
-    cidr: str = Field(min_length=1, max_length=64, description="CIDR, e.g. 10.0.0.0/24.")
+    cidr: str = Field(min_length=1, max_length=64, description="CIDR, e.g. 198.51.100.0/24.")
     except_: list[str] = Field(
         default_factory=list, alias="except", max_length=32, description="CIDRs inside cidr to exclude."
     )
