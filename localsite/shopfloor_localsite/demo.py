@@ -70,6 +70,10 @@ class Story:
         for name in ("tank-1", "conveyor-1"):
             self.probe.wait(lambda n=name: self.running(n), 90, f"VirtualPLC {name} Running")  # type: ignore[misc]
         self.say(f"both PLCs Running {time.monotonic() - since:.1f}s after apply")
+        self.say("")
+        self.say("$ kubectl get shopfloor -n line-1")
+        for line in self.site.kubectl("get", "shopfloor", "-n", LINE).strip().splitlines():
+            self.say(line)
         self.print_table()
 
     def running(self, name: str) -> bool:
