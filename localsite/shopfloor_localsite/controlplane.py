@@ -201,7 +201,10 @@ class LocalControlPlane:
                 "--use-service-account-credentials=false",
                 f"--node-monitor-grace-period={self.options.node_monitor_grace_seconds}s",
                 "--node-monitor-period=1s",
-                "--controllers=*,-bootstrapsigner,-tokencleaner,-nodeipam,-service-lb-controller,-cloud-node-lifecycle",
+                # Endpoints controllers off: they refuse the loopback pod addresses of simulated pods, and nothing
+                # routes to pod addresses here (the site's endpoint map does that job).
+                "--controllers=*,-bootstrapsigner,-tokencleaner,-nodeipam,-service-lb-controller,-cloud-node-lifecycle,"
+                "-endpoints-controller,-endpointslice-controller,-endpointslice-mirroring-controller",
                 "--concurrent-gc-syncs=5",
                 "--v=0",
             ],

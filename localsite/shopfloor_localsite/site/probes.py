@@ -64,8 +64,9 @@ class SiteProbe:
         report["holder"] = lease.spec.holder_identity or ""
         return report
 
-    def events(self, namespace: str, name: str) -> list[str]:
-        items = self.core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}").items
+    def events(self, namespace: str, name: str, kind: str = "VirtualPLC") -> list[str]:
+        selector = f"involvedObject.name={name},involvedObject.kind={kind}"
+        items = self.core.list_namespaced_event(namespace, field_selector=selector).items
         # Events of one second share a timestamp; the resource version orders them as they were written.
         ordered = sorted(items, key=lambda e: (e.metadata.creation_timestamp, int(e.metadata.resource_version)))
         return [f"{e.reason}: {e.message}" for e in ordered]
