@@ -235,7 +235,7 @@ class Story:
             lambda: self.probe.read_modbus(LINE, "tank-1", "inputRegisters", 2, "UDINT"), 20, "tank-1 fills"
         )
         self.say(f"retained Fills after the move: {fills_after} (was {fills})")
-        for event in self.probe.events(LINE, "tank-1")[-3:]:
+        for event in self.probe.events(LINE, "tank-1")[-4:]:
             self.say(f"event {event}")
         self.site.plane.set_node_heartbeat(node, True)
 
