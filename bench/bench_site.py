@@ -13,14 +13,12 @@ import argparse
 import logging
 import statistics
 import time
-from pathlib import Path
 
 import yaml
 
 from shopfloor_localsite.site.edgesite import EdgeSite, SiteOptions
+from shopfloor_localsite.site.line import EXAMPLES
 from shopfloor_localsite.site.probes import SiteProbe
-
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "production-line"
 
 
 def manifest(name: str) -> str:

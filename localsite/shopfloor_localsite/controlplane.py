@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from shopfloor_localsite.build import Binaries, ensure_binaries
+from shopfloor_localsite.kubeconfig import kubeconfig_document, write_kubeconfig_file
 from shopfloor_localsite.nodes import KWOK_MANAGED_LABEL, SimulatedNode, default_nodes, node_manifest
 from shopfloor_localsite.pki import ControlPlanePki, create_pki
 from shopfloor_localsite.processes import ManagedProcess, free_port, wait_until
@@ -56,23 +56,8 @@ def write_kubeconfig(path: Path, server: str, pki: ControlPlanePki, user: str = 
     def b64(file: Path) -> str:
         return base64.b64encode(file.read_bytes()).decode()
 
-    document = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {"name": "shopfloor-local", "cluster": {"server": server, "certificate-authority-data": b64(pki.ca_cert)}}
-        ],
-        "users": [
-            {
-                "name": user,
-                "user": {"client-certificate-data": b64(pki.admin_cert), "client-key-data": b64(pki.admin_key)},
-            }
-        ],
-        "contexts": [{"name": "shopfloor-local", "context": {"cluster": "shopfloor-local", "user": user}}],
-        "current-context": "shopfloor-local",
-    }
-    path.write_text(yaml.safe_dump(document))
-    path.chmod(0o600)
+    credentials = {"client-certificate-data": b64(pki.admin_cert), "client-key-data": b64(pki.admin_key)}
+    write_kubeconfig_file(path, kubeconfig_document(server, b64(pki.ca_cert), user, credentials))
 
 
 OWNER_FILE = "owner.pid"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import logging
 import os
 import signal
@@ -25,13 +24,10 @@ from typing import Any
 from shopfloor_localsite.build import BuildError, ensure_binaries, missing
 from shopfloor_localsite.pki import opcua_application_certificate
 from shopfloor_localsite.site.edgesite import EdgeSite, SiteOptions
+from shopfloor_localsite.site.line import EXAMPLES, LINE, apply_production_line, wait_line_running
 from shopfloor_localsite.site.probes import SiteProbe
 from shopfloor_localsite.site.sparkplug_watch import SparkplugWatch
 from shopfloor_st import source_revision
-
-REPO = Path(__file__).resolve().parents[2]
-EXAMPLES = REPO / "examples" / "production-line"
-LINE = "line-1"
 
 
 class Story:
@@ -53,33 +49,17 @@ class Story:
 
     def apply_line(self) -> None:
         self.step("Apply the production line (kubectl apply -f examples/production-line/)")
-        self.site.kubectl("apply", "-f", str(EXAMPLES / "00-namespace.yaml"))
-        cert, key = opcua_application_certificate("urn:shopfloor:line-1:tank-1", ("localhost", socket.gethostname()))
-        self.probe.core.create_namespaced_secret(
-            LINE,
-            {
-                "metadata": {"name": "tank-1-opcua"},
-                "type": "kubernetes.io/tls",
-                "data": {"tls.crt": base64.b64encode(cert).decode(), "tls.key": base64.b64encode(key).decode()},
-            },
-        )
-        applied = self.site.kubectl("apply", "-f", str(EXAMPLES))
+        applied = apply_production_line(self.site, self.probe)
         for line in applied.strip().splitlines():
             self.say(line)
         since = time.monotonic()
-        for name in ("tank-1", "conveyor-1"):
-            self.probe.wait(lambda n=name: self.running(n), 90, f"VirtualPLC {name} Running")  # type: ignore[misc]
+        wait_line_running(self.probe, 90)
         self.say(f"both PLCs Running {time.monotonic() - since:.1f}s after apply")
         self.say("")
         self.say("$ kubectl get shopfloor -n line-1")
         for line in self.site.kubectl("get", "shopfloor", "-n", LINE).strip().splitlines():
             self.say(line)
         self.print_table()
-
-    def running(self, name: str) -> bool:
-        status = self.probe.status(LINE, name)
-        endpoints = self.probe.endpoints(LINE, name)
-        return status.get("phase") == "Running" and endpoints is not None
 
     def print_table(self) -> None:
         self.say("")

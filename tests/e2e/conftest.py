@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from shopfloor_localsite.pki import opcua_application_certificate
 from shopfloor_localsite.site.edgesite import EdgeSite, SiteOptions
+from shopfloor_localsite.site.line import LINE, apply_production_line, wait_line_running
 from shopfloor_localsite.site.probes import SiteProbe
 from shopfloor_localsite.site.sparkplug_watch import SparkplugWatch
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "production-line"
-LINE = "line-1"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -56,21 +52,6 @@ def sparkplug(site: EdgeSite) -> Iterator[SparkplugWatch]:
 @pytest.fixture(scope="session")
 def line(site: EdgeSite, probe: SiteProbe, sparkplug: SparkplugWatch) -> str:
     """The production line applied and both PLCs Running (subscribed to Sparkplug before the bridge starts)."""
-    site.kubectl("apply", "-f", str(EXAMPLES / "00-namespace.yaml"))
-    cert, key = opcua_application_certificate("urn:shopfloor:line-1:tank-1")
-    probe.core.create_namespaced_secret(
-        LINE,
-        {
-            "metadata": {"name": "tank-1-opcua"},
-            "type": "kubernetes.io/tls",
-            "data": {"tls.crt": base64.b64encode(cert).decode(), "tls.key": base64.b64encode(key).decode()},
-        },
-    )
-    site.kubectl("apply", "-f", str(EXAMPLES))
-    for name in ("tank-1", "conveyor-1"):
-        probe.wait(
-            lambda n=name: probe.status(LINE, n).get("phase") == "Running" and probe.endpoints(LINE, n),  # type: ignore[misc]
-            120,
-            f"{name} Running with its runtime attached",
-        )
+    apply_production_line(site, probe)
+    wait_line_running(probe)
     return LINE

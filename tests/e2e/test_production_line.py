@@ -9,9 +9,10 @@ import json
 import time
 from typing import Any
 
-from shopfloor_localsite.demo import EXAMPLES, read_opcua
+from shopfloor_localsite.demo import read_opcua
 from shopfloor_localsite.nodes import REALTIME_LABEL
 from shopfloor_localsite.site.edgesite import EdgeSite
+from shopfloor_localsite.site.line import EXAMPLES
 from shopfloor_localsite.site.probes import SiteProbe
 from shopfloor_localsite.site.sparkplug_watch import SparkplugWatch
 from tests.support.sparkplug import BOOLEAN, FLOAT, UINT32, decode, metric_value

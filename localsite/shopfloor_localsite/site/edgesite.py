@@ -25,6 +25,7 @@ from kubernetes import client
 from shopfloor_localsite.broker import Mosquitto
 from shopfloor_localsite.build import ensure_binaries
 from shopfloor_localsite.controlplane import ControlPlaneOptions, LocalControlPlane
+from shopfloor_localsite.kubeconfig import kubeconfig_document, write_kubeconfig_file
 from shopfloor_localsite.nodes import default_nodes
 from shopfloor_localsite.plant.plant import Plant
 from shopfloor_localsite.processes import ManagedProcess, free_port, wait_until
@@ -176,20 +177,10 @@ class EdgeSite:
         token = core.create_namespaced_service_account_token(
             OPERATOR_ACCOUNT, OPERATOR_NAMESPACE, {"spec": {"expirationSeconds": 86400}}
         ).status.token
-        kubeconfig = self.workdir / "operator.kubeconfig"
-        kubeconfig.write_text(
-            yaml.safe_dump(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Config",
-                    "clusters": [{"name": "site", "cluster": cluster}],
-                    "users": [{"name": OPERATOR_ACCOUNT, "user": {"token": token}}],
-                    "contexts": [{"name": "operator", "context": {"cluster": "site", "user": OPERATOR_ACCOUNT}}],
-                    "current-context": "operator",
-                }
-            )
+        document = kubeconfig_document(
+            cluster["server"], cluster["certificate-authority-data"], OPERATOR_ACCOUNT, {"token": token}
         )
-        kubeconfig.chmod(0o600)
+        kubeconfig = write_kubeconfig_file(self.workdir / "operator.kubeconfig", document)
         self.operator_metrics_port = free_port()
         env = dict(os.environ)
         env.pop("KUBERNETES_SERVICE_HOST", None)

@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from shopfloor_inpod.endpoints import ENDPOINT_MAP_ENV, format_endpoint_map
+from shopfloor_localsite.kubeconfig import kubeconfig_document, write_kubeconfig_file
 from shopfloor_localsite.nodes import KWOK_MANAGED_LABEL
 from shopfloor_localsite.processes import ManagedProcess, free_port
 from shopfloor_localsite.site.launch import (
@@ -261,25 +261,14 @@ class SiteRunner:
             launch.namespace,
             {"spec": {"expirationSeconds": TOKEN_SECONDS}},
         )
-        document = {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [
-                {"name": "site", "cluster": {"server": self.server, "certificate-authority-data": self.ca_data}}
-            ],
-            "users": [{"name": launch.service_account, "user": {"token": request.status.token}}],
-            "contexts": [
-                {
-                    "name": "pod",
-                    "context": {"cluster": "site", "user": launch.service_account, "namespace": launch.namespace},
-                }
-            ],
-            "current-context": "pod",
-        }
-        path = pod_dir / "kubeconfig"
-        path.write_text(yaml.safe_dump(document))
-        path.chmod(0o600)
-        return path
+        document = kubeconfig_document(
+            self.server,
+            self.ca_data,
+            launch.service_account,
+            {"token": request.status.token},
+            namespace=launch.namespace,
+        )
+        return write_kubeconfig_file(pod_dir / "kubeconfig", document)
 
     def _materialise_volumes(self, core: client.CoreV1Api, launch: PodLaunch, root: Path) -> None:
         for volume in launch.volumes:
