@@ -325,6 +325,22 @@ class BridgePlacement(Placement):
     )
 
 
+LeaseDuration = Annotated[Duration, Between("1s", "60s")]
+
+
+class Failover(ShopfloorModel):
+    """How the workload's lock (its Lease) behaves when the runtime or its node is lost (docs/failover.md)."""
+
+    lease_duration: LeaseDuration = Field(
+        Duration("3s"),
+        description=(
+            "A runtime that has not renewed its Lease for this long (less a margin) stops driving its outputs; a "
+            "replacement is started once the Lease has been seen unchanged for this long (plus a margin). Shorter "
+            "fails over faster and costs more API requests: three renewals per period."
+        ),
+    )
+
+
 class LabelSelectorRequirement(ShopfloorModel):
     """One expression of a label selector."""
 
@@ -381,3 +397,10 @@ class Condition(ShopfloorModel):
     message: str = Field("", max_length=32768, description="Explanation for humans.")
     last_transition_time: str = Field("", description="When the status last changed (RFC 3339).")
     observed_generation: int = Field(0, ge=0, description="The generation this condition was computed from.")
+
+
+class LockStatus(ShopfloorModel):
+    """Who holds the workload's lock (its Lease), as the operator last saw it."""
+
+    holder: str = Field("", description="The pod holding the Lease: the one runtime allowed to drive the outputs.")
+    epoch: int = Field(0, ge=0, description="Fencing epoch: the Lease's leaseTransitions, one more per new holder.")

@@ -13,7 +13,9 @@ from shopfloor_api.common import (
     Condition,
     Duration,
     Endpoint,
+    Failover,
     LocalObjectRef,
+    LockStatus,
     Port,
     Quantity,
     SecretRef,
@@ -255,6 +257,7 @@ class ProtocolBridgeSpec(ShopfloorModel):
     writes: Writes = Field(default_factory=Writes, description="Write-back policy.")
     placement: BridgePlacement = Field(default_factory=BridgePlacement, description="Where the bridge may run.")
     resources: BridgeResources = Field(default_factory=BridgeResources, description="CPU and memory.")
+    failover: Failover = Field(default_factory=Failover, description="The bridge's lock and how fast it fails over.")
     image: str = Field("", max_length=512, description="Bridge image override; empty uses the operator's default.")
 
     @model_validator(mode="after")
@@ -279,6 +282,7 @@ class ProtocolBridgeStatus(ShopfloorModel):
     node_name: str = Field("", description="Node the bridge's pod is bound to.")
     pod_name: str = Field("", description="The bridge's pod.")
     replacements: int = Field(0, description="How many times the operator replaced the bridge's pod.")
+    lock: LockStatus = Field(default_factory=LockStatus, description="Who holds the bridge's Lease, and its epoch.")
     conditions: list[Condition] = Field(default_factory=list, description="Ready, Reconciling, Stalled, Scheduled.")
 
 

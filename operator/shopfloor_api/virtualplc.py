@@ -14,6 +14,8 @@ from shopfloor_api.common import (
     Condition,
     ConfigMapKeyRef,
     Duration,
+    Failover,
+    LockStatus,
     NetworkPeer,
     Placement,
     Port,
@@ -285,6 +287,7 @@ class VirtualPLCSpec(ShopfloorModel):
         max_length=64,
         description="Peers allowed to reach Modbus and OPC UA (NetworkPolicy); empty allows none.",
     )
+    failover: Failover = Field(default_factory=Failover, description="The PLC's lock and how fast it fails over.")
     image: str = Field("", max_length=512, description="Runtime image override; empty uses the operator's default.")
 
     @model_validator(mode="before")
@@ -339,6 +342,7 @@ class VirtualPLCStatus(ShopfloorModel):
     pod_name: str = Field("", description="The PLC's pod.")
     program: ProgramStatus = Field(default_factory=ProgramStatus, description="Program revisions.")
     replacements: int = Field(0, description="How many times the operator replaced the PLC's pod.")
+    lock: LockStatus = Field(default_factory=LockStatus, description="Who holds the PLC's Lease, and its epoch.")
     conditions: list[Condition] = Field(
         default_factory=list, description="Ready, Reconciling, Stalled, ProgramValid, Scheduled, RuntimeHealthy."
     )

@@ -14,7 +14,7 @@ from shopfloor_operator.children import ChildApplier
 from shopfloor_operator.conditions import Observation
 from shopfloor_operator.health import runtime_report
 from shopfloor_operator.kube import Kube
-from shopfloor_operator.passes import DEFAULT_RECHECK, Observed, Outcome, apply_children, parse_or_stall
+from shopfloor_operator.passes import DEFAULT_RECHECK, Observed, Outcome, apply_children, lock_status, parse_or_stall
 from shopfloor_operator.podstep import pod_step, pod_view
 from shopfloor_operator.settings import OperatorSettings
 from shopfloor_operator.status import StatusWriter
@@ -46,7 +46,17 @@ class BridgeReconciler:
         apply_children(self.applier, workload, self.settings, config_map)
 
         incarnation = int(status.get("replacements", 0)) if status.get("podName") else None
-        pods = pod_step(self.kube, workload, self.settings, observed.pods, observed.nodes, incarnation, now)
+        pods = pod_step(
+            self.kube,
+            workload,
+            self.settings,
+            observed.pods,
+            observed.nodes,
+            incarnation,
+            now,
+            lease=observed.lease,
+            lease_view=observed.lock,
+        )
         live = pods.live
         pod_name = live["metadata"]["name"] if live else ""
         report = runtime_report(observed.lease, pod_name, now)
@@ -65,6 +75,7 @@ class BridgeReconciler:
             podName=pod_name or status.get("podName", ""),  # the last pod names the next incarnation
             nodeName=(live.get("spec") or {}).get("nodeName", "") if live else "",
             replacements=pods.incarnation,
+            lock=lock_status(observed.lock, status.get("lock")),
         )
         running = phase is Phase.RUNNING
         observations = [

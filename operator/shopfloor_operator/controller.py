@@ -15,6 +15,7 @@ from kubernetes import client
 from shopfloor_operator.bridge import BridgeReconciler
 from shopfloor_operator.children import ChildApplier
 from shopfloor_operator.kube import Kube, KubeError, object_path
+from shopfloor_operator.leases import LeaseObservations
 from shopfloor_operator.metrics import OperatorMetrics
 from shopfloor_operator.passes import DEFAULT_RECHECK, Observed, Outcome
 from shopfloor_operator.plc import PlcReconciler
@@ -44,6 +45,9 @@ class Controller:
             "VirtualPLC": PlcReconciler(self.kube, settings, applier),
             "ProtocolBridge": BridgeReconciler(self.kube, settings, applier),
         }
+        self.leases = LeaseObservations()
+        self._expiry_timers: dict[Key, asyncio.TimerHandle] = {}
+        self._lease_reports: dict[Key, tuple[str, str]] = {}  # holder and annotations last seen, per object
         self._wakeups: dict[Key, asyncio.Event] = {}
         self._latest: dict[Key, dict[str, Any]] = {}  # the newest body seen or written, per object
         self._lock = threading.Lock()
@@ -61,8 +65,34 @@ class Controller:
         if event is not None:
             event.set()
 
+    def lease_changed(self, key: Key, lease: dict[str, Any]) -> None:
+        """A watch event of the workload's Lease: note the version at once (the expiry clock restarts) and look at
+        the object again when the holder or its report changed, or when the Lease would expire unrenewed. Plain
+        renewals wake nothing: at three per lease period they would keep every daemon busy."""
+        if not self.leases.observe(key, lease):
+            return
+        view = self.leases.view(key, lease)
+        timer = self._expiry_timers.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+        if view is not None and view.holder:
+            loop = asyncio.get_running_loop()
+            self._expiry_timers[key] = loop.call_later(view.expires_in + 0.05, self.wake, key)
+        report = (
+            str((lease.get("spec") or {}).get("holderIdentity") or ""),
+            repr(sorted(((lease.get("metadata") or {}).get("annotations") or {}).items())),
+        )
+        if self._lease_reports.get(key) != report:
+            self._lease_reports[key] = report
+            self.wake(key)
+
     def forget(self, key: Key, uid: str) -> None:
         self._wakeups.pop(key, None)
+        timer = self._expiry_timers.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+        self._lease_reports.pop(key, None)
+        self.leases.forget(key)
         with self._lock:
             self._latest.pop(key, None)
         self.metrics.forget(CONTROLLERS[key[0]], uid)
@@ -95,6 +125,7 @@ class Controller:
         if observed.body["metadata"].get("deletionTimestamp"):
             return Outcome("", DEFAULT_RECHECK)  # being deleted: garbage collection removes the children
         self._confirm_pods(observed, namespace)
+        observed.lock = self.leases.view(key, observed.lease)
         started = time.perf_counter()
         try:
             outcome = self.reconcilers[kind].reconcile(observed)

@@ -48,11 +48,18 @@ def register(registry: kopf.OperatorRegistry, controller: Controller) -> None:
         return {name: _plain(body)}
 
     @kopf.on.event("pods", id="pod_changed", labels=OWNED, registry=registry)
-    @kopf.on.event("coordination.k8s.io", "v1", "leases", id="lease_changed", labels=OWNED, registry=registry)
     async def child_changed(labels: kopf.Labels, namespace: str | None, **_: Any) -> None:
         key = _owner_key(labels, namespace)
         if key:
             controller.wake(key)
+
+    @kopf.on.event("coordination.k8s.io", "v1", "leases", id="lease_changed", labels=OWNED, registry=registry)
+    async def lease_changed(
+        labels: kopf.Labels, namespace: str | None, body: kopf.Body, type: str | None, **_: Any
+    ) -> None:
+        key = _owner_key(labels, namespace)
+        if key and type != "DELETED":
+            controller.lease_changed(key, _plain(body))
 
     @kopf.on.event("nodes", id="node_changed", registry=registry)
     async def node_changed(name: str, **kwargs: Any) -> None:

@@ -6,10 +6,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-ACTIVE_REVISION = "shopfloor.io/active-revision"
-STATE = "shopfloor.io/state"
-FAULT = "shopfloor.io/fault"
-RUNTIME_STALE_AFTER = timedelta(seconds=30)  # three missed 10 s renewals
+from shopfloor_api.runtime_contract import (
+    ANNOTATION_ACTIVE_REVISION,
+    ANNOTATION_FAULT,
+    ANNOTATION_REFUSED_REASON,
+    ANNOTATION_REFUSED_REVISION,
+    ANNOTATION_STATE,
+)
+
+RUNTIME_STALE_AFTER = timedelta(seconds=30)  # a report this old says nothing (the Lease's own expiry moves the PLC)
 
 
 @dataclass(frozen=True)
@@ -21,6 +26,8 @@ class RuntimeReport:
     message: str
     active_revision: str = ""
     state: str = ""
+    refused_revision: str = ""  # the last revision an online change refused (the running one stays)
+    refused_reason: str = ""
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -40,19 +47,22 @@ def runtime_report(
     spec = lease.get("spec") or {}
     annotations = (lease.get("metadata") or {}).get("annotations") or {}
     holder = spec.get("holderIdentity") or ""
-    revision = annotations.get(ACTIVE_REVISION, "")
-    state = annotations.get(STATE, "")
+    revision = annotations.get(ANNOTATION_ACTIVE_REVISION, "")
+    state = annotations.get(ANNOTATION_STATE, "")
+    refused = {
+        "refused_revision": annotations.get(ANNOTATION_REFUSED_REVISION, ""),
+        "refused_reason": annotations.get(ANNOTATION_REFUSED_REASON, ""),
+    }
     if holder != pod_name:
         return RuntimeReport(False, "NoReport", f"Lease held by {holder or 'nobody'}, not by pod {pod_name}")
     renewed = parse_time(spec.get("renewTime")) or parse_time(spec.get("acquireTime"))
     if renewed is None or now - renewed > stale_after:
         age = "never renewed" if renewed is None else f"last renewed {int((now - renewed).total_seconds())}s ago"
-        return RuntimeReport(False, "ReportStale", f"the runtime stopped reporting ({age})", revision, state)
+        return RuntimeReport(False, "ReportStale", f"the runtime stopped reporting ({age})", revision, state, **refused)
     if state == "Faulted":
-        fault = annotations.get(FAULT, "") or "no detail"
-        return RuntimeReport(False, "RuntimeFaulted", f"the runtime faulted: {fault}", revision, state)
+        fault = annotations.get(ANNOTATION_FAULT, "") or "no detail"
+        return RuntimeReport(False, "RuntimeFaulted", f"the runtime faulted: {fault}", revision, state, **refused)
     if state != "Running":
-        return RuntimeReport(
-            False, f"Runtime{state or 'Unknown'}", f"the runtime reports {state or 'no state'}", revision, state
-        )
-    return RuntimeReport(True, "Running", f"running revision {revision}", revision, state)
+        message = f"the runtime reports {state or 'no state'}"
+        return RuntimeReport(False, f"Runtime{state or 'Unknown'}", message, revision, state, **refused)
+    return RuntimeReport(True, "Running", f"running revision {revision}", revision, state, **refused)

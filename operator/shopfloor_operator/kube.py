@@ -134,6 +134,10 @@ class Kube:
             raise
         return True
 
+    def replace(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """Update guarded by the manifest's metadata.resourceVersion: KubeError 409 when the object changed since."""
+        return self.request("PUT", path_of(manifest), manifest) or {}
+
     def delete(self, path: str, grace_seconds: int | None = None, uid: str | None = None) -> None:
         """Delete, tolerating "already gone"; `uid` makes sure a successor with the same name is not hit."""
         body: dict[str, Any] = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}

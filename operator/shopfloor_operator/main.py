@@ -14,6 +14,7 @@ from kubernetes import client, config
 from shopfloor_operator.controller import Controller
 from shopfloor_operator.handlers import register
 from shopfloor_operator.settings import OperatorSettings, effective_priority, settings_from_environment
+from shopfloor_operator.witness import ApiProbe, WitnessServer
 
 log = logging.getLogger("shopfloor_operator")
 RECONCILE_THREADS = 16
@@ -70,15 +71,26 @@ async def run(
 
     if settings.metrics_port:
         controller.metrics.serve(settings.metrics_port)
-    await kopf.operator(
-        registry=registry,
-        settings=kopf_settings(settings),
-        liveness_endpoint=settings.liveness_endpoint or None,
-        clusterwide=not settings.namespaces,
-        namespaces=settings.namespaces,
-        stop_flag=stop_flag,
-        ready_flag=ready_flag,
-    )
+    # Whether the API server answers: Lease expiry waits while it does not, and runtimes ask through the witness.
+    probe = ApiProbe(api_client, controller.leases)
+    await asyncio.to_thread(probe.start)
+    witness = WitnessServer(probe, controller.leases, settings.witness_port) if settings.witness_port else None
+    if witness is not None:
+        await witness.start()
+    try:
+        await kopf.operator(
+            registry=registry,
+            settings=kopf_settings(settings),
+            liveness_endpoint=settings.liveness_endpoint or None,
+            clusterwide=not settings.namespaces,
+            namespaces=settings.namespaces,
+            stop_flag=stop_flag,
+            ready_flag=ready_flag,
+        )
+    finally:
+        if witness is not None:
+            await witness.stop()
+        await asyncio.to_thread(probe.stop)
     return controller
 
 

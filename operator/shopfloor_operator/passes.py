@@ -12,6 +12,7 @@ from shopfloor_operator.builders import config, network, rbac
 from shopfloor_operator.builders.workload import Workload
 from shopfloor_operator.children import ChildApplier
 from shopfloor_operator.conditions import Observation
+from shopfloor_operator.leases import LeaseView
 from shopfloor_operator.settings import OperatorSettings
 from shopfloor_operator.status import StatusWriter
 
@@ -26,6 +27,14 @@ class Observed:
     pods: list[dict[str, Any]]
     nodes: dict[str, dict[str, Any]]
     lease: dict[str, Any] | None
+    lock: LeaseView | None = None  # the Lease judged on the operator's clock (filled in by the controller)
+
+
+def lock_status(lock: LeaseView | None, previous: dict[str, Any] | None) -> dict[str, Any]:
+    """status.lock: the holder and epoch as last seen (kept as they were while no Lease is seen)."""
+    if lock is None:
+        return dict(previous or {"holder": "", "epoch": 0})
+    return {"holder": lock.holder, "epoch": lock.epoch}
 
 
 @dataclass

@@ -17,7 +17,14 @@ from shopfloor_operator.builders.workloads import plc_workload
 from shopfloor_operator.children import ChildApplier
 from shopfloor_operator.health import parse_time, runtime_report
 from shopfloor_operator.kube import Kube, object_path
-from shopfloor_operator.passes import DEFAULT_RECHECK, Observed, Outcome, apply_children, parse_or_stall
+from shopfloor_operator.passes import (
+    DEFAULT_RECHECK,
+    Observed,
+    Outcome,
+    apply_children,
+    lock_status,
+    parse_or_stall,
+)
 from shopfloor_operator.podstep import PodOutcome, pod_step, pod_view
 from shopfloor_operator.program import check_program
 from shopfloor_operator.releases import ReleaseStore
@@ -92,7 +99,16 @@ class PlcReconciler:
         if program.get("deployedRevision") and self._write_runtime_config(workload, plc, program):
             incarnation = int(status.get("replacements", 0)) if status.get("podName") else None
             pods_outcome = pod_step(
-                self.kube, workload, self.settings, observed.pods, observed.nodes, incarnation, now, replace_reason
+                self.kube,
+                workload,
+                self.settings,
+                observed.pods,
+                observed.nodes,
+                incarnation,
+                now,
+                replace_reason,
+                observed.lease,
+                observed.lock,
             )
             if pods_outcome.recheck_after is not None:
                 outcome.recheck_after = min(outcome.recheck_after, pods_outcome.recheck_after)
@@ -106,6 +122,7 @@ class PlcReconciler:
             status["nodeName"] = ""
         program.update(desiredRevision=check.revision or "", activeRevision=report.active_revision)
         status["program"] = program
+        status["lock"] = lock_status(observed.lock, status.get("lock"))
 
         scheduled = pods_outcome.scheduled if pods_outcome else None
         phase, observations = conditions_for(

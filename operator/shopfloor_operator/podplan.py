@@ -1,9 +1,20 @@
-"""Pure planner of the one pod of a workload: create, keep, or replace it, and never run two at once."""
+"""Pure planner of the one pod of a workload: create, keep, or replace it, and never run two at once.
+
+The workload's Lease is the lock that decides which runtime drives the process (shopfloor_inpod.lease); pods only
+carry runtimes. So a lost node is a hint to look, not a trigger: a pod that holds the Lease is replaced once its
+Lease has expired on the operator's clock (shopfloor_operator.leases), whatever its node reports, and never before.
+The Lease is then handed to the replacement by name, guarded by the version judged expired, before the old pod is
+force-deleted and the new one created: a holder that renewed meanwhile makes the hand-over fail instead.
+A pod that holds nothing (pending, starting, or waiting for a Lease still held by a pod that is gone) follows the
+node-lost grace as before.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+
+from shopfloor_operator.leases import LeaseView
 
 
 @dataclass(frozen=True)
@@ -37,6 +48,19 @@ class DeletePod:
 
 
 @dataclass(frozen=True)
+class HandOver:
+    """The Lease of `holder` expired: give it to the pod of `to_incarnation` (guarded by `version`), then
+    force-delete `victim` (when it still exists) and create that pod unless it exists already."""
+
+    to_incarnation: int
+    holder: str
+    version: str
+    victim: str | None
+    create: bool
+    reason: str
+
+
+@dataclass(frozen=True)
 class WaitPod:
     reason: str
     recheck_after: float
@@ -47,7 +71,7 @@ class KeepPod:
     pod: PodView
 
 
-PodAction = CreatePod | DeletePod | WaitPod | KeepPod
+PodAction = CreatePod | DeletePod | HandOver | WaitPod | KeepPod
 
 
 def _lost_for(node: NodeView | None, now: datetime) -> timedelta | None:
@@ -59,6 +83,48 @@ def _lost_for(node: NodeView | None, now: datetime) -> timedelta | None:
     return now - node.since if node.since else timedelta(0)
 
 
+def _node_hint(pods: list[PodView], holder: str, nodes: dict[str, NodeView]) -> str:
+    node = next((pod.node_name for pod in pods if pod.name == holder), "")
+    if not node:
+        return ""
+    view = nodes.get(node)
+    if view is None:
+        return f"; node {node} removed"
+    return "" if view.ready else f"; node {node} NotReady"
+
+
+def plan_lease(
+    pods: list[PodView],
+    nodes: dict[str, NodeView],
+    next_incarnation: int,
+    next_pod_name: str,
+    lease: LeaseView,
+) -> PodAction | None:
+    """What the Lease alone decides, or None to go on with the pod rules."""
+    live = [pod for pod in pods if not pod.deleting]
+    holder_pod = next((pod for pod in pods if pod.name == lease.holder), None)
+    if lease.free:
+        return None
+    if lease.expired and not (holder_pod is not None and not holder_pod.deleting and not lease.taken):
+        # The holder stopped renewing and is fenced by now: the Lease goes to a pod that waits for it, or to a new one.
+        duration = f"{lease.duration_s:g}s"
+        reason = (
+            f"Lease of {lease.holder} expired (not renewed within {duration}){_node_hint(pods, lease.holder, nodes)}"
+        )
+        waiting = next((pod for pod in live if pod.name != lease.holder), None)
+        victim = holder_pod.name if holder_pod is not None else None
+        if waiting is not None:
+            return HandOver(waiting.incarnation, lease.holder, lease.version, victim, False, reason)
+        return HandOver(next_incarnation, lease.holder, lease.version, victim, True, reason)
+    if holder_pod is None:
+        if lease.holder == next_pod_name:
+            return CreatePod(next_incarnation)  # handed over, the pod not created yet (an interrupted pass)
+        if not live:
+            # Its pod is gone but a runtime may still drive with it (a force-deleted pod on a cut-off node).
+            return WaitPod(f"waiting for the Lease of {lease.holder} to expire", max(0.2, lease.expires_in))
+    return None
+
+
 def plan_pod(
     pods: list[PodView],
     nodes: dict[str, NodeView],
@@ -66,15 +132,25 @@ def plan_pod(
     now: datetime,
     grace: timedelta,
     replace_reason: str | None = None,
+    lease: LeaseView | None = None,
+    next_pod_name: str = "",
 ) -> PodAction:
-    """`replace_reason` asks for a replacement (spec drift, a Restart rollout); lost nodes and failed pods trigger
-    one on their own after `grace`."""
+    """`replace_reason` asks for a replacement (spec drift, a Restart rollout); an expired Lease triggers one at once;
+    lost nodes and failed pods whose pod holds no Lease trigger one after `grace`."""
     terminating = [pod for pod in pods if pod.deleting]
     live = sorted((pod for pod in pods if not pod.deleting), key=lambda pod: pod.incarnation)
     if len(live) > 1:
         extra = live[0]
         return DeletePod(extra.name, f"a newer pod {live[-1].name} exists", force=False)
+    if lease is not None:
+        decided = plan_lease(pods, nodes, next_incarnation, next_pod_name, lease)
+        if decided is not None:
+            return decided
+    holds = lease is not None and not lease.free
     for pod in terminating:
+        if holds and lease is not None and lease.holder != pod.name:
+            # It holds nothing (the Lease is someone else's): nothing to wait for.
+            return DeletePod(pod.name, f"pod {pod.name} does not hold the Lease", force=True)
         lost = _lost_for(nodes.get(pod.node_name), now) if pod.node_name else None
         if lost is not None and lost >= grace:
             return DeletePod(pod.name, f"pod {pod.name} cannot terminate on lost node {pod.node_name}", force=True)
@@ -88,6 +164,10 @@ def plan_pod(
     if pod.node_name:
         node = nodes.get(pod.node_name)
         lost = _lost_for(node, now)
+        if lost is not None and lease is not None and lease.holder == pod.name and lease.taken:
+            # The pod holds the Lease: only its expiry moves the PLC (handled above); the node is a hint.
+            reason = f"node {pod.node_name} NotReady; waiting for the Lease of {pod.name} to expire"
+            return WaitPod(reason, max(0.2, lease.expires_in))
         if lost is not None:
             if node is None:
                 return DeletePod(pod.name, f"node {pod.node_name} was removed", force=True, replacement=True)

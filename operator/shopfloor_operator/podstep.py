@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from shopfloor_api.runtime_contract import (
+    ANNOTATION_ACTIVE_REVISION,
+    ANNOTATION_FAULT,
+    ANNOTATION_HANDOVER,
+    ANNOTATION_STATE,
+)
 from shopfloor_operator import conditions
 from shopfloor_operator.builders.pod import INCARNATION_ANNOTATION, SPEC_HASH_ANNOTATION, pod
 from shopfloor_operator.builders.workload import Workload
@@ -13,8 +20,9 @@ from shopfloor_operator.conditions import Observation
 from shopfloor_operator.drift import pod_drift
 from shopfloor_operator.health import parse_time
 from shopfloor_operator.kube import Kube, object_path
+from shopfloor_operator.leases import LeaseView
 from shopfloor_operator.placement import explain_unschedulable
-from shopfloor_operator.podplan import CreatePod, DeletePod, KeepPod, NodeView, PodView, WaitPod, plan_pod
+from shopfloor_operator.podplan import CreatePod, DeletePod, HandOver, KeepPod, NodeView, PodView, WaitPod, plan_pod
 from shopfloor_operator.settings import OperatorSettings
 
 
@@ -65,9 +73,11 @@ def pod_step(
     incarnation: int | None,
     now: datetime,
     replace_reason: str | None = None,
+    lease: dict[str, Any] | None = None,
+    lease_view: LeaseView | None = None,
 ) -> PodOutcome:
     """`incarnation` is the status' current one (None before the first pod); a new pod gets the next.
-    `replace_reason` asks for a new pod."""
+    `replace_reason` asks for a new pod; `lease` is the workload's Lease as observed, judged in `lease_view`."""
     views = [pod_view(p) for p in pods]
     live = [p for p, v in zip(pods, views, strict=True) if not v.deleting]
     if replace_reason is None and len(live) == 1:
@@ -77,8 +87,20 @@ def pod_step(
     known = [v.incarnation for v in views] + ([incarnation] if incarnation is not None else [])
     next_incarnation = max(known) + 1 if known else 0
     current_incarnation = incarnation if incarnation is not None else 0
-    action = plan_pod(views, {n: node_view(o) for n, o in nodes.items()}, next_incarnation, now, grace, replace_reason)
+    action = plan_pod(
+        views,
+        {n: node_view(o) for n, o in nodes.items()},
+        next_incarnation,
+        now,
+        grace,
+        replace_reason,
+        lease_view,
+        workload.pod_name(next_incarnation),
+    )
     pending = Observation(conditions.SCHEDULED, False, "Pending", "no pod yet")
+    if isinstance(action, HandOver):
+        assert lease is not None
+        return _hand_over(kube, workload, settings, pods, live, nodes, lease, action, now)
     if isinstance(action, CreatePod):
         desired = pod(workload, settings, action.incarnation)
         kube.create(desired)
@@ -105,6 +127,60 @@ def pod_step(
     assert isinstance(action, KeepPod)
     current = next(p for p in live if p["metadata"]["name"] == action.pod.name)
     return PodOutcome(current, action.pod.incarnation, _scheduled(current, nodes), "", None)
+
+
+def handed_over_lease(lease: dict[str, Any], to_pod: str, reason: str, now: datetime) -> dict[str, Any]:
+    """The Lease given to `to_pod`: a new epoch, the old holder's report cleared, guarded by its resourceVersion."""
+    body = copy.deepcopy(lease)
+    spec = body.setdefault("spec", {})
+    stamp = now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    previous = spec.get("holderIdentity") or ""
+    spec.update(
+        holderIdentity=to_pod,
+        acquireTime=stamp,
+        renewTime=stamp,
+        leaseTransitions=int(spec.get("leaseTransitions") or 0) + 1,
+    )
+    annotations = dict((body.setdefault("metadata", {}).get("annotations")) or {})
+    annotations.update(
+        {
+            ANNOTATION_STATE: "",
+            ANNOTATION_ACTIVE_REVISION: "",
+            ANNOTATION_FAULT: "",
+            ANNOTATION_HANDOVER: f"from {previous}: {reason}",
+        }
+    )
+    body["metadata"]["annotations"] = annotations
+    return body
+
+
+def _hand_over(
+    kube: Kube,
+    workload: Workload,
+    settings: OperatorSettings,
+    pods: list[dict[str, Any]],
+    live: list[dict[str, Any]],
+    nodes: dict[str, dict[str, Any]],
+    lease: dict[str, Any],
+    action: HandOver,
+    now: datetime,
+) -> PodOutcome:
+    """Lease first (the lock), then the old pod, then the new one: an interruption anywhere is finished next pass."""
+    to_pod = workload.pod_name(action.to_incarnation)
+    kube.replace(handed_over_lease(lease, to_pod, action.reason, now))  # 409 when the holder renewed after all
+    owner = {"apiVersion": "shopfloor.io/v1alpha1", "kind": workload.kind, "metadata": _owner_meta(workload)}
+    kube.event(owner, "Warning", "Failover", f"{action.reason}; Lease handed to {to_pod}")
+    if action.victim is not None:
+        victim = next(p for p in pods if p["metadata"]["name"] == action.victim)
+        path = object_path("v1", "Pod", workload.namespace, action.victim)
+        kube.delete(path, grace_seconds=0, uid=victim["metadata"].get("uid"))
+    if action.create:
+        desired = pod(workload, settings, action.to_incarnation)
+        kube.create(desired)
+        created = Observation(conditions.SCHEDULED, False, "Pending", f"pod {to_pod} created")
+        return PodOutcome(desired, action.to_incarnation, created, action.reason, 0.5)
+    current = next(p for p in live if p["metadata"]["name"] == to_pod)
+    return PodOutcome(current, action.to_incarnation, _scheduled(current, nodes), action.reason, 0.5)
 
 
 def _scheduled(pod_object: dict[str, Any] | None, nodes: dict[str, dict[str, Any]]) -> Observation:

@@ -94,6 +94,9 @@ def plan(state: ProgramState, now: datetime) -> Action:
             return Switched(now)
         if report.state == "Faulted":
             return _failed(state, f"the runtime faulted loading {state.deployed}: {report.message}")
+        if report.refused_revision and report.refused_revision == state.deployed:
+            # Refused by the runtime itself (incompatible online change): known now, no need to wait for a timeout.
+            return _failed(state, f"the runtime refused {state.deployed}: {report.refused_reason or 'no reason given'}")
         if not state.pod_ready or state.pod_ready_since is None:
             return Wait(f"waiting for a ready pod to activate {state.deployed}", 2.0)
         waited = now - max(state.deployed_at or now, state.pod_ready_since)

@@ -58,6 +58,13 @@ class OperatorSettings(BaseModel):
         ),
     )
     standalone: bool = Field(False, description="Skip peering (a single replica, development and tests).")
+    witness_port: int = Field(
+        8092, ge=0, le=65535, description="Port of the witness runtimes ask when they cannot renew; 0 disables it."
+    )
+    witness_url: str = Field(
+        "http://shopfloor-operator.shopfloor-system:8092/witness",
+        description="The witness' URL as workloads reach it (the chart's Service); empty: runtimes have no witness.",
+    )
     resync_seconds: float = Field(30.0, gt=0, description="Period of the level-based resync of every object.")
     watch_timeout_seconds: int = Field(60, gt=0, description="Server-side watch timeout; reconnects after it.")
 

@@ -23,34 +23,37 @@ from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
 from shopfloor_api import ManifestError, ProtocolBridge, load_manifest
+from shopfloor_api.runtime_contract import (
+    ANNOTATION_ACTIVE_REVISION,
+    ANNOTATION_FAULT,
+    ANNOTATION_STATE,
+    BRIDGE_MANIFEST_KEY,
+)
 from shopfloor_bridge.bridge import Bridge
 from shopfloor_bridge.config import ConfigError, SecretFiles, from_manifest
 from shopfloor_bridge.http import HealthServer
 from shopfloor_bridge.metrics import BridgeMetrics
 from shopfloor_bridge.state import BridgeState, Health
 from shopfloor_inpod.configmap import ConfigMapStore
-from shopfloor_inpod.lease import LeaseReporter
+from shopfloor_inpod.lease import LeaseLock
 from shopfloor_inpod.settings import PodSettings
 
 log = logging.getLogger(__name__)
 
-MANIFEST_KEY = "protocolbridge.yaml"
-ANNOTATION_STATE = "shopfloor.io/state"
-ANNOTATION_FAULT = "shopfloor.io/fault"
-ANNOTATION_REVISION = "shopfloor.io/active-revision"
+MANIFEST_KEY = BRIDGE_MANIFEST_KEY
 RETRY_S = 5.0
 
 
 class LeaseListener:
     """Adapts bridge state changes to Lease annotations (the seam between the bridge and shopfloor_inpod)."""
 
-    def __init__(self, reporter: LeaseReporter, revision: str = "") -> None:
+    def __init__(self, reporter: LeaseLock, revision: str = "") -> None:
         self.reporter = reporter
         self.revision = revision
 
     def __call__(self, state: BridgeState, fault: str | None) -> None:
         self.reporter.update(
-            {ANNOTATION_STATE: state.value, ANNOTATION_FAULT: (fault or "")[:1024], ANNOTATION_REVISION: self.revision}
+            {ANNOTATION_STATE: state.value, ANNOTATION_FAULT: fault or "", ANNOTATION_ACTIVE_REVISION: self.revision}
         )
 
 
@@ -92,7 +95,7 @@ def _build(text: str, settings: PodSettings, listener: LeaseListener) -> Bridge:
 async def run_pod(stop: asyncio.Event) -> int:
     settings = PodSettings.from_env()
     api: client.ApiClient = settings.api_client()
-    reporter = LeaseReporter(api, settings.namespace, settings.lease, settings.pod_name)
+    reporter = LeaseLock(api, settings.namespace, settings.lease, settings.pod_name, settings.lock_timing)
     listener = LeaseListener(reporter)
     listener(BridgeState.LOADING, None)
     reporting = asyncio.create_task(reporter.run())
@@ -128,7 +131,7 @@ async def run_pod(stop: asyncio.Event) -> int:
         if http is not None:
             await http.stop()
         listener(BridgeState.STOPPED if health.state is not BridgeState.FAULTED else health.state, health.fault)
-        await asyncio.to_thread(reporter.renew_once)  # the final state before leaving
         reporting.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await reporting
+        await asyncio.to_thread(reporter.release)  # the final state, and the Lease free for the next pod

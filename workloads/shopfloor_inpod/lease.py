@@ -1,103 +1,331 @@
-"""Reporting through a coordination.k8s.io/v1 Lease: holderIdentity = this pod, state in annotations.
+"""The workload's Lease as a lock: one holder drives the process; a holder that cannot renew fences itself.
 
-Generic: the workload sets annotations (`update`), the reporter renews every `renew_interval_s` and at once when
-they change. All API calls run in a worker thread with request timeouts; failures are logged and retried, never
-raised, so a lost API connection changes nothing in the workload.
+Semantics follow client-go's leader election with a LeaseLock (tryAcquireOrRenew): every write is an update guarded
+by the resourceVersion last read, so a stale renewal (one that reaches the API server late, after a partition
+healed) is refused with 409 instead of taking the Lease back; `leaseTransitions` counts holders and is the fencing
+epoch. The holder never decides that someone else's Lease expired: the operator does that on its own clock and
+hands the Lease to the next pod by name (docs/failover.md).
+
+The fence is a deadline on this process' monotonic clock: `lease_duration - fence_margin` after the *start* of the
+last renewal that succeeded. Before each field write the runtime asks `may_drive()`. When a renewal fails, the
+operator's witness is asked whether the API server is unreachable for the operator too: then nobody can replace
+this runtime and the answer extends the deadline like a renewal would (the operator promises not to hand the Lease
+over for a lease period after answering so).
+
+All API calls run in a worker thread with request timeouts; failures are counted and retried, never raised.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import datetime
 import logging
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
+from shopfloor_api.runtime_contract import ANNOTATION_MAX_LENGTH, LockTiming
+
 log = logging.getLogger(__name__)
 
-RENEW_INTERVAL_S = 10.0
-REQUEST_TIMEOUT_S = 5.0
-RETRY_AFTER_FAILURE_S = 2.0
+Clock = Callable[[], float]
+Witness = Callable[[], Awaitable[bool | None]]  # True: the API is reachable for the operator; None: no answer
 
 
 def micro_time(moment: datetime.datetime) -> str:
     return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-class LeaseReporter:
+class LockState(StrEnum):
+    WAITING = "Waiting"  # not the holder (yet): outputs are not driven
+    HOLDING = "Holding"  # the holder, renewed in time: drives the outputs
+    FENCED = "Fenced"  # was the holder, could not renew in time: outputs stopped; regained by a renewal
+    SUPERSEDED = "Superseded"  # the Lease went to another holder: outputs stopped for good
+
+
+@dataclass
+class FenceClock:
+    """Deadline arithmetic on one monotonic clock (pure: the times are passed in)."""
+
+    timing: LockTiming
+    base: float | None = None  # start of the last successful renewal (or witness answer), monotonic seconds
+
+    def extend(self, started_at: float) -> None:
+        self.base = started_at if self.base is None else max(self.base, started_at)
+
+    def drive_deadline(self) -> float | None:
+        return None if self.base is None else self.base + self.timing.lease_duration_s - self.timing.fence_margin_s
+
+    def safe_state_deadline(self) -> float | None:
+        if self.base is None:
+            return None
+        return self.base + self.timing.lease_duration_s - self.timing.safe_state_margin_s
+
+    def may_drive(self, now: float) -> bool:
+        deadline = self.drive_deadline()
+        return deadline is not None and now < deadline
+
+    def may_write_safe_state(self, now: float) -> bool:
+        deadline = self.safe_state_deadline()
+        return deadline is not None and now < deadline
+
+
+StateListener = Callable[[LockState, str], None]
+
+
+class LeaseLock:
+    """Acquire, renew and report through the Lease `name`; `holder` is this pod's name."""
+
     def __init__(
         self,
         api: client.ApiClient,
         namespace: str,
         name: str,
         holder: str,
+        timing: LockTiming | None = None,
         *,
-        renew_interval_s: float = RENEW_INTERVAL_S,
-        request_timeout_s: float = REQUEST_TIMEOUT_S,
+        witness: Witness | None = None,
+        clock: Clock = time.monotonic,
     ) -> None:
         self.coordination = client.CoordinationV1Api(api)
         self.namespace, self.name, self.holder = namespace, name, holder
-        self.renew_interval_s = renew_interval_s
-        self.request_timeout_s = request_timeout_s
-        self._annotations: dict[str, str] = {}
-        self._lock = threading.Lock()
-        self._changed: asyncio.Event | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._acquired = False
+        self.timing = timing or LockTiming()
+        self.witness = witness
+        self.clock = clock
+        self.fence = FenceClock(self.timing)
+        self.state = LockState.WAITING
+        self.state_reason = "not acquired yet"
+        self.epoch = 0  # leaseTransitions when this holder took the Lease
+        self.listeners: list[StateListener] = []
         self.renewals = 0
         self.failures = 0
+        self.conflicts = 0
+        self.witness_extensions = 0
+        self._annotations: dict[str, str] = {}
+        self._record: dict[str, Any] | None = None  # the Lease as last read or written (with its resourceVersion)
+        self._held_once = False
+        self._lock = threading.Lock()
+        self._changed: asyncio.Event | None = None
+        self._extended: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- what the runtime asks ---------------------------------------------------------------------------------
+
+    def may_drive(self) -> bool:
+        """True while this runtime may write its field outputs and accept client writes."""
+        return self.state is LockState.HOLDING and self.fence.may_drive(self.clock())
+
+    def may_write_safe_state(self) -> bool:
+        """The one safe-state write on fencing still leaves in time (not at all once superseded)."""
+        return (
+            self.state is not LockState.SUPERSEDED and self._held_once and self.fence.may_write_safe_state(self.clock())
+        )
 
     def update(self, annotations: Mapping[str, str]) -> None:
-        """Set annotations (from any thread); a change is reported at once."""
+        """Set report annotations (from any thread); a change is written at once while holding."""
+        trimmed = {key: value[:ANNOTATION_MAX_LENGTH] for key, value in annotations.items()}
         with self._lock:
-            merged = {**self._annotations, **annotations}
+            merged = {**self._annotations, **trimmed}
             if merged == self._annotations:
                 return
             self._annotations = merged
         if self._loop is not None and self._changed is not None:
             self._loop.call_soon_threadsafe(self._changed.set)
 
+    # -- the loop ----------------------------------------------------------------------------------------------
+
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._changed = asyncio.Event()
-        while True:
-            self._changed.clear()
-            ok = await asyncio.to_thread(self.renew_once)
-            wait = self.renew_interval_s if ok else RETRY_AFTER_FAILURE_S
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), wait)
+        self._changed, self._extended = asyncio.Event(), asyncio.Event()
+        watcher = asyncio.create_task(self._watch_deadline(), name="lease-deadline")
+        try:
+            while True:
+                self._changed.clear()
+                started = self.clock()
+                ok = await asyncio.to_thread(self.try_acquire_or_renew)
+                if ok:
+                    self._extend(started)
+                    wait = self.timing.renew_interval_s
+                else:
+                    if self._held_once and self.state is not LockState.SUPERSEDED and self.witness is not None:
+                        await self._ask_witness()
+                    wait = self.timing.retry_interval_s if self._held_once else self.timing.renew_interval_s
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), wait)
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
 
-    def renew_once(self) -> bool:
+    async def _ask_witness(self) -> None:
+        assert self.witness is not None
+        started = self.clock()
+        try:
+            reachable = await asyncio.wait_for(self.witness(), self.timing.request_timeout_s)
+        except (TimeoutError, OSError):
+            reachable = None
+        if reachable is False:
+            # The operator cannot reach the API either: nobody can be handed the Lease, so keep driving.
+            self.witness_extensions += 1
+            if self.witness_extensions == 1 or self.witness_extensions % 20 == 0:
+                log.warning("Lease %s/%s: API server unreachable for the operator too; outputs held", *self._key)
+            self._extend(started)
+        elif reachable is True and self.state is LockState.HOLDING:
+            log.warning("Lease %s/%s: this node is cut off from the API server (the operator reaches it)", *self._key)
+
+    def _extend(self, started_at: float) -> None:
+        self.fence.extend(started_at)
+        if self.state is not LockState.SUPERSEDED and self.fence.may_drive(self.clock()):
+            self._set_state(LockState.HOLDING, f"holder at epoch {self.epoch}")
+        if self._extended is not None:
+            self._extended.set()
+
+    async def _watch_deadline(self) -> None:
+        """Fence at the deadline itself, not at the next loop turn (a renewal may be hanging in its thread)."""
+        assert self._extended is not None
+        while True:
+            self._extended.clear()
+            deadline = self.fence.drive_deadline()
+            if self.state is LockState.HOLDING and deadline is not None:
+                delay = deadline - self.clock()
+                if delay <= 0:
+                    self._set_state(LockState.FENCED, "Lease not renewed in time")
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._extended.wait(), delay)
+            else:
+                await self._extended.wait()
+
+    def _set_state(self, state: LockState, reason: str) -> None:
+        if state is self.state:
+            return
+        previous, self.state, self.state_reason = self.state, state, reason
+        level = logging.INFO if state is LockState.HOLDING else logging.WARNING
+        log.log(level, "Lease %s/%s: %s -> %s (%s)", *self._key, previous.value, state.value, reason)
+        for listener in self.listeners:
+            listener(state, reason)
+
+    @property
+    def _key(self) -> tuple[str, str]:
+        return self.namespace, self.name
+
+    # -- one attempt (worker thread) ---------------------------------------------------------------------------
+
+    def try_acquire_or_renew(self) -> bool:
+        """One renewal (or acquisition). True when this pod holds the Lease afterwards."""
+        try:
+            for _ in range(2):  # a conflict means our copy is stale: read it once more and decide again
+                record = self._record if self._record is not None else self._read()
+                spec = record.get("spec") or {}
+                current = spec.get("holderIdentity") or ""
+                if current and current != self.holder:
+                    self._record = None
+                    self._lost_to(current, int(spec.get("leaseTransitions") or 0))
+                    return False
+                try:
+                    self._record = self._write(record, acquire=current != self.holder)
+                except ApiException as exc:
+                    if exc.status != 409:
+                        raise
+                    self.conflicts += 1
+                    self._record = None
+                    continue
+                self._held_once = True
+                self.epoch = int((self._record.get("spec") or {}).get("leaseTransitions") or 0)
+                self.renewals += 1
+                return True
+        except (ApiException, HTTPError, OSError) as exc:
+            self._record = None if isinstance(exc, ApiException) else self._record
+            self.failures += 1
+            if self.failures == 1 or self.failures % 20 == 0:
+                log.warning("Lease %s/%s not renewed: %s", *self._key, getattr(exc, "reason", exc))
+        return False
+
+    def _lost_to(self, holder: str, transitions: int) -> None:
+        if self._held_once:
+            reason = f"the Lease went to {holder} (epoch {transitions}); this runtime stops for good"
+            self._call_soon(self._set_state, LockState.SUPERSEDED, reason)
+        else:
+            self._call_soon(self._set_state, LockState.WAITING, f"the Lease is held by {holder}")
+
+    def _call_soon(self, function: Callable[..., None], *args: Any) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(function, *args)
+        else:
+            function(*args)
+
+    def _read(self) -> dict[str, Any]:
+        try:
+            lease = self.coordination.read_namespaced_lease(
+                self.name, self.namespace, _request_timeout=self.timing.request_timeout_s
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            return self._create()
+        return dict(self.coordination.api_client.sanitize_for_serialization(lease))
+
+    def _create(self) -> dict[str, Any]:
+        """The Lease is the operator's child; a runtime creates it only when it runs without one (tests, laptops)."""
+        body = {"metadata": {"name": self.name, "namespace": self.namespace}, "spec": {}}
+        try:
+            created = self.coordination.create_namespaced_lease(
+                self.namespace, body, _request_timeout=self.timing.request_timeout_s
+            )
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            created = self.coordination.read_namespaced_lease(
+                self.name, self.namespace, _request_timeout=self.timing.request_timeout_s
+            )
+        return dict(self.coordination.api_client.sanitize_for_serialization(created))
+
+    def _write(self, record: dict[str, Any], *, acquire: bool) -> dict[str, Any]:
         with self._lock:
             annotations = dict(self._annotations)
+        body = copy.deepcopy(record)
+        metadata = body.setdefault("metadata", {})
+        metadata["annotations"] = {**(metadata.get("annotations") or {}), **annotations}
+        spec = body.setdefault("spec", {})
         now = micro_time(datetime.datetime.now(datetime.UTC))
-        spec: dict[str, object] = {
-            "holderIdentity": self.holder,
-            "renewTime": now,
-            "leaseDurationSeconds": int(self.renew_interval_s * 3),
-        }
-        if not self._acquired:
+        spec.update(holderIdentity=self.holder, renewTime=now, leaseDurationSeconds=self.timing.lease_duration_seconds)
+        if acquire:
             spec["acquireTime"] = now
-        body = {"metadata": {"annotations": annotations}, "spec": spec}
-        try:
-            try:
-                self.coordination.patch_namespaced_lease(
-                    self.name, self.namespace, body, _request_timeout=self.request_timeout_s
-                )
-            except ApiException as exc:
-                if exc.status != 404:
-                    raise
-                body["metadata"] = {"name": self.name, "annotations": annotations}
-                self.coordination.create_namespaced_lease(self.namespace, body, _request_timeout=self.request_timeout_s)
-        except (ApiException, HTTPError, OSError) as exc:
-            self.failures += 1
-            log.warning("Lease %s/%s not renewed: %s", self.namespace, self.name, getattr(exc, "reason", exc))
+            spec["leaseTransitions"] = int(spec.get("leaseTransitions") or 0) + 1
+        written = self.coordination.replace_namespaced_lease(
+            self.name, self.namespace, body, _request_timeout=self.timing.request_timeout_s
+        )
+        return dict(self.coordination.api_client.sanitize_for_serialization(written))
+
+    def release(self) -> bool:
+        """On a clean shutdown: give the Lease up (holder empty) with the final report, so the next pod takes it at
+        once instead of waiting for it to expire. Only while holding; True when released."""
+        if self.state is not LockState.HOLDING or self._record is None:
             return False
-        self._acquired = True
-        self.renewals += 1
+        with self._lock:
+            annotations = dict(self._annotations)
+        body = copy.deepcopy(self._record)
+        metadata = body.setdefault("metadata", {})
+        metadata["annotations"] = {**(metadata.get("annotations") or {}), **annotations}
+        spec = body.setdefault("spec", {})
+        spec.update(
+            holderIdentity="", leaseDurationSeconds=1, renewTime=micro_time(datetime.datetime.now(datetime.UTC))
+        )
+        try:
+            self.coordination.replace_namespaced_lease(
+                self.name, self.namespace, body, _request_timeout=self.timing.request_timeout_s
+            )
+        except (ApiException, HTTPError, OSError) as exc:
+            log.warning("Lease %s/%s not released: %s", *self._key, getattr(exc, "reason", exc))
+            return False
+        self._set_state(LockState.WAITING, "released")
         return True

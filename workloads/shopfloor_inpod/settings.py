@@ -6,6 +6,9 @@ last three where a kubelet would differ).
 - SHOPFLOOR_POD_NAME: this pod's name, the Lease's holderIdentity (default: HOSTNAME).
 - SHOPFLOOR_CONFIGMAP, SHOPFLOOR_LEASE, SHOPFLOOR_RETAIN_CONFIGMAP: object names (default `<name>-runtime`,
   `<name>`, `<name>-retain`).
+- SHOPFLOOR_LEASE_DURATION: the Lease's duration in seconds (default 3; see shopfloor_api.runtime_contract).
+- SHOPFLOOR_WITNESS_URL: the operator's witness (docs/failover.md); unset: none, a failed renewal always fences.
+- SHOPFLOOR_POD_IP: this pod's address; field-device connections leave from it (unset: the system chooses).
 - SHOPFLOOR_HTTP_PORT: the metrics/health port (default 8080).
 - SHOPFLOOR_SECRETS_DIR: where Secrets are mounted, one folder per Secret (default /etc/shopfloor/secrets).
 - SHOPFLOOR_KUBECONFIG: a kubeconfig file; unset means in-cluster (the service account token).
@@ -22,6 +25,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kubernetes import client, config
+
+from shopfloor_api.runtime_contract import (
+    ENV_CONFIGMAP,
+    ENV_HTTP_PORT,
+    ENV_KUBECONFIG,
+    ENV_LEASE,
+    ENV_LEASE_DURATION,
+    ENV_NAME,
+    ENV_NAMESPACE,
+    ENV_POD_IP,
+    ENV_POD_NAME,
+    ENV_RETAIN_CONFIGMAP,
+    ENV_SECRETS_DIR,
+    ENV_WITNESS_URL,
+    LockTiming,
+)
 
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
@@ -53,6 +72,9 @@ class PodSettings:
     secrets_dir: Path = Path("/etc/shopfloor/secrets")
     bind_host: str = "0.0.0.0"
     port_map: dict[int, int] = field(default_factory=dict)
+    lock_timing: LockTiming = field(default_factory=LockTiming)
+    witness_url: str = ""
+    pod_ip: str = ""
 
     def port(self, container_port: int) -> int:
         """Where to listen for what the spec calls `container_port`."""
@@ -64,35 +86,42 @@ class PodSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> PodSettings:
         env = os.environ if env is None else env
-        name = env.get("SHOPFLOOR_NAME", "").strip()
+        name = env.get(ENV_NAME, "").strip()
         if not name:
             raise SettingsError("SHOPFLOOR_NAME is not set: the name of the VirtualPLC or ProtocolBridge")
-        namespace = env.get("SHOPFLOOR_NAMESPACE", "").strip()
+        namespace = env.get(ENV_NAMESPACE, "").strip()
         if not namespace and SERVICE_ACCOUNT_NAMESPACE.is_file():
             namespace = SERVICE_ACCOUNT_NAMESPACE.read_text().strip()
         if not namespace:
             raise SettingsError("SHOPFLOOR_NAMESPACE is not set and no service account namespace is mounted")
-        pod_name = env.get("SHOPFLOOR_POD_NAME", "").strip() or env.get("HOSTNAME", "").strip()
+        pod_name = env.get(ENV_POD_NAME, "").strip() or env.get("HOSTNAME", "").strip()
         if not pod_name:
             raise SettingsError("SHOPFLOOR_POD_NAME is not set (nor HOSTNAME)")
-        kubeconfig = env.get("SHOPFLOOR_KUBECONFIG", "").strip()
-        port_text = env.get("SHOPFLOOR_HTTP_PORT", "8080").strip()
+        kubeconfig = env.get(ENV_KUBECONFIG, "").strip()
+        port_text = env.get(ENV_HTTP_PORT, "8080").strip()
         if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
             raise SettingsError(f"SHOPFLOOR_HTTP_PORT: {port_text!r} is not a port number")
         fs_root = Path(env.get("SHOPFLOOR_FS_ROOT", "").strip() or "/")
-        secrets = env.get("SHOPFLOOR_SECRETS_DIR", "").strip() or "/etc/shopfloor/secrets"
+        secrets = env.get(ENV_SECRETS_DIR, "").strip() or "/etc/shopfloor/secrets"
+        try:
+            timing = LockTiming.from_env_value(env.get(ENV_LEASE_DURATION))
+        except ValueError as error:
+            raise SettingsError(str(error)) from None
         return cls(
             namespace,
             name,
             pod_name,
             Path(kubeconfig) if kubeconfig else None,
             int(port_text),
-            config_map=env.get("SHOPFLOOR_CONFIGMAP", "").strip() or f"{name}-runtime",
-            lease=env.get("SHOPFLOOR_LEASE", "").strip() or name,
-            retain_config_map=env.get("SHOPFLOOR_RETAIN_CONFIGMAP", "").strip() or f"{name}-retain",
+            config_map=env.get(ENV_CONFIGMAP, "").strip() or f"{name}-runtime",
+            lease=env.get(ENV_LEASE, "").strip() or name,
+            retain_config_map=env.get(ENV_RETAIN_CONFIGMAP, "").strip() or f"{name}-retain",
             secrets_dir=fs_root / secrets.lstrip("/"),
             bind_host=env.get("SHOPFLOOR_BIND_HOST", "").strip() or "0.0.0.0",
             port_map=parse_port_map(env.get("SHOPFLOOR_PORT_MAP", "")),
+            lock_timing=timing,
+            witness_url=env.get(ENV_WITNESS_URL, "").strip(),
+            pod_ip=env.get(ENV_POD_IP, "").strip(),
         )
 
     def api_client(self) -> client.ApiClient:

@@ -8,6 +8,11 @@ health through two optional variables they may declare (DEVICE is the device nam
 - `IO_<DEVICE>_QUALITY : INT` — 0 good, 1 uncertain (last values held after a loss), 2 bad (no value yet).
 
 In safe state (fault, watchdog, shutdown) the scan's outputs are ignored and the safeState values are written.
+
+In a pod, outputs are driven only while the runtime holds its Lease (shopfloor_inpod.lease): every write asks the
+`OutputPermit` first, right before it leaves, so a runtime whose lock ran out never writes again, whatever is queued.
+A fenced runtime writes the safe state once, while its lock still allows it, and then nothing until it holds the lock
+again; then the whole output image is written afresh.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
@@ -31,6 +36,24 @@ log = logging.getLogger(__name__)
 
 QUALITY_GOOD, QUALITY_UNCERTAIN, QUALITY_BAD = 0, 1, 2
 STARTUP_GRACE_S = 5.0
+
+
+class OutputPermit(Protocol):
+    """Who may write the field outputs now (the runtime's lock); asked before every single write."""
+
+    def may_drive(self) -> bool: ...
+
+    def may_write_safe_state(self) -> bool: ...
+
+
+class AlwaysPermitted:
+    """Outside a pod (a laptop, a test): the only runtime there is drives its outputs."""
+
+    def may_drive(self) -> bool:
+        return True
+
+    def may_write_safe_state(self) -> bool:
+        return True
 
 
 def health_variable_names(device_name: str) -> tuple[str, str]:
@@ -54,15 +77,22 @@ class DeviceConfig:
     # A device is lost (onLoss applies) only after this long without a successful exchange: one late answer on a
     # busy network or host is a missed exchange (quality uncertain, reconnect), not a lost device.
     loss_after_s: float = 3.0
+    source_host: str = ""  # connections leave from this address (the pod's, which identifies the writer)
 
 
 class DeviceLink:
     """One remote I/O device: its poll loop, its latest inputs and its output writer."""
 
-    def __init__(self, config: DeviceConfig) -> None:
+    def __init__(self, config: DeviceConfig, permit: OutputPermit | None = None) -> None:
         self.config = config
+        self.permit: OutputPermit = permit or AlwaysPermitted()
         self.client = AsyncModbusTcpClient(
-            config.host, port=config.port, timeout=config.timeout_s, retries=0, reconnect_delay=0
+            config.host,
+            port=config.port,
+            timeout=config.timeout_s,
+            retries=0,
+            reconnect_delay=0,
+            source_address=(config.source_host, 0) if config.source_host else None,
         )
         self.healthy = False
         self.ever_polled = False
@@ -169,10 +199,15 @@ class DeviceLink:
                 pending, self._pending_outputs = dict(values), {}
             if not pending:
                 return True
+            permitted = self.permit.may_drive if values is None else self.permit.may_write_safe_state
             try:
+                if not permitted():
+                    return True  # not ours to drive: dropped, the full image is written when the lock is back
                 await self._ensure_connected()
                 for binding in self.config.outputs:
                     if binding.variable in pending:
+                        if not permitted():  # the lock may run out between two writes
+                            return True
                         await self._write(binding, pending[binding.variable])
             except (TimeoutError, ModbusException, OSError, ValueError) as exc:
                 if values is None:
@@ -198,11 +233,12 @@ class DeviceLink:
 class FieldIO:
     """All devices, as the scan engine sees them (see engine.FieldIO). Thread-safe towards the scan thread."""
 
-    def __init__(self, devices: Sequence[DeviceConfig]) -> None:
-        self.links = [DeviceLink(device) for device in devices]
+    def __init__(self, devices: Sequence[DeviceConfig], permit: OutputPermit | None = None) -> None:
+        self.links = [DeviceLink(device, permit) for device in devices]
         self._output_variables = [b.variable for link in self.links for b in link.config.outputs]
         self._last_sent: dict[str, Any] = {}
         self._safe = False
+        self._fenced = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._safe_written: asyncio.Future[None] | None = None
@@ -254,7 +290,7 @@ class FieldIO:
         return None
 
     def write_outputs(self, values: Mapping[str, Any]) -> None:
-        if self._safe or self._loop is None:
+        if self._safe or self._fenced or self._loop is None:
             return
         changed = {name: value for name, value in values.items() if self._last_sent.get(name, _UNSET) != value}
         if not changed:
@@ -274,12 +310,32 @@ class FieldIO:
     def resume(self) -> None:
         self._last_sent.clear()
         self._safe = False
-        for link in self.links:
-            link.safe = False
+        if not self._fenced:
+            for link in self.links:
+                link.safe = False
+
+    # -- the lock (on the event loop) -------------------------------------------------------------------------------
+    def fence(self, safe: Mapping[str, Any]) -> None:
+        """The lock is lost: write the safe state once (while the lock still allows it), then drive nothing."""
+        if self._fenced:
+            return
+        self._fenced = True
+        task = asyncio.ensure_future(self._write_safe(safe))
+        self._tasks.append(task)
+
+    def unfence(self) -> None:
+        """The lock is held again: the next scan writes every output (unless the PLC is in its safe state)."""
+        if not self._fenced:
+            return
+        self._fenced = False
+        self._last_sent.clear()
+        if not self._safe:
+            for link in self.links:
+                link.safe = False
 
     # -- on the event loop ------------------------------------------------------------------------------------------
     def _dispatch(self, values: Mapping[str, Any]) -> None:
-        if self._safe:
+        if self._safe or self._fenced:
             return
         for link in self.links:
             mine = {b.variable: values[b.variable] for b in link.config.outputs if b.variable in values}

@@ -56,6 +56,10 @@ class WriteSink(Protocol):
     def put(self, path: str, value: Any) -> int: ...
 
 
+class WriteRefused(RuntimeError):
+    """A client write refused as a whole: this runtime does not hold its lock (fenced, or not yet the holder)."""
+
+
 @dataclass
 class WriteQueue:
     """Writes from servers (any thread) waiting for the next scan boundary. Each write gets an increasing id."""

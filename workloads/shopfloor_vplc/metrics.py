@@ -53,6 +53,15 @@ class RuntimeMetrics(EngineListener):
         self.field_device_up = Gauge(
             "shopfloor_vplc_field_device_up", "1 while the field device answers.", ["device"], registry=r
         )
+        self.fenced = Gauge(
+            "shopfloor_vplc_fenced",
+            "1 while the runtime does not hold its Lease in time: field outputs not driven, client writes refused.",
+            registry=r,
+        )
+        self.fencings = Counter(
+            "shopfloor_vplc_fencings_total", "Times the runtime fenced itself (lost or could not renew its Lease).",
+            registry=r,
+        )  # fmt: skip
         self._revision = ""
         self.on_state: list[StateCallback] = []
 

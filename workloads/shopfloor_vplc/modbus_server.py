@@ -18,7 +18,7 @@ from pymodbus.exceptions import NoSuchIdException
 from pymodbus.pdu import ExceptionResponse, ModbusPDU
 from pymodbus.server import ModbusTcpServer
 
-from shopfloor_vplc.image import Snapshot, WriteSink
+from shopfloor_vplc.image import Snapshot, WriteRefused, WriteSink
 from shopfloor_vplc.modbus_codec import BIT_TABLES, AddressMap, Binding, Table
 
 log = logging.getLogger(__name__)
@@ -91,12 +91,18 @@ class ProcessImageStore(ModbusServerContext):
             if binding.variable not in touched:
                 touched[binding.variable] = (binding, self._current_words(snapshot, binding))
             touched[binding.variable][1][offset] = int(value) & 0xFFFF
+        decoded: list[tuple[Binding, list[int], Any]] = []
         for binding, words in touched.values():
             try:
-                value = binding.decode(words)
+                decoded.append((binding, words, binding.decode(words)))
             except (ValueError, OverflowError):
                 return ExcCodes.ILLEGAL_VALUE
-            write_id = self._writes.put(binding.variable, value)
+        for binding, words, value in decoded:
+            try:
+                write_id = self._writes.put(binding.variable, value)
+            except WriteRefused:
+                # Not the runtime that drives the process now (fenced, or waiting for its lock): "server busy".
+                return ExcCodes.DEVICE_BUSY
             for offset, word in enumerate(words):
                 self._pending[(binding.table, binding.address + offset)] = (write_id, word)
         return None

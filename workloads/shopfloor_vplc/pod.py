@@ -1,6 +1,9 @@
 """The runtime in a pod: the program and settings come from the runtime ConfigMap (`<plc>-runtime`, watched: a new
 revision is an online change), state goes to the Lease `<plc>`, retained values to the ConfigMap `<plc>-retain`.
 
+The Lease is the lock: the runtime drives its field outputs and accepts client writes only while it holds it
+(shopfloor_inpod.lease); it fences itself when it cannot renew in time and resumes when it holds the Lease again.
+
 The runtime ConfigMap holds one key, `virtualplc.yaml`: the VirtualPLC manifest with `spec.program.source` filled in
 (the operator resolves `configMapRef`). Configuration comes from the environment: see shopfloor_inpod.settings.
 """
@@ -8,17 +11,29 @@ The runtime ConfigMap holds one key, `virtualplc.yaml`: the VirtualPLC manifest 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from typing import Any
 
 from kubernetes import client
 
+from shopfloor_api.runtime_contract import (
+    ANNOTATION_ACTIVE_REVISION,
+    ANNOTATION_FAULT,
+    ANNOTATION_REALTIME,
+    ANNOTATION_REFUSED_REASON,
+    ANNOTATION_REFUSED_REVISION,
+    ANNOTATION_STATE,
+    PLC_MANIFEST_KEY,
+    RETAIN_KEY,
+)
 from shopfloor_api.virtualplc import VirtualPLCSpec
 from shopfloor_inpod.configmap import ConfigMapStore, ConfigMapWatcher
 from shopfloor_inpod.endpoints import resolve
-from shopfloor_inpod.lease import LeaseReporter
+from shopfloor_inpod.lease import LeaseLock, LockState
 from shopfloor_inpod.settings import PodSettings
+from shopfloor_inpod.witness import witness_client
 from shopfloor_st import CompileError
 from shopfloor_vplc.bindings import BindingError
 from shopfloor_vplc.image import PlcState
@@ -30,15 +45,7 @@ from shopfloor_vplc.runtime import PlcRuntime, RuntimeOptions
 
 log = logging.getLogger(__name__)
 
-RUNTIME_KEY = "virtualplc.yaml"
-RETAIN_KEY = "retain.json"
-ANNOTATION_STATE = "shopfloor.io/state"
-ANNOTATION_REVISION = "shopfloor.io/active-revision"
-ANNOTATION_FAULT = "shopfloor.io/fault"
-ANNOTATION_REALTIME = "shopfloor.io/realtime"
-# The last revision an online change refused, and why: the running revision stays in active-revision.
-ANNOTATION_REFUSED_REVISION = "shopfloor.io/refused-revision"
-ANNOTATION_REFUSED_REASON = "shopfloor.io/refused-reason"
+RUNTIME_KEY = PLC_MANIFEST_KEY
 
 
 class ConfigMapRetainStore:
@@ -56,21 +63,32 @@ class ConfigMapRetainStore:
 
 
 def state_annotations(state: PlcState, revision: str, fault: str) -> dict[str, str]:
-    return {ANNOTATION_STATE: state.value, ANNOTATION_REVISION: revision, ANNOTATION_FAULT: fault[:1024]}
+    return {ANNOTATION_STATE: state.value, ANNOTATION_ACTIVE_REVISION: revision, ANNOTATION_FAULT: fault}
 
 
 class PodRuntime:
     def __init__(self, settings: PodSettings, api: client.ApiClient) -> None:
         self.settings = settings
         self.api = api
-        self.reporter = LeaseReporter(api, settings.namespace, settings.lease, settings.pod_name)
+        timing = settings.lock_timing
+        witness = witness_client(settings.witness_url, timing.request_timeout_s) if settings.witness_url else None
+        self.lock = LeaseLock(api, settings.namespace, settings.lease, settings.pod_name, timing, witness=witness)
+        self.lock.listeners.append(self._on_lock)
         self.runtime: PlcRuntime | None = None
         self.started = asyncio.Event()
         self.outcomes: list[ChangeOutcome] = []
         self._plc: PlcFile | None = None
 
     def _report(self, state: PlcState, revision: str, fault: str) -> None:
-        self.reporter.update(state_annotations(state, revision, fault))
+        self.lock.update(state_annotations(state, revision, fault))
+
+    def _on_lock(self, state: LockState, reason: str) -> None:
+        if self.runtime is None:
+            return
+        if state is LockState.HOLDING:
+            self.runtime.unfence()
+        else:
+            self.runtime.fence(f"{state.value}: {reason}")
 
     async def on_runtime_configmap(self, data: dict[str, str]) -> None:
         text = data.get(RUNTIME_KEY)
@@ -92,9 +110,7 @@ class PodRuntime:
         log.warning("%s", outcome.message())
         if not outcome.accepted:
             revision = outcome.revision or plc.spec.program.pinned_revision or ""
-            self.reporter.update(
-                {ANNOTATION_REFUSED_REVISION: revision, ANNOTATION_REFUSED_REASON: outcome.reason[:1024]}
-            )
+            self.lock.update({ANNOTATION_REFUSED_REVISION: revision, ANNOTATION_REFUSED_REASON: outcome.reason})
         self.outcomes.append(outcome)
 
     async def _start(self, text: str, filename: str) -> None:
@@ -116,6 +132,8 @@ class PodRuntime:
                 retain_store=ConfigMapRetainStore(self.api, settings.namespace, settings.retain_config_map),
                 filename=filename,
                 state_listeners=[self._report],
+                permit=self.lock,
+                source_host=settings.pod_ip,
             )
             # Built on the event loop: the I/O scanner's Modbus clients bind to the running loop when created.
             runtime = PlcRuntime(plc.name, with_resolved_field_devices(plc.spec), program, options)
@@ -133,15 +151,15 @@ class PodRuntime:
             return
         realtime = runtime.engine.realtime
         if realtime is not None:
-            self.reporter.update(
-                {ANNOTATION_REALTIME: "granted" if realtime.granted else f"refused: {realtime.detail}"}
-            )
+            self.lock.update({ANNOTATION_REALTIME: "granted" if realtime.granted else f"refused: {realtime.detail}"})
         self.runtime, self._plc = runtime, plc
+        if self.lock.state is not LockState.HOLDING:
+            runtime.fence(f"{self.lock.state.value}: {self.lock.state_reason}")
         self.started.set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        self.reporter.update(state_annotations(PlcState.LOADING, "", ""))
-        reporter_task = asyncio.create_task(self.reporter.run(), name="lease")
+        self.lock.update(state_annotations(PlcState.LOADING, "", ""))
+        lock_task = asyncio.create_task(self.lock.run(), name="lease")
         watcher = ConfigMapWatcher(
             self.api, self.settings.namespace, self.settings.config_map, self.on_runtime_configmap
         )
@@ -150,8 +168,11 @@ class PodRuntime:
         watcher.stop()
         if self.runtime is not None:
             await self.runtime.shutdown()
-        await asyncio.to_thread(self.reporter.renew_once)  # the final state (Stopped) before leaving
-        reporter_task.cancel()
+        lock_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await lock_task
+        # The final state (Stopped), and the Lease given up so the next pod takes it without waiting for it to expire.
+        await asyncio.to_thread(self.lock.release)
 
 
 async def run_pod() -> int:

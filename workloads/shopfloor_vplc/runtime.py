@@ -3,12 +3,17 @@
 Start order: retained values are restored, field devices polled once, the scan starts, then the servers open.
 Stop order (SIGTERM, end of run): the safe state is written to the field outputs and the variables before
 anything else, then the scan ends, the servers close and the retained values are saved a last time.
+
+In a pod the runtime drives its outputs only while it holds its Lease (the `permit`): a fenced runtime writes the
+safe state to its field outputs once, then neither writes them nor accepts writes from Modbus or OPC UA clients; the
+scan keeps running, so it can take over again without a jump when it holds the Lease again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -20,8 +25,8 @@ from shopfloor_inpod.http import HealthServer
 from shopfloor_st import Diagnostic
 from shopfloor_vplc import bindings
 from shopfloor_vplc.engine import EngineConfig, ScanEngine
-from shopfloor_vplc.field_io import FieldIO
-from shopfloor_vplc.image import PlcState
+from shopfloor_vplc.field_io import FieldIO, OutputPermit
+from shopfloor_vplc.image import PlcState, WriteRefused, WriteSink
 from shopfloor_vplc.metrics import RuntimeMetrics
 from shopfloor_vplc.modbus_server import ModbusServer
 from shopfloor_vplc.online_change import ChangeOutcome, online_change
@@ -51,6 +56,23 @@ class RuntimeOptions:
     isolated_scan: bool = True
     filename: str = "<program>"
     state_listeners: list[Callable[[PlcState, str, str], None]] = field(default_factory=list)
+    permit: OutputPermit | None = None  # the Lease in a pod; None: this runtime always drives its outputs
+    source_host: str = ""  # field-device connections leave from this address (the pod's)
+
+
+@dataclass
+class PermittedWrites:
+    """Client writes reach the scan only while the runtime may drive the process."""
+
+    sink: WriteSink
+    permit: OutputPermit
+    refused: int = 0
+
+    def put(self, path: str, value: Any) -> int:
+        if not self.permit.may_drive():
+            self.refused += 1
+            raise WriteRefused(f"{path}: this runtime does not hold its lock (fenced or standby)")
+        return self.sink.put(path, value)
 
 
 class PlcRuntime:
@@ -61,8 +83,12 @@ class PlcRuntime:
         self.metrics = RuntimeMetrics()
         self.metrics.on_state.extend(options.state_listeners)
         self.modbus_bindings = bindings.modbus_bindings(spec, program)
-        self.devices = bindings.device_configs(spec, program)
-        self.field_io = FieldIO(self.devices) if self.devices else None
+        self.devices = [
+            dataclasses.replace(device, source_host=options.source_host)
+            for device in bindings.device_configs(spec, program)
+        ]
+        self.field_io = FieldIO(self.devices, options.permit) if self.devices else None
+        self.fenced = False
         restore = options.retain_store.load() if options.retain_store else {}
         engine_class = RemoteEngine if options.isolated_scan else ScanEngine
         self.engine: ScanEngine | RemoteEngine = engine_class(
@@ -122,7 +148,7 @@ class PlcRuntime:
             self.modbus = ModbusServer(
                 self.modbus_bindings,
                 lambda: self.engine.snapshot,
-                self.engine.writes,
+                self.client_writes,
                 host=self.options.host,
                 port=port,
                 unit_id=io.modbus.unit_id,
@@ -130,7 +156,7 @@ class PlcRuntime:
             )
             await self.modbus.start()
         if io.opcua.enabled:
-            self.opcua = OpcUaServer(self._opcua_config(), lambda: self.engine.snapshot, self.engine.writes,
+            self.opcua = OpcUaServer(self._opcua_config(), lambda: self.engine.snapshot, self.client_writes,
                                      on_sessions=self.metrics.opcua_sessions.set)  # fmt: skip
             await self.opcua.start()
         if self.options.http_port is not None:
@@ -143,6 +169,36 @@ class PlcRuntime:
                 self.options.retain_interval_s,
             )
             self._tasks.append(asyncio.create_task(self.checkpointer.run(), name="retain-checkpoint"))
+
+    @property
+    def client_writes(self) -> WriteSink:
+        """Where Modbus and OPC UA client writes go: the scan, while this runtime holds its lock."""
+        if self.options.permit is None:
+            return self.engine.writes
+        return PermittedWrites(self.engine.writes, self.options.permit)
+
+    def fence(self, reason: str) -> None:
+        """The lock is lost (on the event loop): safe state once to the field outputs, then drive nothing."""
+        if self.fenced:
+            return
+        self.fenced = True
+        self.metrics.fenced.set(1)
+        self.metrics.fencings.inc()
+        log.warning(
+            "FENCED: field outputs in their safe state and no longer driven; client writes refused (%s)", reason
+        )
+        if self.field_io is not None:
+            self.field_io.fence(self.engine.config.safe_state or {})
+
+    def unfence(self) -> None:
+        """The lock is held (again): outputs follow the program."""
+        if not self.fenced:
+            return
+        self.fenced = False
+        self.metrics.fenced.set(0)
+        log.warning("lock held again: field outputs follow the program")
+        if self.field_io is not None:
+            self.field_io.unfence()
 
     def _opcua_config(self, program: ProgramLike | None = None) -> OpcUaConfig:
         opcua = self.spec.io.opcua

@@ -13,11 +13,10 @@ from typing import Any
 import yaml
 
 from shopfloor_api.protocolbridge import ProtocolBridge
+from shopfloor_api.runtime_contract import BRIDGE_MANIFEST_KEY, PLC_MANIFEST_KEY, LockTiming
 from shopfloor_api.virtualplc import VirtualPLC
 from shopfloor_operator.builders.workload import Workload
 
-PLC_MANIFEST_KEY = "virtualplc.yaml"
-BRIDGE_MANIFEST_KEY = "protocolbridge.yaml"
 LAST_KNOWN_GOOD_KEY = "last-known-good.yaml"
 REVISION_KEY = "revision"
 REVISION_ANNOTATION = "shopfloor.io/revision"
@@ -83,5 +82,5 @@ def lease(workload: Workload) -> dict[str, Any]:
         "apiVersion": "coordination.k8s.io/v1",
         "kind": "Lease",
         "metadata": workload.metadata(workload.lease_name),
-        "spec": {"leaseDurationSeconds": 30},
+        "spec": {"leaseDurationSeconds": LockTiming(workload.lease_duration_s).lease_duration_seconds},
     }

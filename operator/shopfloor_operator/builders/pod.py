@@ -10,6 +10,7 @@ import hashlib
 import json
 from typing import Any
 
+from shopfloor_api import runtime_contract as contract
 from shopfloor_api.common import RealtimeMode
 from shopfloor_operator.builders.workload import Workload
 from shopfloor_operator.settings import OperatorSettings
@@ -70,16 +71,20 @@ def _env(workload: Workload, settings: OperatorSettings) -> list[dict[str, Any]]
     def field_ref(path: str) -> dict[str, Any]:
         return {"fieldRef": {"fieldPath": path}}
 
+    witness = [{"name": contract.ENV_WITNESS_URL, "value": settings.witness_url}] if settings.witness_url else []
     return [
-        {"name": "SHOPFLOOR_KIND", "value": workload.kind},
-        {"name": "SHOPFLOOR_NAME", "value": workload.name},
-        {"name": "SHOPFLOOR_NAMESPACE", "valueFrom": field_ref("metadata.namespace")},
-        {"name": "SHOPFLOOR_POD_NAME", "valueFrom": field_ref("metadata.name")},
-        {"name": "SHOPFLOOR_CONFIGMAP", "value": workload.config_map_name},
-        {"name": "SHOPFLOOR_LEASE", "value": workload.lease_name},
-        {"name": "SHOPFLOOR_RETAIN_CONFIGMAP", "value": workload.retain_config_map_name},
-        {"name": "SHOPFLOOR_HTTP_PORT", "value": str(settings.health_port)},
-        {"name": "SHOPFLOOR_SECRETS_DIR", "value": SECRETS_DIR},
+        {"name": contract.ENV_KIND, "value": workload.kind},
+        {"name": contract.ENV_NAME, "value": workload.name},
+        {"name": contract.ENV_NAMESPACE, "valueFrom": field_ref("metadata.namespace")},
+        {"name": contract.ENV_POD_NAME, "valueFrom": field_ref("metadata.name")},
+        {"name": contract.ENV_POD_IP, "valueFrom": field_ref("status.podIP")},
+        {"name": contract.ENV_CONFIGMAP, "value": workload.config_map_name},
+        {"name": contract.ENV_LEASE, "value": workload.lease_name},
+        {"name": contract.ENV_LEASE_DURATION, "value": f"{workload.lease_duration_s:g}"},
+        *witness,
+        {"name": contract.ENV_RETAIN_CONFIGMAP, "value": workload.retain_config_map_name},
+        {"name": contract.ENV_HTTP_PORT, "value": str(settings.health_port)},
+        {"name": contract.ENV_SECRETS_DIR, "value": SECRETS_DIR},
         *({"name": name, "value": value} for name, value in sorted(workload.extra_env.items())),
     ]
 

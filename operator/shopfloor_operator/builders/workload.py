@@ -6,6 +6,7 @@ import hashlib
 from dataclasses import dataclass, field, replace
 
 from shopfloor_api.common import NetworkPeer, Placement, Quantity
+from shopfloor_api.runtime_contract import DEFAULT_LEASE_DURATION_S
 
 MANAGED_BY = "shopfloor-operator"
 
@@ -42,6 +43,7 @@ class Workload:
     pod_annotations: dict[str, str] = field(default_factory=dict)  # part of the pod's hash: a change replaces it
     extra_env: dict[str, str] = field(default_factory=dict)
     state_bytes: int = 0  # > 0: a disk-backed scratch volume of this size at STATE_DIR (the bridge's buffer)
+    lease_duration_s: float = DEFAULT_LEASE_DURATION_S  # spec.failover.leaseDuration
 
     def with_pod_annotations(self, annotations: dict[str, str]) -> Workload:
         return replace(self, pod_annotations={**self.pod_annotations, **annotations})

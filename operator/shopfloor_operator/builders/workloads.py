@@ -40,6 +40,7 @@ def plc_workload(plc: VirtualPLC, settings: OperatorSettings) -> Workload:
         client_ports=client_ports,
         allowed_clients=list(spec.allowed_clients),
         secret_names=secrets,
+        lease_duration_s=spec.failover.lease_duration.seconds,
     )
 
 
@@ -78,4 +79,5 @@ def bridge_workload(bridge: ProtocolBridge, settings: OperatorSettings) -> Workl
         # Store-and-forward survives broker outages on disk, sized by the spec (plus room for its index).
         extra_env={"SHOPFLOOR_BRIDGE_STATE_DIR": STATE_DIR},
         state_bytes=(spec.sinks.mqtt.buffer.max_bytes.bytes if spec.sinks.mqtt else 0) + STATE_MARGIN_BYTES,
+        lease_duration_s=spec.failover.lease_duration.seconds,
     )

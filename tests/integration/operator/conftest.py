@@ -6,7 +6,6 @@ import asyncio
 import socket
 import threading
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,8 @@ from shopfloor_operator.controller import Controller
 from shopfloor_operator.main import run
 from shopfloor_operator.settings import OperatorSettings
 from tests.support.waiting import wait_for
+
+from .played_runtime import PlayedRuntime
 
 CRDS = Path(__file__).resolve().parents[3] / "crds"
 GROUP, VERSION = "shopfloor.io", "v1alpha1"
@@ -125,6 +126,7 @@ def start_operator(kube_api: client.ApiClient, crds: None, namespace: str) -> It
             namespaces=[namespace],
             metrics_port=free_port(),
             liveness_endpoint=f"http://127.0.0.1:{free_port()}/healthz",
+            witness_port=free_port(),
             **overrides,
         )
         operator = RunningOperator(kube_api, settings).start()
@@ -147,6 +149,7 @@ class Cluster:
         self.core = client.CoreV1Api(api)
         self.custom = client.CustomObjectsApi(api)
         self.coordination = client.CoordinationV1Api(api)
+        self.played: dict[str, PlayedRuntime] = {}
 
     def create(self, plural: str, manifest: dict[str, Any]) -> dict[str, Any]:
         return self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, plural, manifest)  # type: ignore[no-any-return]
@@ -189,20 +192,26 @@ class Cluster:
         return list(self.core.list_namespaced_event(self.namespace, field_selector=selector).items)
 
     def play_runtime(self, plc: str, pod: str, revision: str, state: str = "Running", fault: str = "") -> None:
-        """Report through the PLC's Lease exactly as the runtime in the pod would."""
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        annotations = {
-            "shopfloor.io/active-revision": revision,
-            "shopfloor.io/state": state,
-            "shopfloor.io/fault": fault,
-        }
-        body = {
-            "metadata": {"annotations": annotations},
-            "spec": {"holderIdentity": pod, "renewTime": now, "acquireTime": now, "leaseDurationSeconds": 30},
-        }
-        self.coordination.patch_namespaced_lease(plc, self.namespace, body)
+        """Report through the PLC's Lease exactly as the runtime in the pod would: the runtime's own lock takes
+        the Lease, renews it until the pod is deleted, then gives it up."""
+        played = self.played.get(plc)
+        if played is None or played.pod != pod:
+            if played is not None:
+                played.stop()
+            played = self.played[plc] = PlayedRuntime(self.api, self.namespace, plc, pod)
+        played.report(
+            {
+                "shopfloor.io/active-revision": revision,
+                "shopfloor.io/state": state,
+                "shopfloor.io/fault": fault,
+            }
+        )
+        wait_for(lambda: played.lock.epoch > 0, timeout=15, what=f"{pod} holding the Lease of {plc}")
 
 
 @pytest.fixture
-def cluster(kube_api: client.ApiClient, namespace: str) -> Cluster:
-    return Cluster(kube_api, namespace)
+def cluster(kube_api: client.ApiClient, namespace: str) -> Iterator[Cluster]:
+    cluster = Cluster(kube_api, namespace)
+    yield cluster
+    for played in cluster.played.values():
+        played.stop()
