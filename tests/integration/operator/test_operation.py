@@ -65,6 +65,7 @@ class OperatorProcess:
             "SHOPFLOOR_NAMESPACES": namespace,
             "SHOPFLOOR_METRICS_PORT": str(self.metrics_port),
             "SHOPFLOOR_LIVENESS_ENDPOINT": f"http://127.0.0.1:{free_port()}/healthz",
+            "SHOPFLOOR_WITNESS_PORT": str(free_port()),
             **env,
         }
         self.log = log.open("ab")
