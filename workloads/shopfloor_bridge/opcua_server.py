@@ -3,7 +3,8 @@
 Variables live in namespace `urn:shopfloor:bridge` with string node ids equal to the tag name (`<source>/<tag>`),
 organised in one folder per source. Values are written by one task that always takes the newest value of each tag,
 so a slow address space never holds up the sources. Only tags in writes.allow are writable; a client write to them
-is forwarded to the source, other writes are refused by the server and counted.
+is forwarded to the source, other writes are refused by the server and counted. Sessions are refused on any channel
+but the configured policies, untrusted client certificates at OpenSecureChannel (shopfloor_inpod.opcua_channel_guard).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from shopfloor_bridge.metrics import BridgeMetrics
 from shopfloor_bridge.opcua_source import certificate_file, to_value
 from shopfloor_bridge.tags import DataType, Quality, TagTable, TagValue
 from shopfloor_bridge.writes import WriteGate
+from shopfloor_inpod.opcua_channel_guard import ChannelGuardedServer
 from shopfloor_inpod.opcua_policies import SECURITY_POLICIES, security_policies
 
 log = logging.getLogger(__name__)
@@ -98,7 +100,8 @@ class OpcUaServerSink:
         self.table = table
         self.gate = gate
         self.metrics = metrics
-        self.server = Server()
+        # Sessions only on the configured policies; client certificates checked at OpenSecureChannel.
+        self.server: Server = ChannelGuardedServer()
         self._variables: dict[str, Node] = {}
         self._types: dict[str, DataType] = {}
         self._by_node: dict[ua.NodeId, str] = {}

@@ -2,7 +2,8 @@
 
 Values are copied from the scan's snapshots by a task on the event loop, changed values only, so the scan never
 waits on OPC UA. Client writes are accepted only on variables listed in io.opcua.writable (others are read-only
-nodes) and reach the program at the next scan boundary. Only the configured security policies are offered;
+nodes) and reach the program at the next scan boundary. Only the configured security policies are offered, and
+sessions are refused on any other channel (a None channel serves discovery only; shopfloor_inpod.opcua_channel_guard);
 anonymous sessions only when allowed; the server certificate and key come from files, and when a folder of trusted
 client certificates is given, only clients whose application certificate it trusts can open a secure channel.
 """
@@ -24,6 +25,7 @@ from asyncua.crypto.validator import CertificateValidator, CertificateValidatorO
 from asyncua.server.user_managers import CertificateUserManager, UserManager
 from cryptography import x509
 
+from shopfloor_inpod.opcua_channel_guard import ChannelGuardedServer
 from shopfloor_inpod.opcua_policies import security_policies
 from shopfloor_vplc.image import Snapshot, WriteSink
 
@@ -115,7 +117,8 @@ class OpcUaServer:
             user_manager = CertificateUserManager()
             for path in config.trusted_user_certificates:
                 await user_manager.add_user(path, name=path.stem)
-        server = Server(user_manager=cast(UserManager | None, user_manager))
+        # Sessions only on the configured policies; client certificates checked at OpenSecureChannel.
+        server = ChannelGuardedServer(user_manager=cast(UserManager | None, user_manager))
         await server.init()
         server.set_endpoint(self.endpoint)
         server.set_server_name(f"Shopfloor vPLC {config.program}")
