@@ -40,7 +40,8 @@ def test_chart_lints() -> None:
 def test_rendered_chart_is_accepted_by_the_api_server(kubeconfig: Path, namespace: str, replicas: int) -> None:
     rendered = helm("template", "shopfloor", str(CHART), "--namespace", namespace, "--set", f"replicas={replicas}")
     kinds = sorted(doc["kind"] for doc in yaml.safe_load_all(rendered) if doc)
-    expected = ["ClusterRole", "ClusterRoleBinding", "Deployment", "Service", "ServiceAccount"]
+    # Two Services: the metrics one and the operator's own (the witness runtimes ask, docs/failover.md).
+    expected = ["ClusterRole", "ClusterRoleBinding", "Deployment", "Service", "Service", "ServiceAccount"]
     assert kinds == sorted(expected + (["ClusterKopfPeering"] if replicas > 1 else []))
     crds = helm("template", "shopfloor", str(CHART), "--include-crds", "--namespace", namespace)
     result = kubectl(kubeconfig, "apply", "--server-side", "-f", "-", stdin=_only(crds, "CustomResourceDefinition"))
