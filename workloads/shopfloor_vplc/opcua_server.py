@@ -20,6 +20,7 @@ from typing import Any, cast
 
 from asyncua import Server, ua
 from asyncua.common.callback import CallbackType, ServerItemCallback
+from asyncua.common.utils import ServiceError
 from asyncua.crypto.truststore import TrustStore
 from asyncua.crypto.validator import CertificateValidator, CertificateValidatorOptions
 from asyncua.server.user_managers import CertificateUserManager, UserManager
@@ -27,7 +28,7 @@ from cryptography import x509
 
 from shopfloor_inpod.opcua_channel_guard import ChannelGuardedServer
 from shopfloor_inpod.opcua_policies import security_policies
-from shopfloor_vplc.image import Snapshot, WriteSink
+from shopfloor_vplc.image import Snapshot, WriteRefused, WriteSink
 
 log = logging.getLogger(__name__)
 
@@ -94,11 +95,14 @@ class OpcUaServer:
         snapshot: Callable[[], Snapshot],
         writes: WriteSink,
         on_sessions: Callable[[int], None] | None = None,
+        writes_allowed: Callable[[], bool] | None = None,
     ) -> None:
         self.config = config
         self._snapshot = snapshot
         self._writes = writes
         self._on_sessions = on_sessions
+        # False while this runtime does not drive the process (fenced, or waiting for its lock): writes refused.
+        self._writes_allowed = writes_allowed
         self._server: Server | None = None
         self._nodes: dict[str, tuple[ua.NodeId, ua.VariantType]] = {}
         self._by_nodeid: dict[ua.NodeId, str] = {}
@@ -143,6 +147,7 @@ class OpcUaServer:
         server.set_identity_tokens(tokens)
         self.namespace_index = await server.register_namespace(NAMESPACE_URI)
         await self._build_address_space(server)
+        server.subscribe_server_callback(CallbackType.PreWrite, self._client_writing)
         server.subscribe_server_callback(CallbackType.PostWrite, self._client_wrote)
         await server.start()
         self._server = server
@@ -166,13 +171,19 @@ class OpcUaServer:
             self._nodes[name] = (node.nodeid, vtype)
             self._by_nodeid[node.nodeid] = name
 
+    async def _client_writing(self, _event: ServerItemCallback, _dispatcher: Any = None) -> None:
+        """Before the address space changes: a runtime that does not drive the process refuses the whole Write."""
+        if self._writes_allowed is not None and not self._writes_allowed():
+            raise ServiceError(ua.StatusCodes.BadInvalidState)
+
     async def _client_wrote(self, event: ServerItemCallback, _dispatcher: Any = None) -> None:
         results = event.response_params or []
         for item, status in zip(event.request_params.NodesToWrite, results, strict=False):
             name = self._by_nodeid.get(item.NodeId)
             if name is None or item.AttributeId != ua.AttributeIds.Value or not status.is_good():
                 continue
-            self._writes.put(name, item.Value.Value.Value)
+            with contextlib.suppress(WriteRefused):  # the lock ran out between the check and the write
+                self._writes.put(name, item.Value.Value.Value)
 
     async def publish_once(self) -> None:
         server = self._server

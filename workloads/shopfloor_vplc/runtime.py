@@ -156,8 +156,13 @@ class PlcRuntime:
             )
             await self.modbus.start()
         if io.opcua.enabled:
-            self.opcua = OpcUaServer(self._opcua_config(), lambda: self.engine.snapshot, self.client_writes,
-                                     on_sessions=self.metrics.opcua_sessions.set)  # fmt: skip
+            self.opcua = OpcUaServer(
+                self._opcua_config(),
+                lambda: self.engine.snapshot,
+                self.client_writes,
+                on_sessions=self.metrics.opcua_sessions.set,
+                writes_allowed=self.options.permit.may_drive if self.options.permit is not None else None,
+            )
             await self.opcua.start()
         if self.options.http_port is not None:
             self.http = HealthServer(self.metrics.registry, self.ready, self.options.host, self.options.http_port)
