@@ -202,12 +202,12 @@ class DeviceLink:
             permitted = self.permit.may_drive if values is None else self.permit.may_write_safe_state
             try:
                 if not permitted():
-                    return True  # not ours to drive: dropped, the full image is written when the lock is back
+                    return self._refused(pending) if values is None else True
                 await self._ensure_connected()
                 for binding in self.config.outputs:
                     if binding.variable in pending:
                         if not permitted():  # the lock may run out between two writes
-                            return True
+                            return self._refused(pending) if values is None else True
                         await self._write(binding, pending[binding.variable])
             except (TimeoutError, ModbusException, OSError, ValueError) as exc:
                 if values is None:
@@ -216,6 +216,13 @@ class DeviceLink:
                 self._exchange_failed(str(exc))
                 return False
         return True
+
+    def _refused(self, pending: Mapping[str, Any]) -> bool:
+        """Scan outputs this runtime may not drive now (waiting for its lock, or it just ran out): kept, the newest
+        value of each, and retried at the poll interval, so they leave once it may drive (fencing drops them)."""
+        self._pending_outputs = {**pending, **self._pending_outputs}
+        self._outputs_ready.set()
+        return False
 
     async def _write(self, binding: Binding, value: Any) -> None:
         unit = self.config.unit_id
@@ -237,6 +244,7 @@ class FieldIO:
         self.links = [DeviceLink(device, permit) for device in devices]
         self._output_variables = [b.variable for link in self.links for b in link.config.outputs]
         self._last_sent: dict[str, Any] = {}
+        self._image: dict[str, Any] = {}  # the latest value the scan handed over for each output
         self._safe = False
         self._fenced = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -290,6 +298,7 @@ class FieldIO:
         return None
 
     def write_outputs(self, values: Mapping[str, Any]) -> None:
+        self._image.update(values)  # first: unfence() reads it after clearing _fenced
         if self._safe or self._fenced or self._loop is None:
             return
         changed = {name: value for name, value in values.items() if self._last_sent.get(name, _UNSET) != value}
@@ -324,7 +333,7 @@ class FieldIO:
         self._tasks.append(task)
 
     def unfence(self) -> None:
-        """The lock is held again: the next scan writes every output (unless the PLC is in its safe state)."""
+        """The lock is held again: every output is written afresh (unless the PLC is in its safe state)."""
         if not self._fenced:
             return
         self._fenced = False
@@ -332,6 +341,10 @@ class FieldIO:
         if not self._safe:
             for link in self.links:
                 link.safe = False
+            # The scan hands over only changed outputs (from its own process, too): the whole image goes from here.
+            image = dict(self._image)
+            self._last_sent.update(image)
+            self._dispatch(image)
 
     # -- on the event loop ------------------------------------------------------------------------------------------
     def _dispatch(self, values: Mapping[str, Any]) -> None:

@@ -171,9 +171,12 @@ class OpcUaServer:
             self._nodes[name] = (node.nodeid, vtype)
             self._by_nodeid[node.nodeid] = name
 
-    async def _client_writing(self, _event: ServerItemCallback, _dispatcher: Any = None) -> None:
-        """Before the address space changes: a runtime that does not drive the process refuses the whole Write."""
-        if self._writes_allowed is not None and not self._writes_allowed():
+    async def _client_writing(self, event: ServerItemCallback, _dispatcher: Any = None) -> None:
+        """Before the address space changes: a runtime that does not drive the process refuses the whole Write.
+
+        Only clients' writes: asyncua's own writes (server status at start, its clock every second) go through the
+        same callback and must not be refused, or a runtime waiting for its lock could not start its server."""
+        if event.is_external and self._writes_allowed is not None and not self._writes_allowed():
             raise ServiceError(ua.StatusCodes.BadInvalidState)
 
     async def _client_wrote(self, event: ServerItemCallback, _dispatcher: Any = None) -> None:
