@@ -87,7 +87,7 @@ class PodRuntime:
             return
         if state is LockState.HOLDING:
             self.runtime.unfence()
-        else:
+        elif state is not LockState.WAITING:  # a runtime still waiting never drove: the permit alone holds it back
             self.runtime.fence(f"{state.value}: {reason}")
 
     async def on_runtime_configmap(self, data: dict[str, str]) -> None:
@@ -153,7 +153,7 @@ class PodRuntime:
         if realtime is not None:
             self.lock.update({ANNOTATION_REALTIME: "granted" if realtime.granted else f"refused: {realtime.detail}"})
         self.runtime, self._plc = runtime, plc
-        if self.lock.state is not LockState.HOLDING:
+        if self.lock.state in (LockState.FENCED, LockState.SUPERSEDED):  # lost while starting
             runtime.fence(f"{self.lock.state.value}: {self.lock.state_reason}")
         self.started.set()
 
