@@ -46,6 +46,12 @@ FIRING = [
         "PLC line-1/tank-1 is faulted and holds its safe state",
     ),
     Scenario(
+        "ShopfloorVPLCFenced",
+        {selector("shopfloor_vplc_fenced", PLC): "0 0 1x10"},
+        "2m",
+        [{**keep(PLC, "namespace", "plc", "node"), "severity": "critical"}],
+    ),
+    Scenario(
         "ShopfloorPLCNotReporting",
         {selector("up", PLC): "1 1 0x20"},
         "4m",
@@ -188,6 +194,7 @@ HEALTHY = {
     selector("shopfloor_vplc_scans_total", PLC): "0+1500x120",
     selector("shopfloor_vplc_overruns_total", PLC): "0x120",
     selector("shopfloor_vplc_realtime_granted", PLC): "1x120",
+    selector("shopfloor_vplc_fenced", PLC): "0x120",
     selector("shopfloor_vplc_field_device_up", {**PLC, "device": "tank-io"}): "1x120",
     selector("shopfloor_vplc_modbus_requests_total", {**PLC, "function": "3", "result": "ok"}): "0+100x120",
     selector("shopfloor_bridge_buffer_bytes", BRIDGE): "0x120",
