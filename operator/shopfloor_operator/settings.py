@@ -28,7 +28,11 @@ class OperatorSettings(BaseModel):
     realtime_toleration_key: str = Field("shopfloor.io/realtime", description="Taint key of real-time nodes.")
     realtime_toleration_effect: str = Field("NoSchedule", description="Taint effect of real-time nodes.")
     node_lost_grace: Duration = Field(
-        Duration("10s"), description="How long a PLC's node may stay NotReady before the PLC is moved."
+        Duration("10s"),
+        description=(
+            "How long a pod that holds no Lease (pending, starting) may sit on a NotReady node before it is "
+            "replaced; a pod holding a Lease moves only when its Lease expires."
+        ),
     )
     namespaces: list[str] = Field(default_factory=list, description="Watched namespaces; empty: cluster-wide.")
     vplc_image: str = Field("ghcr.io/shopfloor/shopfloor-vplc:0.1.0", description="Default vPLC runtime image.")
