@@ -65,11 +65,11 @@ def assignment(gen: ExprGen, target: Value, source: Value, node: m.Node) -> str:
     if ttype is None or source.type is None:
         return "pass"
     if isinstance(ttype, Elementary) and ttype.subrange:
-        value = Value(gen.convert(source, ttype, node), ttype, raw=source.raw and source.type == ttype)
+        code = gen.convert(source, ttype, node)
         low, high = ttype.subrange
         t = gen.temp()
         fault = f"_range({t}, {low}, {high}, {node.line}, {node.col})"
-        return f"{target.code} = {t} if {low} <= ({t} := {gen.settle(value)}) <= {high} else {fault}"
+        return f"{target.code} = {t} if {low} <= ({t} := {code}) <= {high} else {fault}"
     if source.raw and source.type == ttype and isinstance(ttype, Elementary) and ttype.is_integral:
         mask = (1 << ttype.bits) - 1
         if not ttype.signed:

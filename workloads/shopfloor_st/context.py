@@ -7,6 +7,7 @@ from typing import Any
 
 from shopfloor_st import model as m
 from shopfloor_st.errors import Diagnostic
+from shopfloor_st.runtime import f32
 from shopfloor_st.st_types import (
     ELEMENTARY,
     ArrayType,
@@ -17,6 +18,8 @@ from shopfloor_st.st_types import (
     StringType,
     StructType,
     StType,
+    common_type,
+    eval_type,
 )
 
 __all__ = ["Context", "Scope", "Symbol"]
@@ -136,7 +139,12 @@ class Context:
         """Fold a constant expression (literals, CONSTANT variables, enum values, arithmetic); None if not constant."""
         if isinstance(expr, m.Literal):
             if expr.type_prefix and expr.type_prefix in ELEMENTARY:
-                return expr.value, ELEMENTARY[expr.type_prefix]
+                typed = ELEMENTARY[expr.type_prefix]
+                if typed.kind == "real" and isinstance(expr.value, int | float) and not isinstance(expr.value, bool):
+                    # REAL#7 is the real number 7.0, also inside arithmetic (`REAL#7 / 2` = 3.5)
+                    number = float(expr.value)
+                    return (f32(number) if typed.name == "REAL" else number), typed
+                return expr.value, typed
             if expr.kind in ("int", "real") and isinstance(expr.value, int | float):
                 return expr.value, LiteralType(expr.kind, expr.value)
             kinds = {"bool": ELEMENTARY["BOOL"], "time": ELEMENTARY["TIME"]}
@@ -181,8 +189,15 @@ class Context:
             if value is None:
                 return None
             typ = left[1] if not isinstance(left[1], LiteralType) else right[1]
+            if isinstance(left[1], Elementary) and isinstance(right[1], Elementary):
+                typ = common_type(left[1], right[1]) or typ
             if isinstance(typ, LiteralType):
                 typ = LiteralType("int" if isinstance(value, int) else "real", value)
+            elif isinstance(typ, Elementary) and typ.is_integral and isinstance(value, int):
+                evaluated = eval_type(typ)  # as at run time: computed in at least 32 bits
+                value = ((value - evaluated.low) & ((1 << evaluated.bits) - 1)) + evaluated.low
+            elif isinstance(typ, Elementary) and typ.kind == "real" and isinstance(value, int | float):
+                value = f32(float(value)) if typ.name == "REAL" else float(value)
             return value, typ
         return None
 

@@ -1,9 +1,15 @@
 """Type-check an expression and translate it to a Python expression, in one walk.
 
-Integer results of `+ - *` and unary minus are left "raw" (possibly outside the type's range) while they feed
-more `+ - *` of the same type, and are wrapped once where it matters (assignment, comparison, division, a wider
-type, a call): modular arithmetic gives the same result as wrapping after every operation, at a fraction of the
-cost. REAL results are rounded to single precision after every operation.
+Integer operations are computed in their evaluation type (`eval_type`: at least 32 bits, as CODESYS does) while
+the expression keeps its operands' type for the type checks: `b + 10` with a BYTE `b` is a BYTE expression whose
+value may be 265. The value is cut to a variable's width only where CODESYS cuts it: on assignment, when passed
+to an input, in a conversion function.
+
+Results of `+ - *` and unary minus are left "raw" (correct modulo 2**bits of the evaluation type, possibly outside
+its range) while they feed more `+ - *`, and are wrapped once where it matters (assignment, comparison, division,
+a call): modular arithmetic gives the same result as wrapping after every operation, at a fraction of the cost.
+A value that is not raw but may lie outside its type's range (`b + 10` once settled, `a MOD b`) is "wide".
+REAL results are rounded to single precision after every operation.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from shopfloor_st.st_types import (
     StringType,
     StructType,
     StType,
+    eval_type,
     implicitly_converts,
 )
 
@@ -38,7 +45,8 @@ __all__ = ["ExprGen", "Value", "literal_code"]
 class Value:
     code: str
     type: StType | None  # None: an error was already reported
-    raw: bool = False
+    raw: bool = False  # integers: correct modulo 2**bits of eval_type(type), not reduced to its range
+    wide: bool = False  # integers: in the range of eval_type(type), maybe not in the range of type
     symbol: Symbol | None = None  # the variable (or member) this value reads, for assignment checks
     lvalue: bool = False
 
@@ -78,10 +86,37 @@ class ExprGen:
     # ---- conversions ---------------------------------------------------------------------------------------------
 
     def settle(self, value: Value) -> str:
-        """Code whose value lies in its type's range."""
+        """Code for the value of the expression: an integer is reduced to its evaluation type's range."""
         if value.raw and isinstance(value.type, Elementary) and value.type.is_integral:
-            return wrap_code(value.code, value.type)
+            return wrap_code(value.code, eval_type(value.type))
         return value.code
+
+    def fit(self, value: Value, target: Elementary) -> str:
+        """Code for an integer value cut to `target`'s width (assignment, inputs, conversions); no-op if it fits."""
+        src = value.type
+        assert isinstance(src, Elementary)
+        evaluated = eval_type(src)
+        code = value.code
+        if value.raw:
+            if target.bits <= evaluated.bits:
+                return wrap_code(code, target)
+            code, held = wrap_code(code, evaluated), evaluated
+        else:
+            held = evaluated if value.wide else src.base
+        if target.low <= held.low and held.high <= target.high:
+            return code
+        return wrap_code(code, target)
+
+    def operand(self, value: Value, typ: StType, node: m.Node, exact: bool = True) -> str:
+        """Code for an operand of an operation of type `typ`: an integer is taken in typ's evaluation type, as
+        its value (`exact`) or, for `+ - *`, modulo 2**bits (left raw when that is the same width)."""
+        src = value.type
+        if isinstance(src, Elementary) and src.is_integral and isinstance(typ, Elementary) and typ.is_integral:
+            evaluated = eval_type(typ)
+            if not exact and eval_type(src).bits >= evaluated.bits:
+                return value.code
+            return self.fit(value, evaluated)
+        return self.convert(value, typ, node, "convert")
 
     def convert(self, value: Value, target: StType, node: m.Node, what: str = "assign") -> str:
         """Code converting `value` implicitly to `target`; reports an error when a conversion function is needed."""
@@ -126,8 +161,8 @@ class ExprGen:
             if src.is_integral:
                 return f"_f32({self.settle(value)})" if target.name == "REAL" else f"float({self.settle(value)})"
             return value.code
-        if isinstance(target, Elementary) and target.is_integral and isinstance(src, Elementary) and src is not target:
-            return self.settle(value)
+        if isinstance(target, Elementary) and target.is_integral and isinstance(src, Elementary) and src.is_integral:
+            return self.fit(value, target.base)
         if value.raw and src == target:
             return self.settle(value)
         if isinstance(target, StringType) and isinstance(src, StringType) and target.length < src.length:
@@ -236,10 +271,10 @@ class ExprGen:
         if node.op == "NOT":
             if isinstance(typ, Elementary) and typ.kind == "bool":
                 return Value(f"(not {operand.code})", BOOL)
-            if isinstance(typ, Elementary) and typ.is_integral:
+            if isinstance(typ, Elementary) and typ.is_integral:  # complements the bits of the operand's type
                 if typ.signed:
-                    return Value(f"(~{self.settle(operand)})", typ)
-                return Value(f"({self.settle(operand)} ^ {(1 << typ.bits) - 1})", typ)
+                    return Value(f"(~{self.fit(operand, typ.base)})", typ)
+                return Value(f"({self.fit(operand, typ.base)} ^ {(1 << typ.bits) - 1})", typ)
             return self.error(node, f"NOT needs BOOL or a bit string, not {typ}")
         if (isinstance(typ, Elementary) and typ.kind in ("int", "real", "time")) or isinstance(typ, LiteralType):
             if node.op == "+":

@@ -5,7 +5,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from shopfloor_st import model as m
-from shopfloor_st.st_types import BOOL, LREAL, REAL, TIME, Elementary, EnumType, LiteralType, StringType, common_type
+from shopfloor_st.st_types import (
+    BOOL,
+    LREAL,
+    REAL,
+    TIME,
+    Elementary,
+    EnumType,
+    LiteralType,
+    StringType,
+    common_type,
+    eval_type,
+)
 
 if TYPE_CHECKING:
     from shopfloor_st.exprgen import ExprGen, Value
@@ -28,8 +39,9 @@ def binary(gen: ExprGen, node: m.Binary) -> Value:
         if lt == BOOL and rt == BOOL:
             return Value(f"({left.code} {_LOGIC[op]} {right.code})", BOOL)
         typ = common_type(lt, rt)
-        if isinstance(typ, Elementary) and typ.is_integral:
-            return Value(f"({gen.convert(left, typ, node)} {_LOGIC[op]} {gen.convert(right, typ, node)})", typ)
+        if isinstance(typ, Elementary) and typ.is_integral:  # on the evaluated values, like + - *
+            a, b = gen.operand(left, typ, node), gen.operand(right, typ, node)
+            return Value(f"({a} {_LOGIC[op]} {b})", typ, wide=left.raw or left.wide or right.raw or right.wide)
         return gen.error(node, f"{op} needs BOOL or bit-string operands, not {lt} and {rt}")
     if op in _COMPARE:
         return _compare(gen, node, left, right)
@@ -42,26 +54,38 @@ def binary(gen: ExprGen, node: m.Binary) -> Value:
     typ = common_type(lt, rt)
     if typ is None:
         return gen.error(node, f"operator {op} cannot combine {lt} and {rt}; convert one of them")
-    a, b = gen.convert(left, typ, node, "convert"), gen.convert(right, typ, node, "convert")
     line, col = node.line, node.col
     if isinstance(typ, LiteralType):
         return gen.error(node, "constant expression could not be folded")
     assert isinstance(typ, Elementary)
+    if typ.is_integral:  # computed in eval_type(typ), at least 32 bits; typ stays the expression's type
+        if op in ("+", "-", "*"):
+            a, b = gen.operand(left, typ, node, exact=False), gen.operand(right, typ, node, exact=False)
+            return Value(f"({a} {op} {b})", typ, raw=True)
+        a, b = gen.operand(left, typ, node), gen.operand(right, typ, node)
+        if op == "/":
+            return Value(f"_idiv({a}, {b}, {line}, {col})", typ, raw=eval_type(typ).signed, wide=True)
+        if op == "MOD":
+            return Value(f"_imod({a}, {b}, {line}, {col})", typ, wide=True)
+        return gen.error(node, f"unknown operator {op}")
+    a, b = _real_operand(gen, left, typ, node), _real_operand(gen, right, typ, node)
     if typ.kind == "real":
         if op == "MOD":
             return gen.error(node, "MOD needs integer operands")
         code = f"_rdiv({a}, {b}, {line}, {col})" if op == "/" else f"({a} {op} {b})"
         return Value(f"_f32({code})" if typ == REAL else code, typ)
-    # integers and bit strings: keep + - * raw when the operands are already of the result type
-    if op in ("+", "-", "*"):
-        a = left.code if left.type == typ else a
-        b = right.code if right.type == typ else b
-        return Value(f"({a} {op} {b})", typ, raw=True)
-    if op == "/":
-        return Value(f"_idiv({a}, {b}, {line}, {col})", typ, raw=typ.signed)
-    if op == "MOD":
-        return Value(f"_imod({a}, {b}, {line}, {col})", typ)
     return gen.error(node, f"unknown operator {op}")
+
+
+def _real_operand(gen: ExprGen, value: Value, typ: Elementary, node: m.Node) -> str:
+    """An untyped real constant is an LREAL (CODESYS "Constant: Typed Literal"): `r * 0.1` multiplies by the double
+    0.1 and rounds the product to REAL, rather than multiplying by 0.1 rounded to REAL first."""
+    if typ == REAL and isinstance(value.type, LiteralType) and value.type.kind == "real":
+        from shopfloor_st.exprgen import literal_code
+
+        if value.code == literal_code(value.type.value):
+            return literal_code(float(value.type.value))
+    return gen.convert(value, typ, node, "convert")
 
 
 def _compare(gen: ExprGen, node: m.Binary, left: Value, right: Value) -> Value:
@@ -77,7 +101,7 @@ def _compare(gen: ExprGen, node: m.Binary, left: Value, right: Value) -> Value:
     typ = common_type(lt, rt) if gen.numeric(lt) and gen.numeric(rt) else None  # type: ignore[arg-type]
     if typ is None:
         return gen.error(node, f"cannot compare {lt} with {rt}")
-    return Value(f"({gen.convert(left, typ, node, 'convert')} {py} {gen.convert(right, typ, node, 'convert')})", BOOL)
+    return Value(f"({gen.operand(left, typ, node)} {py} {gen.operand(right, typ, node)})", BOOL)
 
 
 def _power(gen: ExprGen, node: m.Binary, left: Value, right: Value) -> Value:

@@ -25,7 +25,9 @@ __all__ = [
     "StringType",
     "StructType",
     "common_type",
+    "eval_type",
     "implicitly_converts",
+    "literal_int_type",
 ]
 
 
@@ -194,6 +196,26 @@ def implicitly_converts(src: StType, dst: StType) -> bool:
     return src.name == "REAL" and dst.name == "LREAL"
 
 
+def eval_type(typ: Elementary) -> Elementary:
+    """The type an integer operation on `typ` operands is computed in: at least 32 bits.
+
+    CODESYS computes intermediate results in the target's native width, at least 32 bits ("Operators",
+    overflow/underflow in the data type): `wVar + 1` with a WORD 65535 is 65536, not 0. Narrower operands are
+    promoted to DINT; 32- and 64-bit operands keep their type. The value is cut to the target's width when it is
+    assigned or passed to an input.
+    """
+    base = typ.base
+    return DINT if base.bits < 32 else base
+
+
+def literal_int_type(value: int) -> Elementary:
+    """The smallest type holding an untyped integer constant (CODESYS "Typed literal": the smallest possible type)."""
+    for typ in SIGNED_BY_WIDTH:
+        if typ.low <= value <= typ.high:
+            return typ
+    return ELEMENTARY["ULINT"]
+
+
 def common_type(a: StType, b: StType) -> StType | None:
     """The type both operands of an arithmetic or comparison operator convert to, or None."""
     if isinstance(a, LiteralType) and isinstance(b, LiteralType):
@@ -204,11 +226,11 @@ def common_type(a: StType, b: StType) -> StType | None:
     if isinstance(b, LiteralType):
         if isinstance(a, Elementary) and a.kind in ("int", "bits") and b.kind == "real":
             return REAL
-        return (
-            a
-            if implicitly_converts(b, a) or (isinstance(a, Elementary) and a.is_integral and b.kind == "int")
-            else None
-        )
+        if implicitly_converts(b, a):
+            return a
+        if isinstance(a, Elementary) and a.is_integral and b.kind == "int":
+            return common_type(a, literal_int_type(int(b.value)))  # a constant outside `a`: its smallest type
+        return None
     if implicitly_converts(a, b):
         return b
     if implicitly_converts(b, a):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from shopfloor_st import model as m
+from shopfloor_st.exprgen import Value, wrap_code
 from shopfloor_st.st_types import (
     BOOL,
     DINT,
@@ -20,7 +21,7 @@ from shopfloor_st.st_types import (
 )
 
 if TYPE_CHECKING:
-    from shopfloor_st.exprgen import ExprGen, Value
+    from shopfloor_st.exprgen import ExprGen
 
 __all__ = ["STANDARD_FUNCTIONS", "StandardCall"]
 
@@ -94,8 +95,6 @@ class StandardCall:
             return None
         args = self.args(node, _PARAMS.get(name), _VARIADIC.get(name, 0))
         if args is None:
-            from shopfloor_st.exprgen import Value
-
             return Value("None", None)
         if any(a.type is None for a in args):
             return args[next(i for i, a in enumerate(args) if a.type is None)]
@@ -139,8 +138,6 @@ class StandardCall:
     # ---- conversions ---------------------------------------------------------------------------------------------
 
     def conversion(self, node: m.Call, arg: Value, src_name: str, dst: StType) -> Value:
-        from shopfloor_st.exprgen import Value
-
         src = arg.type
         if src is None:
             return arg
@@ -154,6 +151,11 @@ class StandardCall:
             if not implicitly_converts(arg.type, expected):  # type: ignore[arg-type]
                 return self.gen.error(node, f"{src_name}_TO_{dst}: expected {src_name}, got {arg.type}")
             code, src = self.gen.convert(arg, expected, node, "convert"), expected
+            arg = Value(code, src)
+        elif src_name and isinstance(src, Elementary) and src.is_integral and isinstance(arg.type, Elementary):
+            # <S>_TO_<D> takes its input as an S: an expression computed wider is cut to S first
+            code = self.gen.fit(arg, src.base)
+            arg = Value(code, src)
         line, col = node.line, node.col
         if isinstance(dst, StringType):
             if isinstance(src, StringType):
@@ -177,21 +179,20 @@ class StandardCall:
             return Value(f"_r2i({code}, {dst.bits}, {dst.signed}, {line}, {col})", dst)
         if src.kind == "bool":
             return Value(f"int({code})", dst)
-        return Value(code, dst, raw=not implicit_int(src, dst))
+        if isinstance(arg.type, LiteralType):
+            return Value(code, dst, raw=True)
+        return Value(self.gen.fit(arg if isinstance(arg.type, Elementary) else Value(code, src), dst.base), dst)
 
     # ---- numeric -------------------------------------------------------------------------------------------------
 
     def f_abs(self, node: m.Call, args: list[Value]) -> Value:
-        from shopfloor_st.exprgen import Value
-
         (arg,) = args
         if not self.gen.numeric(arg.type):
             return self.gen.error(node, f"ABS needs a number, not {arg.type}")
-        return Value(f"abs({self.gen.settle(arg)})", arg.type, raw=isinstance(arg.type, Elementary) and arg.type.signed)
+        integral = isinstance(arg.type, Elementary) and arg.type.is_integral
+        return Value(f"abs({self.gen.settle(arg)})", arg.type, raw=integral, wide=arg.wide)
 
     def f_math(self, node: m.Call, name: str, args: list[Value]) -> Value:
-        from shopfloor_st.exprgen import Value
-
         (arg,) = args
         if not self.gen.numeric(arg.type):
             return self.gen.error(node, f"{name} needs a number, not {arg.type}")
@@ -200,8 +201,6 @@ class StandardCall:
         return Value(f"_f32({call})" if typ.name == "REAL" else call, typ)
 
     def f_trunc(self, node: m.Call, args: list[Value]) -> Value:
-        from shopfloor_st.exprgen import Value
-
         code, _ = self.gen.to_real(args[0], node)
         return Value(f"_trunc({code}, {node.line}, {node.col})", DINT)
 
@@ -223,8 +222,6 @@ class StandardCall:
         return typ
 
     def f_min(self, node: m.Call, args: list[Value], fn: str = "min") -> Value:
-        from shopfloor_st.exprgen import Value
-
         typ = self._common(node, fn.upper(), args)
         if typ is None:
             return Value("None", None)
@@ -235,8 +232,6 @@ class StandardCall:
         return self.f_min(node, args, "max")
 
     def f_limit(self, node: m.Call, args: list[Value]) -> Value:
-        from shopfloor_st.exprgen import Value
-
         typ = self._common(node, "LIMIT", args)
         if typ is None:
             return Value("None", None)
@@ -244,8 +239,6 @@ class StandardCall:
         return Value(f"_limit({codes})", typ)
 
     def f_sel(self, node: m.Call, args: list[Value]) -> Value:
-        from shopfloor_st.exprgen import Value
-
         g = self.gen.convert(args[0], BOOL, node, "convert")
         typ = self._common(node, "SEL", args[1:])
         if typ is None:
@@ -254,8 +247,6 @@ class StandardCall:
         return Value(f"({b} if {g} else {a})", typ)
 
     def f_mux(self, node: m.Call, args: list[Value]) -> Value:
-        from shopfloor_st.exprgen import Value
-
         k = self.gen.settle(args[0])
         if not (isinstance(args[0].type, LiteralType | Elementary) and args[0].type.kind in ("int", "bits")):
             return self.gen.error(node, f"MUX selector must be an integer, not {args[0].type}")
@@ -268,20 +259,20 @@ class StandardCall:
     # ---- bit strings ---------------------------------------------------------------------------------------------
 
     def _shift(self, node: m.Call, args: list[Value], name: str) -> Value:
-        from shopfloor_st.exprgen import Value
-
         value, count = args
         typ = value.type
         if not (isinstance(typ, Elementary) and typ.is_integral):
             return self.gen.error(node, f"{name} needs a bit string or integer, not {typ}")
         a, n = self.gen.settle(value), self.gen.settle(count)
         mask = (1 << typ.bits) - 1
-        if name == "SHL":
-            return Value(f"(({a} << {n}) & {mask})", typ, raw=typ.signed)
-        if name == "SHR":
-            return Value(f"(({a} & {mask}) >> {n})", typ, raw=typ.signed)
-        helper = "_rol" if name == "ROL" else "_ror"
-        return Value(f"{helper}({a} & {mask}, {n}, {typ.bits})", typ, raw=typ.signed)
+        if name == "SHL":  # shifts and rotations work on the bits of IN's type
+            code = f"(({a} << {n}) & {mask})"
+        elif name == "SHR":
+            code = f"(({a} & {mask}) >> {n})"
+        else:
+            helper = "_rol" if name == "ROL" else "_ror"
+            code = f"{helper}({a} & {mask}, {n}, {typ.bits})"
+        return Value(wrap_code(code, typ.base) if typ.signed else code, typ)
 
     # ---- strings -------------------------------------------------------------------------------------------------
 
@@ -306,8 +297,6 @@ class StandardCall:
     def _string_result(
         self, node: m.Call, name: str, args: list[Value], kinds: str, template: str, typ: StType
     ) -> Value:
-        from shopfloor_st.exprgen import Value
-
         codes = self._strings(node, name, args, kinds)
         return Value(template.format(*codes), typ) if codes is not None else Value("None", None)
 

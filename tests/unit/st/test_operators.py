@@ -45,9 +45,11 @@ def test_mixed_width_promotes_to_the_wider_operand(run) -> None:
     assert snap["d"] == 100_000
 
 
-def test_arithmetic_wraps_at_the_operand_type_even_into_a_wider_target(run) -> None:
-    snap = run("a : INT := 1000; b : INT := 100; d : DINT;", "d := a * b;")
-    assert snap["d"] == 100_000 - 65536 * 2
+def test_arithmetic_is_computed_in_32_bits_and_kept_by_a_wider_target(run) -> None:
+    # CODESYS "Operators": intermediate results are at least 32 bits wide, cut only on assignment
+    snap = run("a : INT := 1000; b : INT := 100; d : DINT; i : INT;", "d := a * b; i := a * b;")
+    assert snap["d"] == 100_000
+    assert snap["i"] == 100_000 - 65536 * 2
 
 
 def test_integer_to_real_is_implicit(run) -> None:

@@ -75,3 +75,10 @@ def test_real_to_int_needs_conversion(errors) -> None:
 def test_lreal_to_real_needs_conversion(errors) -> None:
     source = "PROGRAM Main\nVAR r : REAL; l : LREAL; END_VAR\nr := l;\nEND_PROGRAM"
     assert errors(source) == ["bad.st:3:6: cannot assign LREAL to REAL implicitly; use LREAL_TO_REAL"]
+
+
+def test_untyped_real_constant_is_an_lreal_in_arithmetic(run) -> None:
+    # CODESYS "Constant: Typed Literal": REAL/LREAL constants are always LREAL
+    snap = run("r : REAL := 9.0; p : REAL; q : REAL;", "p := r * 0.1; q := r * REAL#0.1;")
+    assert snap["p"] == 0.8999999761581421  # REAL(9.0 * 0.1)
+    assert snap["q"] == 0.9000000357627869  # 9.0 * REAL(0.1), rounded
