@@ -69,3 +69,11 @@ def test_constants_fold_in_declarations(run) -> None:
 def test_string_literal_in_code_is_not_rewritten(run) -> None:
     snap = run("s : STRING;", "s := 'Color#Red (* no comment *) STRING[3]';")
     assert snap["s"] == "Color#Red (* no comment *) STRING[3]"
+
+
+def test_typed_real_literal_without_a_point_is_a_real(run) -> None:
+    # CODESYS "Constant: Typed Literal": the prefix gives the constant its type; REAL#7 is 7.0
+    decls = "r : REAL; l : LREAL; x : INT := 7; s : REAL; i : INT; k : REAL; END_VAR VAR CONSTANT c : REAL := 7;"
+    body = "r := REAL#7 / 2; l := LREAL#7 / 2; s := x / REAL#2; i := REAL_TO_INT(REAL#7 / 2); k := c / 2;"
+    snap = run(decls, body)
+    assert (snap["r"], snap["l"], snap["s"], snap["i"], snap["k"]) == (3.5, 3.5, 3.5, 4, 3.5)
