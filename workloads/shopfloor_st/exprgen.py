@@ -14,6 +14,7 @@ REAL results are rounded to single precision after every operation.
 
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -55,6 +56,17 @@ def literal_code(value: object) -> str:
     if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
         return f"float({str(value)!r})"
     return repr(value)
+
+
+def _string_constant(code: str) -> str | None:
+    """The text of a Python string literal (as `literal_code` writes one), None for any other code."""
+    if not code or code[0] not in "'\"":
+        return None
+    try:
+        text = ast.literal_eval(code)
+    except (ValueError, SyntaxError):
+        return None
+    return text if isinstance(text, str) else None
 
 
 def wrap_code(code: str, typ: Elementary) -> str:
@@ -165,8 +177,15 @@ class ExprGen:
             return self.fit(value, target.base)
         if value.raw and src == target:
             return self.settle(value)
-        if isinstance(target, StringType) and isinstance(src, StringType) and target.length < src.length:
-            return f"({value.code})[:{target.length}]"
+        if isinstance(target, StringType) and isinstance(src, StringType):
+            text = _string_constant(value.code)
+            if text is not None:  # a literal: cut it here rather than on every scan
+                if len(text) <= target.length:
+                    return value.code
+                self.ctx.warn(node.line, node.col, f"string constant of {len(text)} characters cut to {target}")
+                return literal_code(text[: target.length])
+            if target.length < src.length:
+                return f"({value.code})[:{target.length}]"
         return value.code
 
     # ---- expressions ---------------------------------------------------------------------------------------------
@@ -195,6 +214,8 @@ class ExprGen:
                 value = f32(float(value)) if typ.name == "REAL" else float(value)
             elif isinstance(typ, Elementary) and typ.kind == "bool":
                 value = bool(value)
+        if isinstance(value, str) and isinstance(typ, StringType) and len(value) > typ.length:
+            typ = StringType(len(value))  # so that assigning it to a shorter STRING cuts it
         return Value(literal_code(value), typ)
 
     def expr_name(self, node: m.Name) -> Value:

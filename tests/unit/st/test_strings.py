@@ -1,5 +1,7 @@
 import pytest
 
+from shopfloor_st import compile_source
+
 
 @pytest.mark.parametrize(
     ("expr", "expected"),
@@ -51,3 +53,39 @@ def test_string_with_variables(run) -> None:
 def test_string_to_number_type_mismatch(errors) -> None:
     source = "PROGRAM Main\nVAR s : STRING; i : INT; END_VAR\ni := s;\nEND_PROGRAM"
     assert errors(source) == ["bad.st:3:6: type mismatch: cannot assign STRING to INT"]
+
+
+LONG = "x" * 152
+STRING_POUS = f"""
+FUNCTION Long : STRING
+VAR_INPUT s : STRING(10); END_VAR
+Long := '{LONG}';
+END_FUNCTION
+FUNCTION Length : INT
+VAR_INPUT s : STRING(10); END_VAR
+Length := LEN(s);
+END_FUNCTION
+FUNCTION_BLOCK Holder
+VAR_INPUT s : STRING(4); END_VAR
+VAR_OUTPUT n : INT; END_VAR
+n := LEN(s);
+END_FUNCTION_BLOCK
+"""
+
+
+def test_long_string_literal_is_cut_to_the_target_length(run) -> None:
+    # CODESYS help, "Data type: STRING": a literal too long for the variable is cut from the right
+    decls = "s : STRING; t : STRING(5) := 'abcdefgh'; n1, n2, n3, n4, n5 : INT; h : Holder;"
+    body = (
+        f"s := '{LONG}'; n1 := LEN(s); n2 := LEN(Long('a')); n3 := Length('{LONG}');"
+        " h(s := 'abcdefgh'); n4 := h.n; n5 := LEN(t);"
+    )
+    snap = run(decls, body, prelude=STRING_POUS)
+    assert snap["s"] == "x" * 80
+    assert (snap["n1"], snap["n2"], snap["n3"], snap["n4"], snap["n5"]) == (80, 80, 10, 4, 5)
+
+
+def test_cutting_a_string_literal_is_a_warning() -> None:
+    source = "PROGRAM Main\nVAR s : STRING(3); END_VAR\ns := 'abcd';\nEND_PROGRAM\n"
+    warnings = [str(w) for w in compile_source(source, "w.st").warnings]
+    assert warnings == ["w.st:3:6: string constant of 4 characters cut to STRING(3)"]
