@@ -21,7 +21,7 @@ from shopfloor_st.st_types import (
 if TYPE_CHECKING:
     from shopfloor_st.exprgen import ExprGen, Value
 
-__all__ = ["binary"]
+__all__ = ["binary", "compare"]
 
 _COMPARE = {"=": "==", "<>": "!=", "<": "<", ">": ">", "<=": "<=", ">=": ">="}
 _LOGIC = {"AND": "&", "&": "&", "OR": "|", "XOR": "^"}
@@ -44,7 +44,7 @@ def binary(gen: ExprGen, node: m.Binary) -> Value:
             return Value(f"({a} {_LOGIC[op]} {b})", typ, wide=left.raw or left.wide or right.raw or right.wide)
         return gen.error(node, f"{op} needs BOOL or bit-string operands, not {lt} and {rt}")
     if op in _COMPARE:
-        return _compare(gen, node, left, right)
+        return compare(gen, node, op, left, right)
     if op == "**":
         return _power(gen, node, left, right)
     if lt == TIME or rt == TIME:
@@ -88,17 +88,20 @@ def _real_operand(gen: ExprGen, value: Value, typ: Elementary, node: m.Node) -> 
     return gen.convert(value, typ, node, "convert")
 
 
-def _compare(gen: ExprGen, node: m.Binary, left: Value, right: Value) -> Value:
+def compare(gen: ExprGen, node: m.Node, op: str, left: Value, right: Value) -> Value:
+    """`left op right` for a comparison operator (`=`, `<>`, `<`, ...) on already evaluated operands."""
     from shopfloor_st.exprgen import Value
 
-    lt, rt, py = left.type, right.type, _COMPARE[node.op]
+    lt, rt, py = left.type, right.type, _COMPARE[op]
+    if lt is None or rt is None:
+        return Value("None", None)
     if (isinstance(lt, StringType) and isinstance(rt, StringType)) or lt == rt == BOOL or lt == rt == TIME:
         return Value(f"({left.code} {py} {right.code})", BOOL)
     if isinstance(lt, EnumType) or isinstance(rt, EnumType):
         if lt is rt:
             return Value(f"({left.code} {py} {right.code})", BOOL)
         return gen.error(node, f"cannot compare {lt} with {rt}")
-    typ = common_type(lt, rt) if gen.numeric(lt) and gen.numeric(rt) else None  # type: ignore[arg-type]
+    typ = common_type(lt, rt) if gen.numeric(lt) and gen.numeric(rt) else None
     if typ is None:
         return gen.error(node, f"cannot compare {lt} with {rt}")
     return Value(f"({gen.operand(left, typ, node)} {py} {gen.operand(right, typ, node)})", BOOL)

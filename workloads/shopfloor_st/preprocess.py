@@ -5,6 +5,7 @@ written `Color#Red`. Each rewrite keeps the text length and the line breaks, so 
 in the user's file:
 - comments (`(* *)`, nested; `/* */`; `//`) and pragmas (`{...}`) become spaces;
 - `STRING[n]` becomes `STRING(n)`;
+- `NOT(IN := x)` becomes `NOT(      x)` (the grammar reads NOT only as the operator);
 - `Type#Name` (an enumeration value, not a typed literal such as `INT#5` or `T#1s`) becomes `Type.Name`.
 """
 
@@ -44,6 +45,7 @@ TYPED_LITERAL_PREFIXES = frozenset(
 )
 
 _STRING_BRACKET = re.compile(r"\b(W?STRING)(\s*)\[(\s*\d+\s*)\]", re.IGNORECASE)
+_NOT_FORMAL = re.compile(r"\b(NOT\s*\(\s*)(IN\s*:=)", re.IGNORECASE)
 _ENUM_LITERAL = re.compile(r"(?<![\w#])([A-Za-z_]\w*)#(?=[A-Za-z_])")
 
 
@@ -109,6 +111,7 @@ def preprocess(source: str) -> str:
             continue
         joined = "".join(code)
         joined = _STRING_BRACKET.sub(lambda m: f"{m.group(1)}{m.group(2)}({m.group(3)})", joined)
+        joined = _NOT_FORMAL.sub(lambda m: m.group(1) + " " * len(m.group(2)), joined)
         pieces.append(_ENUM_LITERAL.sub(_enum_literal, joined))
         pieces.append(text)
         code = []

@@ -57,10 +57,23 @@ _PARAMS: dict[str, tuple[str, ...]] = {
     "REPLACE": ("IN1", "IN2", "L", "P"),
     "MOVE": ("IN",),
     **{name: ("IN",) for name in _MATH},
-    **{name: ("IN1", "IN2") for name in ("GT", "GE", "EQ", "LE", "LT", "NE")},
+    "NE": ("IN1", "IN2"),
 }
-_VARIADIC = {"MIN": 2, "MAX": 2, "CONCAT": 2, "MUX": 2}
+_VARIADIC = {"MIN": 2, "MAX": 2, "CONCAT": 2, "MUX": 2, **{name: 2 for name in ("GT", "GE", "EQ", "LE", "LT")}}
 _COMPARISONS = {"GT": ">", "GE": ">=", "EQ": "=", "LE": "<=", "LT": "<", "NE": "<>"}
+# the function forms of the operators (IEC 61131-3 ed. 3, arithmetic and bitwise Boolean functions):
+# name -> (operator, extensible); SUB, DIV, MOD take IN1 and IN2, NOT takes IN
+_OPERATOR_FUNCTIONS: dict[str, tuple[str, bool]] = {
+    "ADD": ("+", True),
+    "MUL": ("*", True),
+    "AND": ("AND", True),
+    "OR": ("OR", True),
+    "XOR": ("XOR", True),
+    "SUB": ("-", False),
+    "DIV": ("/", False),
+    "MOD": ("MOD", False),
+    "NOT": ("NOT", False),
+}
 _SHIFTS = frozenset(("SHL", "SHR", "ROL", "ROR"))
 # name -> (argument kinds: s = STRING, i = integer; runtime helper; result type)
 _STRING_FUNCTIONS: dict[str, tuple[str, str, StType]] = {
@@ -73,7 +86,7 @@ _STRING_FUNCTIONS: dict[str, tuple[str, str, StType]] = {
     "DELETE": ("sii", "_delete", StringType(255)),
     "REPLACE": ("ssii", "_replace", StringType(255)),
 }
-STANDARD_FUNCTIONS = frozenset([*_PARAMS, *_VARIADIC])
+STANDARD_FUNCTIONS = frozenset([*_PARAMS, *_VARIADIC, *_OPERATOR_FUNCTIONS])
 _CONVERTIBLE: dict[str, StType] = {**ELEMENTARY, "STRING": StringType()}
 
 
@@ -91,6 +104,8 @@ class StandardCall:
                 args = self.args(node, ("IN",))
                 return None if args is None else self.conversion(node, args[0], src_name, _CONVERTIBLE[dst_name])
             return None
+        if name in _OPERATOR_FUNCTIONS:
+            return self.operator_function(node, name)
         if name not in STANDARD_FUNCTIONS:
             return None
         args = self.args(node, _PARAMS.get(name), _VARIADIC.get(name, 0))
@@ -121,7 +136,10 @@ class StandardCall:
                     node.line, node.col, f"{name} expects at least {min_variadic} arguments, got {len(node.args)}"
                 )
                 return None
-            return [self.gen.expr(a.value) for a in node.args]
+            if all(a.name is None for a in node.args):
+                return [self.gen.expr(a.value) for a in node.args]
+            count = len(node.args)
+            params = ("K", *(f"IN{i}" for i in range(count - 1))) if name.upper() == "MUX" else _inputs(count)
         if len(node.args) != len(params):
             self.gen.ctx.error(node.line, node.col, f"{name} expects {len(params)} argument(s), got {len(node.args)}")
             return None
@@ -134,6 +152,36 @@ class StandardCall:
             self.gen.ctx.error(bad.line, bad.col, f"{name} takes the parameters {', '.join(params)}")
             return None
         return [self.gen.expr(by_name[p].value) for p in params]
+
+    # ---- operators written as functions ----------------------------------------------------------------------------
+
+    def operator_function(self, node: m.Call, name: str) -> Value:
+        """`ADD(a, b, c)` is `a + b + c`, `MOD(IN1 := a, IN2 := b)` is `a MOD b`, `NOT(x)` is `NOT x`."""
+        op, extensible = _OPERATOR_FUNCTIONS[name]
+        if any(a.output for a in node.args):
+            return self.gen.error(node, f"{name} has no outputs")
+        count = len(node.args)
+        if name == "NOT":
+            params: tuple[str, ...] = ("IN",)
+        elif extensible and count >= 2:
+            params = _inputs(count)
+        else:
+            params = ("IN1", "IN2")
+        if count != len(params):
+            wanted = "at least 2" if extensible else str(len(params))
+            return self.gen.error(node, f"{name} expects {wanted} argument(s), got {count}")
+        exprs = [a.value for a in node.args]
+        if any(a.name is not None for a in node.args):
+            by_name = {a.name.upper(): a for a in node.args if a.name}
+            if any(a.name is None for a in node.args) or set(by_name) != set(params):
+                return self.gen.error(node, f"{name} takes the parameters {', '.join(params)}")
+            exprs = [by_name[p].value for p in params]
+        if name == "NOT":
+            return self.gen.expr(m.Unary(node.line, node.col, "NOT", exprs[0]))
+        tree = exprs[0]
+        for operand in exprs[1:]:
+            tree = m.Binary(node.line, node.col, op, tree, operand)
+        return self.gen.expr(tree)
 
     # ---- conversions ---------------------------------------------------------------------------------------------
 
@@ -318,14 +366,35 @@ class StandardCall:
     # ---- comparison functions and MOVE ---------------------------------------------------------------------------
 
     def _compare(self, node: m.Call, args: list[Value], name: str) -> Value:
-        from shopfloor_st.operators import binary
+        """GT(a, b, c) is (a > b) AND (b > c): the inputs are a decreasing sequence (IEC 61131-3 ed. 3, comparison
+        functions); each input is evaluated once."""
+        from shopfloor_st.operators import compare
 
-        return binary(
-            self.gen, m.Binary(node.line, node.col, _COMPARISONS[name], node.args[0].value, node.args[1].value)
-        )
+        op = _COMPARISONS[name]
+        if len(args) == 2:
+            return compare(self.gen, node, op, args[0], args[1])
+        parts = []
+        left = args[0]
+        for index, right in enumerate(args[1:], start=1):
+            if index < len(args) - 1:  # a middle input: name it for the next comparison
+                t = self.gen.temp()
+                value = compare(
+                    self.gen, node, op, left, Value(f"({t} := {right.code})", right.type, right.raw, right.wide)
+                )
+                left = Value(t, right.type, right.raw, right.wide)
+            else:
+                value = compare(self.gen, node, op, left, right)
+            if value.type is None:
+                return value
+            parts.append(value.code)
+        return Value(f"({' and '.join(parts)})", BOOL)
 
     def f_move(self, node: m.Call, args: list[Value]) -> Value:
         return args[0]
+
+
+def _inputs(count: int) -> tuple[str, ...]:
+    return tuple(f"IN{i}" for i in range(1, count + 1))
 
 
 def implicit_int(src: Elementary, dst: Elementary) -> bool:
