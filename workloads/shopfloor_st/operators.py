@@ -21,7 +21,7 @@ from shopfloor_st.st_types import (
 if TYPE_CHECKING:
     from shopfloor_st.exprgen import ExprGen, Value
 
-__all__ = ["binary", "compare"]
+__all__ = ["binary", "compare", "time_arith"]
 
 _COMPARE = {"=": "==", "<>": "!=", "<": "<", ">": ">", "<=": "<=", ">=": ">="}
 _LOGIC = {"AND": "&", "&": "&", "OR": "|", "XOR": "^"}
@@ -48,7 +48,7 @@ def binary(gen: ExprGen, node: m.Binary) -> Value:
     if op == "**":
         return _power(gen, node, left, right)
     if lt == TIME or rt == TIME:
-        return _time_arith(gen, node, left, right)
+        return time_arith(gen, node, op, left, right)
     if not (gen.numeric(lt) and gen.numeric(rt)):
         return gen.error(node, f"operator {op} needs numbers, not {lt} and {rt}")
     typ = common_type(lt, rt)
@@ -118,11 +118,11 @@ def _power(gen: ExprGen, node: m.Binary, left: Value, right: Value) -> Value:
     return Value(f"_f32({code})" if typ == REAL else code, typ)
 
 
-def _time_arith(gen: ExprGen, node: m.Binary, left: Value, right: Value) -> Value:
-    """TIME +/- TIME, TIME * number, TIME / number (IEC table 30)."""
+def time_arith(gen: ExprGen, node: m.Node, op: str, left: Value, right: Value) -> Value:
+    """TIME +/- TIME, TIME * number, TIME / number (IEC 61131-3, arithmetic functions of time data types)."""
     from shopfloor_st.exprgen import Value
 
-    lt, rt, op = left.type, right.type, node.op
+    lt, rt = left.type, right.type
     if op in ("+", "-") and lt == rt == TIME:
         return Value(f"({left.code} {op} {right.code})", TIME, raw=True)
     number = right if lt == TIME else left

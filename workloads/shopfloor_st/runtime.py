@@ -118,6 +118,13 @@ def trunc_to_int(value: float, line: int, col: int) -> int:
     return wrap_signed(int(value), 32)
 
 
+def trunc_to(value: float, bits: int, signed: bool, line: int, col: int) -> int:
+    """TRUNC_<T>: the integer part (toward zero), wrapped at T's width; NaN/inf fault."""
+    if math.isnan(value) or math.isinf(value):
+        raise RuntimeFault(f"cannot convert {value} to an integer", line, col)
+    return wrap_signed(int(value), bits) if signed else int(value) & ((1 << bits) - 1)
+
+
 def rol(value: int, count: int, bits: int) -> int:
     count %= bits
     mask = (1 << bits) - 1
@@ -226,6 +233,7 @@ HELPERS: dict[str, Any] = {
     "_make_fb": make_fb,
     "_r2i": real_to_int,
     "_trunc": trunc_to_int,
+    "_trunc_to": trunc_to,
     "_rol": rol,
     "_ror": ror,
     "_find": find,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 from shopfloor_st import model as m
@@ -11,6 +12,7 @@ from shopfloor_st.st_types import (
     DINT,
     ELEMENTARY,
     INT,
+    TIME,
     Elementary,
     EnumType,
     LiteralType,
@@ -86,6 +88,10 @@ _STRING_FUNCTIONS: dict[str, tuple[str, str, StType]] = {
     "DELETE": ("sii", "_delete", StringType(255)),
     "REPLACE": ("ssii", "_replace", StringType(255)),
 }
+# TRUNC_INT, TRUNC_DINT, ... and IEC 61131-3 ed. 3's REAL_TRUNC_INT, LREAL_TRUNC_DINT, ...
+_TRUNC = re.compile(r"(?:(REAL|LREAL)_)?TRUNC_(SINT|INT|DINT|LINT|USINT|UINT|UDINT|ULINT|BYTE|WORD|DWORD|LWORD)")
+# IEC 61131-3 arithmetic functions of TIME: name -> operator; MUL_TIME and DIV_TIME take a number as IN2
+_TIME_FUNCTIONS = {"ADD_TIME": "+", "SUB_TIME": "-", "MUL_TIME": "*", "DIV_TIME": "/"}
 STANDARD_FUNCTIONS = frozenset([*_PARAMS, *_VARIADIC, *_OPERATOR_FUNCTIONS])
 _CONVERTIBLE: dict[str, StType] = {**ELEMENTARY, "STRING": StringType()}
 
@@ -106,6 +112,13 @@ class StandardCall:
             return None
         if name in _OPERATOR_FUNCTIONS:
             return self.operator_function(node, name)
+        trunc = _TRUNC.fullmatch(name)
+        if trunc is not None:
+            args = self.args(node, ("IN",))
+            return Value("None", None) if args is None else self.typed_trunc(node, args[0], trunc[1], trunc[2])
+        if name in _TIME_FUNCTIONS:
+            args = self.args(node, ("IN1", "IN2"))
+            return Value("None", None) if args is None else self.time_function(node, name, args)
         if name not in STANDARD_FUNCTIONS:
             return None
         args = self.args(node, _PARAMS.get(name), _VARIADIC.get(name, 0))
@@ -251,6 +264,33 @@ class StandardCall:
     def f_trunc(self, node: m.Call, args: list[Value]) -> Value:
         code, _ = self.gen.to_real(args[0], node)
         return Value(f"_trunc({code}, {node.line}, {node.col})", DINT)
+
+    def typed_trunc(self, node: m.Call, arg: Value, src_name: str | None, dst_name: str) -> Value:
+        """TRUNC_<T>(x): the integer part of a REAL/LREAL as a T (CODESYS "Operator: TRUNC_INT")."""
+        dst = ELEMENTARY[dst_name]
+        wanted = ELEMENTARY[src_name] if src_name else None
+        if not (isinstance(arg.type, Elementary | LiteralType) and arg.type.kind in ("real", "int", "bits")):
+            return self.gen.error(
+                node,
+                f"{node.func.name if isinstance(node.func, m.Name) else 'TRUNC'}: expected a number, got {arg.type}",
+            )
+        if wanted is not None and not implicitly_converts(arg.type, wanted):
+            return self.gen.error(node, f"{src_name}_TRUNC_{dst_name}: expected {src_name}, got {arg.type}")
+        code, _ = self.gen.to_real(arg, node) if wanted is None else (self.gen.convert(arg, wanted, node), wanted)
+        return Value(f"_trunc_to({code}, {dst.bits}, {dst.signed}, {node.line}, {node.col})", dst)
+
+    def time_function(self, node: m.Call, name: str, args: list[Value]) -> Value:
+        """ADD_TIME(t1, t2), SUB_TIME(t1, t2), MUL_TIME(t, n), DIV_TIME(t, n): the TIME operators as functions."""
+        from shopfloor_st.operators import time_arith
+
+        first, second = args
+        if first.type != TIME:
+            return self.gen.error(node, f"{name}: IN1 must be TIME, not {first.type}")
+        if name in ("ADD_TIME", "SUB_TIME") and second.type != TIME:
+            return self.gen.error(node, f"{name}: IN2 must be TIME, not {second.type}")
+        if name in ("MUL_TIME", "DIV_TIME") and not self.gen.numeric(second.type):
+            return self.gen.error(node, f"{name}: IN2 must be a number, not {second.type}")
+        return time_arith(self.gen, node, _TIME_FUNCTIONS[name], first, second)
 
     def f_expt(self, node: m.Call, args: list[Value]) -> Value:
         from shopfloor_st.operators import binary

@@ -1,3 +1,7 @@
+import pytest
+
+from shopfloor_st import RuntimeFault
+
 FUNCTIONS = """
 FUNCTION Add3 : INT
 VAR_INPUT a : INT; b : INT := 10; END_VAR
@@ -84,3 +88,71 @@ def test_unknown_parameter_name(errors) -> None:
 def test_assigning_an_input_inside_a_function(errors) -> None:
     source = "FUNCTION F : INT\nVAR_INPUT a : INT; END_VAR\na := 1;\nF := a;\nEND_FUNCTION\nPROGRAM Main\nEND_PROGRAM"
     assert errors(source) == ["bad.st:3:1: cannot assign to input 'a'"]
+
+
+@pytest.mark.parametrize(
+    ("call", "decl", "expected"),
+    [
+        ("TRUNC_INT(1.9)", "INT", 1),  # CODESYS "Operator: TRUNC_INT" examples
+        ("TRUNC_INT(-1.4)", "INT", -1),
+        ("TRUNC_DINT(r)", "DINT", -123456),
+        ("TRUNC_SINT(r / 1000.0)", "SINT", -123),
+        ("TRUNC_UINT(2.99)", "UINT", 2),
+        ("TRUNC_LINT(l)", "LINT", 12345678901),
+        ("TRUNC_BYTE(255.9)", "BYTE", 255),
+        ("REAL_TRUNC_INT(r / 100.0)", "INT", -1234),
+        ("LREAL_TRUNC_DINT(l / 10.0)", "DINT", 1234567890),
+        ("TRUNC_INT(i)", "INT", 7),
+    ],
+)
+def test_typed_trunc(run, call: str, decl: str, expected: int) -> None:
+    decls = f"r : REAL := -123456.7; l : LREAL := 12345678901.9; i : INT := 7; x : {decl};"
+    assert run(decls, f"x := {call};")["x"] == expected
+
+
+def test_typed_trunc_has_its_type_and_faults_on_nan(run, errors) -> None:
+    source = "PROGRAM Main\nVAR i : INT; END_VAR\ni := TRUNC_DINT(1.5);\nEND_PROGRAM"
+    assert errors(source) == ["bad.st:3:6: cannot assign DINT to INT implicitly; use DINT_TO_INT"]
+    source = "PROGRAM Main\nVAR i : INT; s : STRING; END_VAR\ni := TRUNC_INT(s);\nEND_PROGRAM"
+    assert errors(source) == ["bad.st:3:6: TRUNC_INT: expected a number, got STRING"]
+    with pytest.raises(RuntimeFault, match="cannot convert nan"):
+        run("z : REAL; i : INT;", "z := SQRT(-1.0); i := TRUNC_INT(z);")
+
+
+@pytest.mark.parametrize(
+    ("expr", "expected"),
+    [
+        ("ADD_TIME(T#1s, T#500ms)", 1500),
+        ("SUB_TIME(t, T#250ms)", 1750),
+        ("MUL_TIME(t, 3)", 6000),
+        ("MUL_TIME(t, 1.5)", 3000),
+        ("DIV_TIME(t, 4)", 500),
+        ("DIV_TIME(IN1 := t, IN2 := 0.5)", 4000),
+        ("ADD_TIME(IN1 := t, IN2 := t)", 4000),
+    ],
+)
+def test_time_arithmetic_functions(run, expr: str, expected: int) -> None:
+    assert run("t : TIME := T#2s; r : TIME;", f"r := {expr};")["r"] == expected
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("r := ADD_TIME(t, 5);", "ADD_TIME: IN2 must be TIME, not ANY_INT"),
+        ("r := MUL_TIME(5, t);", "MUL_TIME: IN1 must be TIME, not ANY_INT"),
+        ("r := DIV_TIME(t, t);", "DIV_TIME: IN2 must be a number, not TIME"),
+        ("r := SUB_TIME(t);", "SUB_TIME expects 2 argument(s), got 1"),
+    ],
+)
+def test_time_function_errors(errors, body: str, message: str) -> None:
+    source = f"PROGRAM Main\nVAR t : TIME; r : TIME; END_VAR\n{body}\nEND_PROGRAM"
+    assert [e.split(": ", 1)[1] for e in errors(source)] == [message]
+
+
+def test_selection_and_equality_on_enumerations(run) -> None:
+    snap = run(
+        "m : Mode; n : Mode; g : BOOL := TRUE; e : BOOL; f : BOOL;",
+        "m := SEL(g, Mode#Idle, Mode#Run); n := MUX(0, Mode#Run, Mode#Idle); e := EQ(m, n); f := NE(m, n);",
+        prelude="TYPE Mode : (Idle, Run); END_TYPE",
+    )
+    assert (snap["m"], snap["n"], snap["e"], snap["f"]) == ("Run", "Run", True, False)
