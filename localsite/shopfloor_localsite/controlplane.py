@@ -33,8 +33,15 @@ from shopfloor_localsite.processes import ManagedProcess, free_port, wait_until
 WORKDIR_PREFIX = "shopfloor-cp-"
 SERVICE_CIDR = "127.96.0.0/16"
 SERVICE_IP = "127.96.0.1"
-# Simulated pod addresses live in loopback space; nothing ever connects to them.
+# Simulated pod addresses live in loopback space; nothing listens on them, but a workload may bind its client
+# sockets to its pod address, so a peer sees which pod is talking.
 POD_CIDR = "127.128.0.1/16"
+
+
+def node_pod_cidr(node: SimulatedNode) -> str:
+    """Each node hands out pod addresses from its own /24 of POD_CIDR (kwok honours `spec.podCIDR`), so a PLC that
+    moves to another node never gets the address its old pod had."""
+    return f"127.128.{node.address_index}.0/24"
 
 
 @dataclass
@@ -100,6 +107,7 @@ class LocalControlPlane:
         self.api_port = 0
         self.startup_seconds = 0.0
         self._kwok_stages: Path | None = None
+        self._apiserver: ManagedProcess | None = None
 
     @property
     def server(self) -> str:
@@ -168,6 +176,7 @@ class LocalControlPlane:
                 f"--v={2 if self.options.verbose else 0}",
             ],
         )
+        self._apiserver = apiserver
         self._write_kubeconfigs(pki)
         wait_until(lambda: self._healthy("/readyz", pki), 90, "kube-apiserver /readyz", [etcd, apiserver])
         admin = str(self.kubeconfig)
@@ -245,6 +254,33 @@ class LocalControlPlane:
         with urllib.request.urlopen(f"{self.server}{endpoint}", context=context, timeout=2) as response:
             return bool(response.status == 200)
 
+    # -- faults ------------------------------------------------------------------------------------------------
+
+    @property
+    def api_server_running(self) -> bool:
+        return self._apiserver is not None and self._apiserver.running()
+
+    def stop_api_server(self, kill: bool = False) -> None:
+        """Stop kube-apiserver for everyone (SIGTERM, or SIGKILL with kill=True); etcd, the controllers, the scheduler
+        and kwok keep running and retry, as they would through a real API outage."""
+        assert self._apiserver is not None, "control plane not started"
+        if kill:
+            self._apiserver.kill()
+        else:
+            self._apiserver.stop(timeout=30)
+        _log("kube-apiserver stopped")
+
+    def start_api_server(self, timeout: float = 90) -> None:
+        """Start kube-apiserver again with the same flags, port and certificates; returns once /readyz answers."""
+        assert self._apiserver is not None, "control plane not started"
+        if not self._apiserver.running():
+            started = time.monotonic()
+            self._apiserver.start()
+            wait_until(
+                lambda: self._healthy("/readyz", self._pki), timeout, "kube-apiserver /readyz", [self._apiserver]
+            )
+            _log(f"kube-apiserver back in {time.monotonic() - started:.1f}s")
+
     # -- API helpers used by the site, the CLI and the test fixtures --------------------------------------------
 
     def api_client(self) -> client.ApiClient:
@@ -260,9 +296,11 @@ class LocalControlPlane:
 
     def add_node(self, node: SimulatedNode) -> None:
         """Register a simulated node (idempotent); kwok then keeps it Ready."""
+        manifest = node_manifest(node)
+        manifest["spec"].update({"podCIDR": node_pod_cidr(node), "podCIDRs": [node_pod_cidr(node)]})
         with self._core() as core:
             try:
-                core.create_node(node_manifest(node))
+                core.create_node(manifest)
             except ApiException as error:
                 if error.status != 409:
                     raise

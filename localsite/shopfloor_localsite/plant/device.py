@@ -3,6 +3,10 @@
 Coils drive the model's actuators; discrete inputs and input registers report its sensors. The model is stepped
 on real time by a background task. Built on pymodbus' SimDevice with an access hook (the datastore seam pymodbus
 keeps in 4.0), so sensor values are read from the model at the moment a client asks.
+
+Every write request is recorded in `writes` (see write_record.py) with the writer's connection. The SimDevice hook
+does not know the connection, so the server is a ModbusTcpServer whose per-connection request handler records
+the request, with the peer address of its own transport, just before pymodbus serves it.
 """
 
 from __future__ import annotations
@@ -10,18 +14,70 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from pymodbus.constants import ExcCodes
+from pymodbus.pdu import ModbusPDU
 from pymodbus.server import ModbusTcpServer
+from pymodbus.server.requesthandler import ServerRequestHandler
 from pymodbus.simulator import DataType, SimData, SimDevice
 
+from shopfloor_localsite.plant.write_record import DeviceWrite
 from shopfloor_localsite.processes import free_port
 
 READ_COILS, READ_DISCRETE_INPUTS, READ_INPUT_REGISTERS = 1, 2, 4
 WRITE_SINGLE_COIL, WRITE_MULTIPLE_COILS = 5, 15
+WRITE_SINGLE_REGISTER, WRITE_MULTIPLE_REGISTERS, READ_WRITE_MULTIPLE_REGISTERS = 6, 16, 23
+WRITE_TABLES = {
+    WRITE_SINGLE_COIL: "coils",
+    WRITE_MULTIPLE_COILS: "coils",
+    WRITE_SINGLE_REGISTER: "holdingRegisters",
+    WRITE_MULTIPLE_REGISTERS: "holdingRegisters",
+    READ_WRITE_MULTIPLE_REGISTERS: "holdingRegisters",
+}
 BLOCK_SIZE = 32
+
+
+def _write_of(pdu: ModbusPDU) -> tuple[str, int, tuple[int, ...]] | None:
+    """(table, address, values) of a write request, None for anything else."""
+    table = WRITE_TABLES.get(pdu.function_code)
+    if table is None:
+        return None
+    if pdu.function_code == READ_WRITE_MULTIPLE_REGISTERS:
+        registers: Any = getattr(pdu, "write_registers", [])
+        return table, int(getattr(pdu, "write_address", 0)), tuple(int(v) for v in registers)
+    if table == "coils":
+        return table, pdu.address, tuple(int(bool(v)) for v in pdu.bits)
+    return table, pdu.address, tuple(int(v) for v in pdu.registers)
+
+
+class _RecordingRequestHandler(ServerRequestHandler):
+    """pymodbus' handler of one client connection, recording each write request with the connection's peer."""
+
+    def __init__(self, owner: _RecordingTcpServer) -> None:
+        super().__init__(owner, owner.trace_packet, owner.trace_pdu, owner.trace_connect)
+        self._record = owner.record
+
+    async def handle_request(self) -> None:
+        pdu = self.last_pdu
+        if pdu is not None:
+            write = _write_of(pdu)
+            if write is not None:
+                peer = self.transport.get_extra_info("peername") if self.transport is not None else None
+                host, port = (str(peer[0]), int(peer[1])) if peer else ("", 0)
+                self._record(host, port, pdu.dev_id, pdu.function_code, *write)
+        await super().handle_request()
+
+
+class _RecordingTcpServer(ModbusTcpServer):
+    def __init__(self, device: SimDevice, address: tuple[str, int], record: Callable[..., None]) -> None:
+        self.record = record
+        super().__init__(device, address=address)
+
+    def callback_new_connection(self) -> _RecordingRequestHandler:
+        return _RecordingRequestHandler(self)
 
 
 class ProcessModel(Protocol):
@@ -48,6 +104,33 @@ class RemoteIODevice:
         self.port = 0
         self._server: ModbusTcpServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        # Every write request served, in order (kept across stop/start; see clear_writes()).
+        self.writes: list[DeviceWrite] = []
+
+    def _record_write(
+        self, host: str, port: int, unit_id: int, function_code: int, table: str, address: int, values: tuple[int, ...]
+    ) -> None:
+        self.writes.append(
+            DeviceWrite(
+                device=self.name,
+                monotonic_ns=time.monotonic_ns(),
+                wall_time=time.time(),
+                peer_host=host,
+                peer_port=port,
+                unit_id=unit_id,
+                function_code=function_code,
+                table=table,
+                address=address,
+                values=values,
+            )
+        )
+
+    def writes_since(self, mark: int) -> list[DeviceWrite]:
+        """The writes after the first `mark` (take `len(device.writes)` as a mark before a test step)."""
+        return list(self.writes[mark:])
+
+    def clear_writes(self) -> None:
+        self.writes.clear()
 
     async def _access(
         self,
@@ -86,7 +169,7 @@ class RemoteIODevice:
     async def start(self, port: int | None = None) -> None:
         """Start serving (again, after stop(), on the same port unless told otherwise)."""
         self.port = port or self.port or free_port(self.host)
-        self._server = ModbusTcpServer(self._device(), address=(self.host, self.port))
+        self._server = _RecordingTcpServer(self._device(), (self.host, self.port), self._record_write)
         self._tasks = [asyncio.create_task(self._server.serve_forever()), asyncio.create_task(self._simulate())]
         await self._wait_listening()
 

@@ -3,6 +3,9 @@
 A real control plane with simulated edge nodes, the CRDs, the operator running under the chart's ServiceAccount
 (so its least-privilege RBAC is exercised for real), a real Mosquitto broker, the plant's remote I/O devices, and
 the site runner that attaches real runtimes and bridges to the pods the operator creates.
+
+The site can also cause the failures a plant sees, one call each and each reversible (`SiteFaults`, also as
+methods of `EdgeSite`): a node losing power, a node cut off from the central zone, the API server down.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from shopfloor_localsite.build import ensure_binaries
 from shopfloor_localsite.controlplane import ControlPlaneOptions, LocalControlPlane
 from shopfloor_localsite.kubeconfig import kubeconfig_document, write_kubeconfig_file
 from shopfloor_localsite.nodes import default_nodes
+from shopfloor_localsite.plant.device import RemoteIODevice
 from shopfloor_localsite.plant.plant import Plant
 from shopfloor_localsite.processes import ManagedProcess, free_port, wait_until
 from shopfloor_localsite.site.runner import SiteRunner
@@ -40,6 +44,129 @@ OPERATOR_ACCOUNT = "shopfloor-operator"
 BROKER_NAME = ("broker.plant", 1883)
 PLANT_NAMESPACE = "line-1"
 PLANT_PORT = 502
+# The operator's witness, as pods name it: it answers a runtime that cannot renew its Lease whether the API server is
+# unreachable for the operator too. Central: each node reaches it through its uplink.
+WITNESS_NAME = ("shopfloor-operator.shopfloor-system", 8092)
+WITNESS_PORT_ENV = "SHOPFLOOR_WITNESS_PORT"
+WITNESS_URL_ENV = "SHOPFLOOR_WITNESS_URL"
+WITNESS_URL = f"http://{WITNESS_NAME[0]}:{WITNESS_NAME[1]}/witness"
+
+
+class SiteFaults:
+    """The failures a plant sees, one call each, each reversible; `restore()` undoes all of them (for test teardown).
+
+    A node's heartbeat (kwok renewing its node lease) runs while the node has power and its uplink works. Node
+    faults change it through the API, so one asked for while the API server is down takes effect in the control
+    plane when the API server is back (the node's processes and uplink change at once)."""
+
+    def __init__(
+        self, plane: LocalControlPlane, runner: SiteRunner, on_event: Callable[[str], None] | None = None
+    ) -> None:
+        self.plane = plane
+        self.runner = runner
+        self.on_event = on_event
+        self.powered_off: set[str] = set()
+        self.partitioned: set[str] = set()
+        self.api_server_stopped = False
+        self._pending_heartbeats: dict[str, bool] = {}
+        self._lock = threading.RLock()
+
+    def _say(self, message: str) -> None:
+        if self.on_event is not None:
+            self.on_event(f"fault: {message}")
+
+    def _heartbeat(self, node: str) -> None:
+        alive = node not in self.powered_off and node not in self.partitioned
+        if self.api_server_stopped:
+            self._pending_heartbeats[node] = alive
+            return
+        self.plane.set_node_heartbeat(node, alive)
+
+    # -- power -------------------------------------------------------------------------------------------------
+
+    def power_off(self, node: str) -> None:
+        """The node loses power: its processes are SIGKILLed (no shutdown code runs) and its heartbeat stops."""
+        with self._lock:
+            self.powered_off.add(node)
+            self.runner.power_off(node)
+            self._heartbeat(node)
+        self._say(f"{node} powered off")
+
+    def power_on(self, node: str) -> None:
+        """Power is back: the heartbeat resumes (unless the node is also partitioned) and its pods run again."""
+        with self._lock:
+            self.powered_off.discard(node)
+            self.runner.power_on(node)
+            self._heartbeat(node)
+        self._say(f"{node} powered on")
+
+    # -- the node's uplink ---------------------------------------------------------------------------------------
+
+    def partition(self, node: str) -> None:
+        """Cut the node off from the central zone: its uplink is cut (the API server and the witness are out of
+        reach, connections hang), its heartbeat stops, and its processes keep running exactly as they are. Its field
+        devices and the broker stay reachable."""
+        with self._lock:
+            self.partitioned.add(node)
+            self.runner.partition(node)
+            self._heartbeat(node)
+        self._say(f"{node} partitioned")
+
+    def heal(self, node: str, close_after: float = 0.0) -> None:
+        """The uplink works again: held bytes are delivered (late, in order), the heartbeat resumes, and the node's
+        pods are reconciled again (a pod deleted meanwhile gets its SIGTERM now). `close_after` delays the closes
+        that happened during the cut (see Uplink.heal): with it, a request whose client gave up is usually still
+        applied by the API server."""
+        with self._lock:
+            self.partitioned.discard(node)
+            self.runner.heal(node, close_after)
+            self._heartbeat(node)
+        self._say(f"{node} healed")
+
+    # -- the API server ------------------------------------------------------------------------------------------
+
+    def stop_api_server(self, kill: bool = False) -> None:
+        """kube-apiserver down for everyone; etcd, the controllers, the scheduler, kwok and the site keep running."""
+        with self._lock:
+            self.api_server_stopped = True
+            self.plane.stop_api_server(kill=kill)
+        self._say("kube-apiserver stopped")
+
+    def start_api_server(self) -> None:
+        """kube-apiserver back with the same flags, port and certificates; returns once /readyz answers."""
+        with self._lock:
+            self.plane.start_api_server()
+            self.api_server_stopped = False
+            pending, self._pending_heartbeats = self._pending_heartbeats, {}
+            for node, alive in pending.items():
+                self.plane.set_node_heartbeat(node, alive)
+        self._say("kube-apiserver started")
+
+    # -- all of it -----------------------------------------------------------------------------------------------
+
+    @property
+    def active(self) -> bool:
+        return bool(self.powered_off or self.partitioned or self.api_server_stopped)
+
+    def restore(self, timeout: float = 90) -> None:
+        """Undo every fault (API server first, then uplinks and power) and wait until the nodes touched are Ready."""
+        with self._lock:
+            touched = self.powered_off | self.partitioned
+            if self.api_server_stopped:
+                self.start_api_server()
+            for node in sorted(self.partitioned):
+                self.heal(node)
+            for node in sorted(self.powered_off):
+                self.power_on(node)
+        wait_until(lambda: all(self._ready_or_gone(node) for node in touched), timeout, "nodes Ready after faults")
+
+    def _ready_or_gone(self, node: str) -> bool:
+        try:
+            return self.plane.node_ready(node)
+        except client.exceptions.ApiException as error:
+            if error.status == 404:
+                return True
+            raise
 
 
 @dataclass
@@ -65,6 +192,8 @@ class EdgeSite:
         self.operator: ManagedProcess | None = None
         self.operator_metrics_port = 0
         self.runner: SiteRunner | None = None
+        self.faults: SiteFaults | None = None
+        self.witness_port = 0
         self._api: client.ApiClient | None = None
         self._plant_loop: asyncio.AbstractEventLoop | None = None
         self._plant_thread: threading.Thread | None = None
@@ -119,6 +248,7 @@ class EdgeSite:
             on_event=self.options.on_event,
         )
         self.runner.start()
+        self.faults = SiteFaults(self.plane, self.runner, on_event=self.options.on_event)
         if self.options.operator:
             self._start_operator(cluster)
 
@@ -182,6 +312,9 @@ class EdgeSite:
         )
         kubeconfig = write_kubeconfig_file(self.workdir / "operator.kubeconfig", document)
         self.operator_metrics_port = free_port()
+        self.witness_port = int(self.options.operator_env.get(WITNESS_PORT_ENV) or free_port())
+        assert self.runner is not None
+        self.runner.set_central_endpoint(*WITNESS_NAME, ("127.0.0.1", self.witness_port))
         env = dict(os.environ)
         env.pop("KUBERNETES_SERVICE_HOST", None)
         env.update(
@@ -191,6 +324,8 @@ class EdgeSite:
                 "SHOPFLOOR_OPERATOR_NAMESPACE": OPERATOR_NAMESPACE,
                 "SHOPFLOOR_METRICS_PORT": str(self.operator_metrics_port),
                 "SHOPFLOOR_LIVENESS_ENDPOINT": f"http://127.0.0.1:{free_port()}/healthz",
+                WITNESS_PORT_ENV: str(self.witness_port),
+                WITNESS_URL_ENV: WITNESS_URL,
                 "PYTHONUNBUFFERED": "1",
                 **self.options.operator_env,
             }
@@ -229,6 +364,39 @@ class EdgeSite:
 
     def __exit__(self, *_: object) -> None:
         self.stop()
+
+    # -- faults (see SiteFaults) ---------------------------------------------------------------------------------
+
+    def _faults(self) -> SiteFaults:
+        assert self.faults is not None, "site not started"
+        return self.faults
+
+    def power_off(self, node: str) -> None:
+        self._faults().power_off(node)
+
+    def power_on(self, node: str) -> None:
+        self._faults().power_on(node)
+
+    def partition(self, node: str) -> None:
+        self._faults().partition(node)
+
+    def heal(self, node: str, close_after: float = 0.0) -> None:
+        self._faults().heal(node, close_after)
+
+    def stop_api_server(self, kill: bool = False) -> None:
+        self._faults().stop_api_server(kill=kill)
+
+    def start_api_server(self) -> None:
+        self._faults().start_api_server()
+
+    def restore(self, timeout: float = 90) -> None:
+        """Undo every fault (see SiteFaults.restore)."""
+        self._faults().restore(timeout)
+
+    def device(self, name: str) -> RemoteIODevice:
+        """A plant device, e.g. `site.device("tank-io").writes`."""
+        assert self.plant is not None, "site started without the plant"
+        return self.plant.devices[name]
 
     # -- tools -------------------------------------------------------------------------------------------------
 

@@ -4,6 +4,8 @@ The pod's own container command and environment are used as they are; the site a
 would provide differently here: credentials (a kubeconfig holding the pod's service-account token, instead of
 the mounted token), loopback listeners in place of the pod's network namespace (each container port mapped to a
 free loopback port), and the pod's mounted Secret and ConfigMap volumes materialised under a per-pod folder.
+`status.podIP` is the address kwok gave the pod, in the site's loopback pod range: a workload may bind its client
+sockets to it, so the peers it talks to see which pod is talking.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class PodLaunch(BaseModel):
     pod_name: str
     uid: str
     node_name: str
+    pod_ip: str = ""
     component: str
     owner: str
     service_account: str
@@ -72,7 +75,9 @@ def _field_value(pod: Mapping[str, Any], path: str) -> str:
         "spec.nodeName": spec.get("nodeName"),
         "spec.serviceAccountName": spec.get("serviceAccountName"),
         "status.podIP": status.get("podIP"),
+        "status.podIPs": ",".join(entry.get("ip", "") for entry in status.get("podIPs") or []),
         "status.hostIP": status.get("hostIP"),
+        "status.hostIPs": ",".join(entry.get("ip", "") for entry in status.get("hostIPs") or []),
     }
     if path in simple:
         return str(simple[path] or "")
@@ -152,6 +157,7 @@ def plan_launch(pod: Mapping[str, Any], lookup: Lookup) -> PodLaunch:
         pod_name=metadata["name"],
         uid=metadata["uid"],
         node_name=spec.get("nodeName") or "",
+        pod_ip=(pod.get("status") or {}).get("podIP") or "",
         component=labels.get(COMPONENT_LABEL, ""),
         owner=owners[0]["name"] if owners else labels.get("app.kubernetes.io/instance", metadata["name"]),
         service_account=spec.get("serviceAccountName") or "default",

@@ -4,6 +4,15 @@ Level-based: every pass lists the workload pods and nodes, works out which pods 
 (bound, Running, not terminating, on a node whose simulated kubelet is alive) and starts or stops processes to
 match. Stops come before starts in a pass, so when the operator moves a PLC the old runtime is gone before the
 new one starts. A process that exits on its own is restarted with back-off, as a kubelet would.
+
+Each node reaches the central zone (the API server, the operator's witness) only through its own uplink
+(site/uplink.py): a pod's kubeconfig and its endpoint map point there. Three ways a workload stops running:
+
+- its pod goes away on a healthy node: SIGTERM, time to write its safe state (what a kubelet does);
+- its node loses power (`power_off`, or a heartbeat that stops without the runner being told why): SIGKILL;
+- its node is partitioned (`partition`): nothing. A kubelet that cannot see the API neither starts nor stops pods;
+  it only restarts a container that crashes. When the node is back (`heal`, and the runner sees its heartbeat
+  again) it catches up: a pod deleted meanwhile gets its SIGTERM then.
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -39,9 +49,12 @@ from shopfloor_localsite.site.launch import (
     plan_launch,
     port_map_value,
 )
+from shopfloor_localsite.site.uplink import Uplink
 
 TOKEN_SECONDS = 3600
 MAX_BACKOFF_SECONDS = 10.0
+API_REQUEST_TIMEOUT = 10
+API_SERVER_TARGET = "kube-apiserver"
 
 
 @dataclass
@@ -64,6 +77,10 @@ class SiteEvent:
     message: str
 
 
+def _central_target_name(name: str, port: int) -> str:
+    return f"{name}:{port}"
+
+
 @dataclass
 class SiteRunner:
     """Runs until stop(); call `reconcile_once()` directly for a single pass."""
@@ -75,12 +92,29 @@ class SiteRunner:
     interval: float = 0.3
     on_event: Callable[[str], None] | None = None
     # Names the site answers for besides Services, e.g. the plant's devices and the broker: (name, port) -> address.
+    # Reached directly from every node (they are on the plant floor, not behind the uplink).
     static_endpoints: dict[tuple[str, int], tuple[str, int]] = field(default_factory=dict)
+    # Names in the central zone, e.g. the operator's witness: (name, port) -> real address. Each node reaches them
+    # through its uplink; see set_central_endpoint() to add one later.
+    central_endpoints: dict[tuple[str, int], tuple[str, int]] = field(default_factory=dict)
     attached: dict[str, AttachedWorkload] = field(default_factory=dict)
     events: list[SiteEvent] = field(default_factory=list)
+    uplinks: dict[str, Uplink] = field(default_factory=dict)
+    # Nodes whose uplink is cut; the runner leaves their processes running (restarting only a crashed one).
+    partitioned: set[str] = field(default_factory=set)
+    # Nodes without power; they run nothing.
+    powered_off: set[str] = field(default_factory=set)
+    _healing: set[str] = field(default_factory=set)
+    _service_entries: dict[tuple[str, int], tuple[str, int]] = field(default_factory=dict)
+    _failing: bool = False
+    # Completed passes, for tests that must see the runner act (or not act) on a change.
+    passes: int = 0
+    # Pod address -> `namespace/pod` of every workload ever started (the latest pod wins if kwok reuses an address):
+    # who a plant device's writer was, even after its pod is gone.
+    pod_addresses: dict[str, str] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _lock: threading.RLock = field(default_factory=threading.RLock)
 
     # -- life cycle --------------------------------------------------------------------------------------------
 
@@ -95,13 +129,22 @@ class SiteRunner:
         with self._lock:
             for key in list(self.attached):
                 self._detach(key, "site stopping")
+            for uplink in self.uplinks.values():
+                uplink.stop()
+            self.uplinks.clear()
 
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
                 self.reconcile_once()
-            except Exception as error:  # the site keeps running through API hiccups
-                self._event(f"reconcile failed, retrying: {error}")
+            except Exception as error:  # the site keeps running through API outages and hiccups
+                if not self._failing:
+                    self._event(f"reconcile failed, retrying every {self.interval}s: {error}")
+                self._failing = True
+            else:
+                if self._failing:
+                    self._event("reconcile works again")
+                self._failing = False
             self._stop.wait(self.interval)
 
     def _event(self, message: str) -> None:
@@ -115,20 +158,38 @@ class SiteRunner:
         core = client.CoreV1Api(self.api)
         live_nodes = {
             node.metadata.name
-            for node in core.list_node().items
+            for node in core.list_node(_request_timeout=API_REQUEST_TIMEOUT).items
             if (node.metadata.labels or {}).get(KWOK_MANAGED_LABEL) == "true"
         }
-        pods = core.list_pod_for_all_namespaces(label_selector=f"{PART_OF_LABEL}={PART_OF_VALUE}").items
-        wanted: dict[str, dict[str, Any]] = {}
-        for pod in pods:
-            raw = self.api.sanitize_for_serialization(pod)
-            if self._should_run(raw, live_nodes):
-                wanted[f"{pod.metadata.namespace}/{pod.metadata.name}"] = raw
+        pods = core.list_pod_for_all_namespaces(
+            label_selector=f"{PART_OF_LABEL}={PART_OF_VALUE}", _request_timeout=API_REQUEST_TIMEOUT
+        ).items
+        services = core.list_service_for_all_namespaces(
+            label_selector=f"{PART_OF_LABEL}={PART_OF_VALUE}", _request_timeout=API_REQUEST_TIMEOUT
+        ).items
         with self._lock:
+            # A healed node is back once its heartbeat is: until this pass sees it, it stays partitioned (left alone).
+            for node in sorted(self._healing & live_nodes):
+                self._healing.discard(node)
+                self.partitioned.discard(node)
+                self._event(f"node {node}: reconnected, reconciling its pods")
+            partitioned, powered_off = set(self.partitioned), set(self.powered_off)
+            reachable = live_nodes - partitioned - powered_off
+            wanted: dict[str, dict[str, Any]] = {}
+            for pod in pods:
+                raw = self.api.sanitize_for_serialization(pod)
+                if self._should_run(raw, reachable):
+                    wanted[f"{pod.metadata.namespace}/{pod.metadata.name}"] = raw
             for key, workload in list(self.attached.items()):
+                node = workload.launch.node_name
+                if node in partitioned:
+                    # Behind a dead uplink the kubelet sees no pod changes; it only restarts a crashed container.
+                    if node not in powered_off:
+                        self._restart_if_exited(workload)
+                    continue
                 raw_pod = wanted.get(key)
                 if raw_pod is None or raw_pod["metadata"]["uid"] != workload.launch.uid:
-                    if workload.launch.node_name not in live_nodes:
+                    if node in powered_off or node not in live_nodes:
                         self._detach(key, "its node went down", power_loss=True)
                     else:
                         self._detach(key, "pod gone")
@@ -137,17 +198,92 @@ class SiteRunner:
                     self._attach(core, raw_pod)
                 else:
                     self._restart_if_exited(self.attached[key])
-            self._publish_endpoints(core)
+            self._publish_endpoints(services)
+            self.passes += 1
+
+    # -- faults: what the node's power and uplink do to its workloads -----------------------------------------
+
+    def power_off(self, node: str) -> None:
+        """The node loses power: its processes are SIGKILLed now (no shutdown code runs) and nothing starts there
+        until power_on(). The heartbeat is the control plane's part (LocalControlPlane.set_node_heartbeat)."""
+        with self._lock:
+            self.powered_off.add(node)
+            for key, workload in list(self.attached.items()):
+                if workload.launch.node_name == node:
+                    self._detach(key, f"node {node} lost power", power_loss=True)
+        self._event(f"node {node}: power off")
+
+    def power_on(self, node: str) -> None:
+        """Power is back: once the node's heartbeat is too, its pods that still exist run again."""
+        with self._lock:
+            self.powered_off.discard(node)
+        self._event(f"node {node}: power on")
+
+    def partition(self, node: str) -> None:
+        """Cut the node's uplink; from now on the runner leaves the node's processes running as they are (it only
+        restarts one that crashes, as a kubelet does without the API), whatever happens to their pods."""
+        with self._lock:
+            self.partitioned.add(node)
+            self._healing.discard(node)
+        self.uplink(node).cut()
+        self._event(f"node {node}: partitioned from the central zone")
+
+    def heal(self, node: str, close_after: float = 0.0) -> None:
+        """Heal the node's uplink (held bytes are delivered late, in order; see Uplink.heal for `close_after`). The
+        runner reconciles the node again from the first pass that sees its heartbeat back."""
+        self.uplink(node).heal(close_after)
+        with self._lock:
+            if node in self.partitioned:
+                self._healing.add(node)
+        self._event(f"node {node}: uplink healed")
+
+    # -- the uplinks -------------------------------------------------------------------------------------------
+
+    @property
+    def api_server_address(self) -> tuple[str, int]:
+        parts = urlsplit(self.server)
+        return parts.hostname or "127.0.0.1", parts.port or 443
+
+    def uplink(self, node: str) -> Uplink:
+        """The node's uplink, started on first use."""
+        with self._lock:
+            uplink = self.uplinks.get(node)
+            if uplink is None:
+                targets = {API_SERVER_TARGET: self.api_server_address}
+                for (name, port), target in self.central_endpoints.items():
+                    targets[_central_target_name(name, port)] = target
+                uplink = Uplink(node, targets, on_event=self._event).start()
+                self.uplinks[node] = uplink
+                self._write_endpoint_maps()
+            return uplink
+
+    def node_api_server(self, node: str) -> str:
+        """The API server's URL as the node's workloads reach it: through the node's uplink."""
+        return f"https://127.0.0.1:{self.uplink(node).port(API_SERVER_TARGET)}"
+
+    def set_central_endpoint(self, name: str, port: int, target: tuple[str, int]) -> None:
+        """Add or replace a central endpoint; every node's uplink and endpoint map follow at once."""
+        with self._lock:
+            self.central_endpoints[(name, port)] = target
+            for uplink in self.uplinks.values():
+                uplink.set_target(_central_target_name(name, port), target)
+            self._write_endpoint_maps()
+
+    # -- the endpoint maps -------------------------------------------------------------------------------------
 
     @property
     def endpoint_map_file(self) -> Path:
+        """The site's own view (central names map to their real addresses, not through any uplink), for tools and
+        tests. Pods get their node's map: node_endpoint_map_file()."""
         return self.workdir / "endpoints"
 
-    def _publish_endpoints(self, core: client.CoreV1Api) -> None:
+    def node_endpoint_map_file(self, node: str) -> Path:
+        return self.workdir / f"endpoints-{node}"
+
+    def _publish_endpoints(self, services: list[Any]) -> None:
         """Map each Service's `name.namespace:port` to the loopback listener of the workload it selects: the
         site's stand-in for cluster DNS and kube-proxy. Rewritten atomically when it changes."""
-        entries = dict(self.static_endpoints)
-        services = core.list_service_for_all_namespaces(label_selector=f"{PART_OF_LABEL}={PART_OF_VALUE}").items
+        entries: dict[tuple[str, int], tuple[str, int]] = {}
         for service in services:
             selector = service.spec.selector or {}
             for workload in self.attached.values():
@@ -161,13 +297,17 @@ class SiteRunner:
                     if target is not None:
                         name = f"{service.metadata.name}.{service.metadata.namespace}"
                         entries[(name, port.port)] = ("127.0.0.1", workload.host_ports[target])
-        text = format_endpoint_map(entries)
-        path = self.endpoint_map_file
-        if not path.exists() or path.read_text() != text:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(text)
-            tmp.rename(path)
+        self._service_entries = entries
+        self._write_endpoint_maps()
+
+    def _write_endpoint_maps(self) -> None:
+        """The site's map, and each node's: static entries, Services, and the central entries through the node's
+        uplink."""
+        base = {**self.static_endpoints, **self._service_entries}
+        _write_if_changed(self.endpoint_map_file, format_endpoint_map({**base, **self.central_endpoints}))
+        for node, uplink in self.uplinks.items():
+            central = {key: ("127.0.0.1", uplink.port(_central_target_name(*key))) for key in self.central_endpoints}
+            _write_if_changed(self.node_endpoint_map_file(node), format_endpoint_map({**base, **central}))
 
     @staticmethod
     def _should_run(pod: dict[str, Any], live_nodes: set[str]) -> bool:
@@ -188,6 +328,7 @@ class SiteRunner:
         pod_dir = self.workdir / launch.namespace / launch.pod_name
         shutil.rmtree(pod_dir, ignore_errors=True)
         (pod_dir / "root").mkdir(parents=True)
+        self.uplink(launch.node_name)  # and its endpoint map
         host_ports = {name: free_port() for name in launch.container_ports}
         env = dict(os.environ)
         env.update(launch.env)
@@ -197,7 +338,7 @@ class SiteRunner:
                 BIND_HOST_ENV: "127.0.0.1",
                 PORT_MAP_ENV: port_map_value({port: host_ports[name] for name, port in launch.container_ports.items()}),
                 FS_ROOT_ENV: str(pod_dir / "root"),
-                ENDPOINT_MAP_ENV: str(self.endpoint_map_file),
+                ENDPOINT_MAP_ENV: str(self.node_endpoint_map_file(launch.node_name)),
                 "HOSTNAME": launch.pod_name,
                 "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
                 "PYTHONUNBUFFERED": "1",
@@ -209,6 +350,8 @@ class SiteRunner:
         process = ManagedProcess(name=key, args=launch.command, log_path=pod_dir / "workload.log", env=env)
         process.start()
         self.attached[key] = AttachedWorkload(launch, process, host_ports, time.monotonic())
+        if launch.pod_ip:
+            self.pod_addresses[launch.pod_ip] = key
         ports = ", ".join(f"{name} 127.0.0.1:{port}" for name, port in host_ports.items())
         self._event(f"{key}: started {launch.component} on {launch.node_name} ({ports})")
 
@@ -255,14 +398,18 @@ class SiteRunner:
             raise
 
     def _write_kubeconfig(self, core: client.CoreV1Api, launch: PodLaunch, pod_dir: Path) -> Path:
-        """A kubeconfig with a token of the pod's own service account: the workload gets exactly its RBAC."""
+        """A kubeconfig with a token of the pod's own service account, bound to the pod as a kubelet's projected
+        token is (it stops working when the pod object is gone): the workload gets exactly its RBAC. The server is
+        the node's uplink port for the API server."""
+        bound = {"kind": "Pod", "apiVersion": "v1", "name": launch.pod_name, "uid": launch.uid}
         request = core.create_namespaced_service_account_token(
             launch.service_account,
             launch.namespace,
-            {"spec": {"expirationSeconds": TOKEN_SECONDS}},
+            {"spec": {"expirationSeconds": TOKEN_SECONDS, "boundObjectRef": bound}},
+            _request_timeout=API_REQUEST_TIMEOUT,
         )
         document = kubeconfig_document(
-            self.server,
+            self.node_api_server(launch.node_name),
             self.ca_data,
             launch.service_account,
             {"token": request.status.token},
@@ -307,11 +454,21 @@ class SiteRunner:
                     "component": w.launch.component,
                     "pod": w.launch.pod_name,
                     "node": w.launch.node_name,
+                    "pod_ip": w.launch.pod_ip,
+                    "pid": w.process.process.pid if w.process.process is not None else None,
                     "ports": dict(w.host_ports),
                     "running": w.process.running(),
                 }
                 for w in self.attached.values()
             ]
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    if not path.exists() or path.read_text() != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text)
+        tmp.rename(path)
 
 
 def _target_port_name(target: int | str | None, container_ports: dict[str, int]) -> str | None:

@@ -131,3 +131,19 @@ def test_a_node_that_goes_down_takes_its_workloads_with_it(
         assert f"{namespace}/plc-b" not in runner.attached
     finally:
         edge_site.remove_node(node)
+
+
+def test_central_endpoints_are_reached_through_each_nodes_uplink(runner: SiteRunner) -> None:
+    """Added after the start (the operator starts after the runner) or replaced: every node's map follows."""
+    runner.uplink("edge-1")
+    runner.set_central_endpoint("witness.central", 8092, ("127.0.0.1", 40001))
+    port = runner.uplink("edge-1").port("witness.central:8092")
+    node_map = str(runner.node_endpoint_map_file("edge-1"))
+    assert resolve("witness.central", 8092, node_map) == ("127.0.0.1", port)
+    assert resolve("witness.central", 8092, str(runner.endpoint_map_file)) == ("127.0.0.1", 40001)
+    runner.set_central_endpoint("witness.central", 8092, ("127.0.0.1", 40002))
+    assert runner.uplink("edge-1").port("witness.central:8092") == port, "the node's port stays"
+    assert runner.uplink("edge-1").targets()["witness.central:8092"][0] == ("127.0.0.1", 40002)
+    # A node whose uplink starts later gets the entry too.
+    later = runner.uplink("edge-2").port("witness.central:8092")
+    assert resolve("witness.central", 8092, str(runner.node_endpoint_map_file("edge-2"))) == ("127.0.0.1", later)
