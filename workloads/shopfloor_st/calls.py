@@ -89,7 +89,12 @@ def assignment(gen: ExprGen, target: Value, source: Value, node: m.Node) -> str:
 
 
 def _bind(
-    gen: ExprGen, call: m.Call, name: str, inputs: list[Symbol], outputs: list[Symbol]
+    gen: ExprGen,
+    call: m.Call,
+    name: str,
+    inputs: list[Symbol],
+    outputs: list[Symbol],
+    aliases: dict[str, str] | None = None,
 ) -> tuple[dict[str, tuple[Symbol, m.Arg]], list[tuple[Symbol, m.Arg]]] | None:
     bound: dict[str, tuple[Symbol, m.Arg]] = {}
     outs: list[tuple[Symbol, m.Arg]] = []
@@ -106,6 +111,8 @@ def _bind(
         if arg.name is None:
             continue
         key = arg.name.upper()
+        if aliases and not arg.output:
+            key = aliases.get(key, key)
         table = by_name_out if arg.output else by_name_in
         if key not in table:
             kind = "output" if arg.output else "input"
@@ -177,7 +184,7 @@ def fb_call_lines(gen: ExprGen, call: m.Call) -> list[str]:
     members = list(fb_type.members.values())
     inputs = [s for s in members if s.section in ("VAR_INPUT", "VAR_IN_OUT")]
     outputs = [s for s in members if s.section == "VAR_OUTPUT"]
-    bound_outs = _bind(gen, call, fb_type.name, inputs, outputs)
+    bound_outs = _bind(gen, call, fb_type.name, inputs, outputs, getattr(fb_type.standard, "ALIASES", None))
     if bound_outs is None:
         return []
     bound, outs = bound_outs

@@ -245,7 +245,10 @@ class ExprGen:
             return obj
         if isinstance(obj.type, StructType | FbType):
             members = obj.type.fields if isinstance(obj.type, StructType) else obj.type.members
-            member = members.get(node.member.upper())
+            key = node.member.upper()
+            if isinstance(obj.type, FbType) and obj.type.standard is not None:
+                key = getattr(obj.type.standard, "ALIASES", {}).get(key, key)
+            member = members.get(key)
             if member is None:
                 return self.error(node, f"{obj.type.name} has no member {node.member!r}")
             if isinstance(obj.type, FbType) and member.section not in ("VAR_INPUT", "VAR_OUTPUT", "VAR_IN_OUT"):

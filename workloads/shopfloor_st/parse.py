@@ -12,6 +12,8 @@ Known gaps of the grammar (tree-sitter-iec61131-3-st 0.1.2) and how they are han
 
 from __future__ import annotations
 
+import re
+
 import tree_sitter_iec61131_3_st as ts_st
 from tree_sitter import Language, Node, Parser
 
@@ -25,6 +27,7 @@ __all__ = ["ParseResult", "parse_expression_text", "parse_program"]
 
 _LANGUAGE = Language(ts_st.language())
 _PARSER = Parser(_LANGUAGE)
+_STRING_RESULT = re.compile(r"STRING_(\d+)_+", re.IGNORECASE)
 
 _SECTIONS = {
     "var_block": "VAR",
@@ -81,7 +84,10 @@ class Converter(ExpressionReader):
         name_node = node.child_by_field_name("name")
         ret = node.child_by_field_name("return_type")
         line, col = self.pos(node)
-        pou = m.Pou(line, col, kind, self.text(name_node) if name_node else "?", self.type_ref(ret) if ret else None)
+        result = self.type_ref(ret) if ret else None
+        if isinstance(result, m.NamedTypeRef) and (spelled := _STRING_RESULT.fullmatch(result.name)):
+            result = m.StringTypeRef(result.line, result.col, int(spelled.group(1)))  # see preprocess
+        pou = m.Pou(line, col, kind, self.text(name_node) if name_node else "?", result)
         for child in self.named(node):
             if child.type in _SECTIONS or child.type == "var_block":
                 pou.decls.extend(self.var_block(child))

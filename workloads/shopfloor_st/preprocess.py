@@ -5,6 +5,9 @@ written `Color#Red`. Each rewrite keeps the text length and the line breaks, so 
 in the user's file:
 - comments (`(* *)`, nested; `/* */`; `//`) and pragmas (`{...}`) become spaces;
 - `STRING[n]` becomes `STRING(n)`;
+- a FUNCTION's result type `STRING(n)` (or `STRING[n]`) becomes the name `STRING_n_`, read back as `STRING(n)`;
+- an enumeration's base type (`TYPE E : BYTE (a := 1, b := 2)`, CODESYS's `(a := 1, b := 2) BYTE`) is blanked;
+- `T#1_000ms` becomes `T#1000ms` and a blank after it (the grammar has no underscores in durations);
 - `NOT(IN := x)` becomes `NOT(      x)` (the grammar reads NOT only as the operator);
 - `Type#Name` (an enumeration value, not a typed literal such as `INT#5` or `T#1s`) becomes `Type.Name`.
 """
@@ -45,6 +48,14 @@ TYPED_LITERAL_PREFIXES = frozenset(
 )
 
 _STRING_BRACKET = re.compile(r"\b(W?STRING)(\s*)\[(\s*\d+\s*)\]", re.IGNORECASE)
+# a FUNCTION's result type STRING(n): the grammar takes only a type name there, so it is spelled as the name
+# `STRING_n_` (same length), which the parser reads back as STRING(n)
+_STRING_RESULT = re.compile(r"(\bFUNCTION\s+\w+\s*:\s*)(STRING)(\s*\(\s*(\d+)\s*\))", re.IGNORECASE)
+# an enumeration's integer base type, before (IEC 61131-3 ed. 3) or after (CODESYS) the list of values: blanked
+_INT_TYPES = "SINT|INT|DINT|LINT|USINT|UINT|UDINT|ULINT|BYTE|WORD|DWORD|LWORD"
+_ENUM_BASE_BEFORE = re.compile(rf"(\bTYPE\s+\w+\s*:\s*)({_INT_TYPES})(?=\s*\(\s*[A-Za-z_])", re.IGNORECASE)
+_ENUM_BASE_AFTER = re.compile(rf"(\)\s*)\b({_INT_TYPES})\b(?=\s*(?::=|;))", re.IGNORECASE)
+_DURATION = re.compile(r"(?<![\w#])(?:LTIME|TIME|T)#[-+]?\d[\w.]*", re.IGNORECASE)
 _NOT_FORMAL = re.compile(r"\b(NOT\s*\(\s*)(IN\s*:=)", re.IGNORECASE)
 _ENUM_LITERAL = re.compile(r"(?<![\w#])([A-Za-z_]\w*)#(?=[A-Za-z_])")
 
@@ -101,6 +112,16 @@ def _enum_literal(match: re.Match[str]) -> str:
     return match.group(0) if prefix.upper() in TYPED_LITERAL_PREFIXES else prefix + "."
 
 
+def _string_result(match: re.Match[str]) -> str:
+    spelled = f"{match.group(2)}_{match.group(4)}"
+    return match.group(1) + spelled + "_" * (len(match.group(2)) + len(match.group(3)) - len(spelled))
+
+
+def _duration(match: re.Match[str]) -> str:
+    text = match.group(0)
+    return text.replace("_", "") + " " * text.count("_") if "_" in text else text
+
+
 def preprocess(source: str) -> str:
     """The source with the rewrites above applied; same length, same line breaks."""
     pieces: list[str] = []
@@ -111,6 +132,10 @@ def preprocess(source: str) -> str:
             continue
         joined = "".join(code)
         joined = _STRING_BRACKET.sub(lambda m: f"{m.group(1)}{m.group(2)}({m.group(3)})", joined)
+        joined = _STRING_RESULT.sub(_string_result, joined)
+        joined = _DURATION.sub(_duration, joined)
+        for pattern in (_ENUM_BASE_BEFORE, _ENUM_BASE_AFTER):
+            joined = pattern.sub(lambda m: m.group(1) + " " * len(m.group(2)), joined)
         joined = _NOT_FORMAL.sub(lambda m: m.group(1) + " " * len(m.group(2)), joined)
         pieces.append(_ENUM_LITERAL.sub(_enum_literal, joined))
         pieces.append(text)

@@ -121,6 +121,8 @@ class CTU:
         ("CV", "VAR_OUTPUT", "INT"),
     )
 
+    ALIASES = {"RESET": "R"}  # CODESYS's Standard library names these inputs RESET and LOAD
+
     def __init__(self, g: Any = None) -> None:
         self._g = g
         self.v_CU = self.v_R = self.v_Q = self._prev = False
@@ -146,6 +148,8 @@ class CTD:
         ("Q", "VAR_OUTPUT", "BOOL"),
         ("CV", "VAR_OUTPUT", "INT"),
     )
+
+    ALIASES = {"LOAD": "LD"}  # CODESYS's Standard library names these inputs RESET and LOAD
 
     def __init__(self, g: Any = None) -> None:
         self._g = g
@@ -175,6 +179,8 @@ class CTUD:
         ("QD", "VAR_OUTPUT", "BOOL"),
         ("CV", "VAR_OUTPUT", "INT"),
     )
+
+    ALIASES = {"RESET": "R", "LOAD": "LD"}  # CODESYS's Standard library names these inputs RESET and LOAD
 
     def __init__(self, g: Any = None) -> None:
         self._g = g

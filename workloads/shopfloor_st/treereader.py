@@ -71,6 +71,8 @@ class TreeReader:
         while stack:
             node = stack.pop()
             if node.is_missing:
+                if node.type == ";" and _after_end_struct(self, node):
+                    continue  # `END_STRUCT END_TYPE`: CODESYS writes no `;` there
                 missing = f"syntax error: missing {node.type!r}"
                 self.error(node, missing if not node.is_named else "syntax error: expected an expression")
                 continue
@@ -92,3 +94,8 @@ class TreeReader:
 
     def named(self, node: Node) -> list[Node]:
         return [c for c in node.named_children if c.type not in ("comment", "pragma")]
+
+
+def _after_end_struct(reader: TreeReader, node: Node) -> bool:
+    before = node.prev_sibling
+    return before is not None and reader.text(before).rstrip().upper().endswith("END_STRUCT")
