@@ -8,6 +8,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from shopfloor_vplc.engine import EngineListener
 from shopfloor_vplc.image import PlcState
+from shopfloor_vplc.modbus_server import BAD_REQUEST_REASONS
 
 # From 10 µs to 1 s: wake-up lateness lives at the low end, scan durations across the whole range.
 _TIME_BUCKETS = (1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 1.0)
@@ -39,6 +40,14 @@ class RuntimeMetrics(EngineListener):
             "shopfloor_vplc_modbus_requests_total", "Modbus requests by function and result.", ["function", "result"],
             registry=r,
         )  # fmt: skip
+        self.modbus_bad_requests = Counter(
+            "shopfloor_vplc_modbus_bad_requests_total",
+            "Modbus frames that were not valid requests, or asked for a unit id not served, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        for reason in BAD_REQUEST_REASONS:  # every reason from the start, so that rate() sees the first one
+            self.modbus_bad_requests.labels(reason)
         self.opcua_sessions = Gauge("shopfloor_vplc_opcua_sessions", "Open OPC UA sessions.", registry=r)
         self.realtime_granted = Gauge(
             "shopfloor_vplc_realtime_granted", "1 when the requested SCHED_FIFO and memory locking were granted.",
@@ -92,3 +101,6 @@ class RuntimeMetrics(EngineListener):
 
     def modbus_request(self, function: int, result: str) -> None:
         self.modbus_requests.labels(str(function), result).inc()
+
+    def modbus_bad_request(self, reason: str) -> None:
+        self.modbus_bad_requests.labels(reason).inc()
