@@ -170,12 +170,14 @@ def _hand_over(
     kube.replace(handed_over_lease(lease, to_pod, action.reason, now))  # 409 when the holder renewed after all
     owner = {"apiVersion": "shopfloor.io/v1alpha1", "kind": workload.kind, "metadata": _owner_meta(workload)}
     kube.event(owner, "Warning", "Failover", f"{action.reason}; Lease handed to {to_pod}")
+    suspect_node = ""
     if action.victim is not None:
         victim = next(p for p in pods if p["metadata"]["name"] == action.victim)
+        suspect_node = (victim.get("spec") or {}).get("nodeName", "")
         path = object_path("v1", "Pod", workload.namespace, action.victim)
         kube.delete(path, grace_seconds=0, uid=victim["metadata"].get("uid"))
     if action.create:
-        desired = pod(workload, settings, action.to_incarnation)
+        desired = pod(workload, settings, action.to_incarnation, avoid_node=suspect_node)
         kube.create(desired)
         created = Observation(conditions.SCHEDULED, False, "Pending", f"pod {to_pod} created")
         return PodOutcome(desired, action.to_incarnation, created, action.reason, 0.5)

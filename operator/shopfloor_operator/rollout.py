@@ -11,6 +11,9 @@ from datetime import datetime, timedelta
 from shopfloor_operator.health import RuntimeReport
 
 ACTIVATION_TIMEOUT = timedelta(seconds=60)
+# What a runtime reports while it (re)starts: after a failover or a pod replacement nothing is known yet about the
+# program, so verification waits instead of blaming it. A fault, a stale report or a failing probe still count.
+RESTARTING = ("NoReport", "RuntimeUnknown", "RuntimeLoading", "RuntimeStopped")
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,8 @@ def plan(state: ProgramState, now: datetime) -> Action:
             return _failed(state, f"the runtime did not activate {state.deployed} within {seconds}s ({report.message})")
         remaining = (state.activation_timeout - waited).total_seconds()
         return Wait(f"waiting for the runtime to activate {state.deployed}", max(1.0, min(remaining, 5.0)))
+    if report.reason in RESTARTING:
+        return Wait(f"verifying {state.deployed}: waiting for the runtime ({report.message})", 1.0)
     if not report.healthy:
         return _failed(state, report.message)
     if not state.pod_ready:

@@ -153,6 +153,8 @@ class PlcRuntime:
                 port=port,
                 unit_id=io.modbus.unit_id,
                 on_request=self.metrics.modbus_request,
+                plc_name=self.name,
+                on_bad_request=self.metrics.modbus_bad_request,
             )
             await self.modbus.start()
         if io.opcua.enabled:

@@ -76,10 +76,20 @@ class SiteProbe:
 
     # -- the running workloads ---------------------------------------------------------------------------------
 
-    def endpoints(self, namespace: str, owner: str) -> Endpoints | None:
+    def endpoints(self, namespace: str, owner: str, pod: str | None = None) -> Endpoints | None:
+        """Where the owner's runtime answers: the one of `pod` when given, else of the pod its status names (while a
+        cut-off node still runs the old one), else any running one."""
         assert self.site.runner is not None
-        for workload in self.site.runner.workloads():
-            if workload["namespace"] == namespace and workload["owner"] == owner and workload["running"]:
+        running = [
+            w
+            for w in self.site.runner.workloads()
+            if w["namespace"] == namespace and w["owner"] == owner and w["running"]
+        ]
+        if pod is None and len(running) > 1:
+            kind = "ProtocolBridge" if running[0]["component"] == "bridge" else "VirtualPLC"
+            pod = self.status(namespace, owner, kind).get("podName")
+        for workload in running:
+            if pod is None or workload["pod"] == pod:
                 ports = workload["ports"]
                 return Endpoints(
                     node=workload["node"],

@@ -172,8 +172,10 @@ def spec_hash(spec: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(spec, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
 
 
-def pod(workload: Workload, settings: OperatorSettings, incarnation: int) -> dict[str, Any]:
-    """The complete Pod of one incarnation of the workload."""
+def pod(workload: Workload, settings: OperatorSettings, incarnation: int, avoid_node: str = "") -> dict[str, Any]:
+    """The complete Pod of one incarnation of the workload. `avoid_node`: a replacement prefers any other node than
+    the one whose runtime stopped renewing (that node may still look Ready: it is cut off, not down). The
+    preference is not part of the pod's hash, so the pod does not drift from the spec."""
     spec = pod_spec(workload, settings)
     metadata = workload.metadata(workload.pod_name(incarnation), labels=workload.extra_pod_labels)
     metadata["annotations"] = {
@@ -181,4 +183,12 @@ def pod(workload: Workload, settings: OperatorSettings, incarnation: int) -> dic
         SPEC_HASH_ANNOTATION: spec_hash({"spec": spec, "annotations": workload.pod_annotations}),
         INCARNATION_ANNOTATION: str(incarnation),
     }
+    if avoid_node:
+        node_affinity = spec.setdefault("affinity", {}).setdefault("nodeAffinity", {})
+        node_affinity.setdefault("preferredDuringSchedulingIgnoredDuringExecution", []).append(
+            {
+                "weight": 100,
+                "preference": {"matchFields": [{"key": "metadata.name", "operator": "NotIn", "values": [avoid_node]}]},
+            }
+        )
     return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}

@@ -86,3 +86,15 @@ def test_failed_revision_not_redeployed_and_first_failure_has_nothing_to_roll_ba
     first = replace(STEADY, desired=NEW, deployed=NEW, last_known_good="", switched_at=T0, report=faulted)
     assert plan(first, T0) == Fail(NEW, "boom")
     assert plan(replace(first, failed=NEW), T0) == Steady()
+
+
+def test_a_failover_during_verification_waits_for_the_new_runtime_instead_of_blaming_the_program() -> None:
+    for restarting in (
+        RuntimeReport(False, "NoReport", "Lease held by p-1, not by pod p-0"),
+        RuntimeReport(False, "RuntimeUnknown", "the runtime reports no state"),
+        RuntimeReport(False, "RuntimeLoading", "the runtime reports Loading", "", "Loading"),
+    ):
+        state = replace(STEADY, desired=NEW, deployed=NEW, switched_at=T0, report=restarting, pod_ready=False)
+        assert isinstance(plan(state, T0 + timedelta(seconds=5)), Wait)
+    back = replace(STEADY, desired=NEW, deployed=NEW, switched_at=T0, report=HEALTHY_NEW)
+    assert plan(back, T0 + timedelta(seconds=31)) == Promote(NEW)
