@@ -125,9 +125,9 @@ class Controller:
         if observed.body["metadata"].get("deletionTimestamp"):
             return Outcome("", DEFAULT_RECHECK)  # being deleted: garbage collection removes the children
         self._confirm_pods(observed, namespace)
-        observed.lock = self.leases.view(key, observed.lease)
         started = time.perf_counter()
         try:
+            self._judge_lease(key, observed)
             outcome = self.reconcilers[kind].reconcile(observed)
         except KubeError as error:
             # Conflicts and transient API errors: look again shortly, level-based.
@@ -152,6 +152,15 @@ class Controller:
         )
         self._remember(key, observed.body)
         return outcome
+
+    def _judge_lease(self, key: Key, observed: Observed) -> None:
+        observed.lock = self.leases.view(key, observed.lease)
+        if observed.lock is not None and observed.lock.expired:
+            # Confirm with the API before acting: a watch that lags (after an API outage) shows an old version,
+            # and every hand-over guarded by it would fail.
+            fresh = self.kube.get(object_path("coordination.k8s.io/v1", "Lease", key[1], key[2]))
+            if fresh is not None:
+                observed.lease, observed.lock = fresh, self.leases.view(key, fresh)
 
     def _remember(self, key: Key, body: dict[str, Any]) -> None:
         """Keep the newest version seen of an object: kopf's live body can lag behind its own events and our

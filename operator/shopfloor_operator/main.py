@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -20,6 +22,14 @@ log = logging.getLogger("shopfloor_operator")
 RECONCILE_THREADS = 16
 
 
+class ApiRetries:
+    """kopf retries failed API requests with these delays: forever, at most 2 s apart. Its default grows to 21 s,
+    so after an API outage the watches (and with them the Leases the failover is judged on) came back that late."""
+
+    def __iter__(self) -> Iterator[float]:
+        return itertools.chain((0.5, 1.0), itertools.repeat(2.0))
+
+
 def kopf_settings(settings: OperatorSettings) -> kopf.OperatorSettings:
     configured = kopf.OperatorSettings()
     # Without timeouts a silent connection (a load balancer dropping it) freezes watches forever.
@@ -27,6 +37,7 @@ def kopf_settings(settings: OperatorSettings) -> kopf.OperatorSettings:
     configured.watching.client_timeout = settings.watch_timeout_seconds + 15
     configured.watching.connect_timeout = 10
     configured.watching.inactivity_timeout = settings.watch_timeout_seconds + 30
+    configured.networking.error_backoffs = ApiRetries()
     configured.peering.name = settings.peering_name
     configured.peering.priority = effective_priority(settings)
     configured.peering.standalone = settings.standalone
