@@ -2,7 +2,7 @@
 
 - apply -> first Modbus answer with the program running (a VirtualPLC created from nothing);
 - online change: spec patched -> the new revision reported active by the runtime's Lease;
-- node failure: the PLC's node stops heart-beating -> the PLC answering Modbus again on another node.
+- node failure: the PLC's node loses power -> the PLC answering Modbus again on another node.
 
 Each is measured N times (default 3) on one site. Run: .venv/bin/python bench/bench_site.py [--runs N]
 """
@@ -62,10 +62,10 @@ def measure(site: EdgeSite, probe: SiteProbe, run: int) -> tuple[float, float, f
         return endpoints is not None and endpoints.node != node and modbus_answers()
 
     started = time.monotonic()
-    site.plane.set_node_heartbeat(node, False)
+    site.power_off(node)
     probe.wait(serving_elsewhere, 180, "serving on another node")
     to_move = time.monotonic() - started
-    site.plane.set_node_heartbeat(node, True)
+    site.power_on(node)
     probe.wait(lambda: site.plane.node_ready(node), 60, "node back")
     site.kubectl("delete", "virtualplc", name, "-n", "bench", "--wait=true")
     return to_modbus, to_change, to_move
@@ -81,7 +81,7 @@ def main() -> None:
         probe = SiteProbe(site)
         probe.core.create_namespace({"metadata": {"name": "bench"}})
         results = [measure(site, probe, run) for run in range(args.runs)]
-        print(f"edge site timings over {args.runs} runs (2-core machine, operator grace 10 s, node monitor 8 s)")
+        print(f"edge site timings over {args.runs} runs (2-core machine, leaseDuration 3 s)")
         summary("apply -> first Modbus answer, program running", [r[0] for r in results])
         summary("online change: apply -> new revision active", [r[1] for r in results])
         summary("node failure -> serving again on another node", [r[2] for r in results])

@@ -23,6 +23,7 @@ from typing import Any
 
 from shopfloor_localsite.build import BuildError, ensure_binaries, missing
 from shopfloor_localsite.pki import opcua_application_certificate
+from shopfloor_localsite.plant.write_record import PodAddressBook, overlaps, writers_in_order
 from shopfloor_localsite.site.edgesite import EdgeSite, SiteOptions
 from shopfloor_localsite.site.line import EXAMPLES, LINE, apply_production_line, wait_line_running
 from shopfloor_localsite.site.probes import SiteProbe
@@ -190,16 +191,60 @@ class Story:
         parts = self.probe.read_modbus(LINE, "conveyor-1", "inputRegisters", 0, "UDINT")
         self.say(f"active revision unchanged: {still == good}; still counting parts: {parts}")
 
-    # -- 5. node failure ---------------------------------------------------------------------------------------
+    # -- 5. partition --------------------------------------------------------------------------------------------
+
+    def partition(self, seconds: float = 20.0) -> None:
+        self.step("Partition: tank-1's node loses its uplink; its field devices stay reachable")
+        status = self.probe.status(LINE, "tank-1")
+        node, old_pod = status["nodeName"], status["podName"]
+        device = self.site.device("tank-io")
+        device.writes.clear()
+        book = PodAddressBook(self.site.api, "app.kubernetes.io/instance=tank-1")
+        book.refresh()
+        epoch = status["lock"]["epoch"]
+        self.say(f"tank-1 on {node} (pod {old_pod}, epoch {epoch}); cutting {node} off the API server")
+        since = time.monotonic()
+        self.site.partition(node)
+        moved = self.probe.wait(
+            lambda: (
+                (s := self.probe.status(LINE, "tank-1")).get("podName") != old_pod
+                and s.get("phase") == "Running"
+                and (e := self.probe.endpoints(LINE, "tank-1")) is not None
+                and e.pod == s["podName"]
+                and s
+            ),
+            120,
+            "tank-1 serving on another node",
+        )
+        self.say(
+            f"tank-1 serving on {moved['nodeName']} {time.monotonic() - since:.1f}s later "
+            f"(pod {moved['podName']}, epoch {moved['lock']['epoch']}); the cut-off runtime still runs, fenced"
+        )
+        self.probe.wait(lambda: time.monotonic() - since >= seconds, seconds + 5, "the partition to last")
+        self.site.heal(node)
+        assert self.site.runner is not None
+        self.probe.wait(
+            lambda: not [w for w in self.site.runner.workloads() if w["pod"] == old_pod],  # type: ignore[union-attr]
+            60,
+            "the old runtime removed after the heal",
+        )
+        book.refresh()
+        writes = list(device.writes)
+        writers = [writer.rsplit("/", 1)[-1] for writer in writers_in_order(writes, book)]
+        self.say(f"partition healed after {seconds:.0f}s; Lease holder {self.probe.lease(LINE, 'tank-1')['holder']}")
+        self.say(f"tank-io saw {len(writes)} writes, from {' then '.join(writers) or 'nobody'}")
+        self.say(f"overlapping writes: {len(overlaps(writes, book))}")
+
+    # -- 6. node failure ---------------------------------------------------------------------------------------
 
     def node_failure(self) -> None:
         self.step("Node failure: the real-time node under tank-1 loses power")
         status = self.probe.status(LINE, "tank-1")
         node = status["nodeName"]
         fills = self.probe.read_modbus(LINE, "tank-1", "inputRegisters", 2, "UDINT")
-        self.say(f"tank-1 on {node}, fills so far {fills}; stopping {node}'s kubelet heartbeat")
+        self.say(f"tank-1 on {node}, fills so far {fills}; cutting {node}'s power")
         since = time.monotonic()
-        self.site.plane.set_node_heartbeat(node, False)
+        self.site.power_off(node)
         moved = self.probe.wait(
             lambda: (
                 (s := self.probe.status(LINE, "tank-1")).get("nodeName") not in ("", node)
@@ -217,7 +262,7 @@ class Story:
         self.say(f"retained Fills after the move: {fills_after} (was {fills})")
         for event in self.probe.events(LINE, "tank-1")[-4:]:
             self.say(f"event {event}")
-        self.site.plane.set_node_heartbeat(node, True)
+        self.site.power_on(node)
 
 
 async def read_opcua(port: int, workdir: Path, names: list[str]) -> dict[str, Any]:
@@ -283,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
             story.sparkplug(watch)
             story.online_change()
             story.bad_program()
+            story.partition()
             story.node_failure()
         print(f"\nThe story took {time.monotonic() - story.started:.0f}s.")
         if not args.once:

@@ -1,0 +1,143 @@
+"""Failover on the simulated edge site, measured from the field device's own record (prints numbers; no assertions).
+
+    .venv/bin/python bench/bench_failover.py [--runs 5] [--partitions 2] [--partition-seconds 15]
+
+The example production line runs; tank-1 drives tank-io, which records every write with the writer's address.
+- power loss: tank-1's node is powered off; measured until tank-1 answers Modbus on another node with the new pod
+  holding the Lease, and until the new runtime's first write reaches tank-io. The floor is the lease expiry the
+  operator must wait for (leaseDuration + 1/6, less the time since the last renewal), shown next to it.
+- partition: tank-1's node loses its uplink (field devices stay reachable); the same two times, and the writes the
+  cut-off runtime made after its successor's first write (overlapping writes, from tank-io's record; must be 0).
+- Lease renewals: Lease updates per PLC per minute, counted with a watch on the line's Leases.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client, watch
+
+REPO = Path(__file__).resolve().parents[1]
+for root in ("operator", "workloads", "localsite"):
+    sys.path.insert(0, str(REPO / root))
+
+from shopfloor_api.runtime_contract import LockTiming  # noqa: E402
+from shopfloor_localsite.plant.write_record import PodAddressBook, overlaps  # noqa: E402
+from shopfloor_localsite.site.edgesite import EdgeSite, SiteOptions  # noqa: E402
+from shopfloor_localsite.site.line import LINE, apply_production_line, wait_line_running  # noqa: E402
+from shopfloor_localsite.site.probes import SiteProbe  # noqa: E402
+
+PLC, DEVICE = "tank-1", "tank-io"
+
+
+def summary(label: str, samples: list[float], floor: float | None = None) -> None:
+    if not samples:
+        print(f"{label:<52} no samples")
+        return
+    line = f"{label:<52} median {statistics.median(samples):5.2f} s  min {min(samples):5.2f}  max {max(samples):5.2f}"
+    if floor:
+        line += f"  ({statistics.median(samples) / floor:.2f}x the lease expiry floor {floor:.2f} s)"
+    print(line)
+
+
+def first_write_after(site: EdgeSite, book: PodAddressBook, pod: str, after_ns: int) -> int | None:
+    for write in list(site.device(DEVICE).writes):
+        if write.monotonic_ns >= after_ns and book(write.peer_host).endswith("/" + pod):
+            return write.monotonic_ns
+    return None
+
+
+def fail_once(site: EdgeSite, probe: SiteProbe, fault: str, hold_s: float) -> dict[str, Any]:
+    old = probe.status(LINE, PLC)
+    book = PodAddressBook(site.api, f"app.kubernetes.io/instance={PLC}")
+    book.refresh()
+    site.device(DEVICE).writes.clear()
+    probe.wait(lambda: first_write_after(site, book, old["podName"], 0), 60, "tank-1 writing")
+    started_ns = time.monotonic_ns()
+    (site.power_off if fault == "power" else site.partition)(old["nodeName"])
+
+    def serving() -> Any:
+        status = probe.status(LINE, PLC)
+        endpoints = probe.endpoints(LINE, PLC)
+        ok = (
+            status.get("podName") != old["podName"]
+            and status.get("lock", {}).get("holder") == status.get("podName")
+            and endpoints is not None
+            and endpoints.pod == status["podName"]
+            and probe.read_modbus(LINE, PLC, "inputRegisters", 2, "UDINT") is not None
+        )
+        return ok and status
+
+    moved = probe.wait(serving, 120, "tank-1 serving elsewhere")
+    serving_s = (time.monotonic_ns() - started_ns) / 1e9
+    book.refresh()
+    first = probe.wait(lambda: first_write_after(site, book, moved["podName"], started_ns), 60, "first new write")
+    if fault == "partition":
+        probe.wait(lambda: time.monotonic_ns() - started_ns > hold_s * 1e9, hold_s + 5, "the partition held")
+        site.heal(old["nodeName"])
+        assert site.runner is not None
+        probe.wait(lambda: not [w for w in site.runner.workloads() if w["pod"] == old["podName"]], 60, "old removed")
+    else:
+        site.power_on(old["nodeName"])
+    probe.wait(lambda: site.plane.node_ready(old["nodeName"]), 60, "node Ready again")
+    return {
+        "serving_s": serving_s,
+        "first_write_s": (first - started_ns) / 1e9,
+        "overlaps": len(overlaps(list(site.device(DEVICE).writes), book)),
+    }
+
+
+def renewals_per_minute(site: EdgeSite, seconds: float) -> dict[str, float]:
+    counts: Counter[str] = Counter()
+    coordination = client.CoordinationV1Api(site.api)
+    stream = watch.Watch()
+    stop = threading.Timer(seconds, stream.stop)
+    stop.start()
+    for event in stream.stream(coordination.list_namespaced_lease, LINE, timeout_seconds=int(seconds) + 5):
+        if event["type"] == "MODIFIED":
+            counts[event["object"].metadata.name] += 1
+    stop.cancel()
+    return {name: count * 60 / seconds for name, count in counts.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=5, help="power losses")
+    parser.add_argument("--partitions", type=int, default=2)
+    parser.add_argument("--partition-seconds", type=float, default=15.0)
+    args = parser.parse_args()
+    for library in ("pymodbus", "asyncua"):
+        logging.getLogger(library).setLevel(logging.ERROR)
+    timing = LockTiming()
+    floor = timing.lease_duration_s + timing.takeover_margin_s - timing.renew_interval_s / 2
+    with EdgeSite(SiteOptions()) as site:
+        probe = SiteProbe(site)
+        apply_production_line(site, probe)
+        wait_line_running(probe)
+        per_minute = renewals_per_minute(site, 30.0)
+        power = [fail_once(site, probe, "power", 0) for _ in range(args.runs)]
+        cut = [fail_once(site, probe, "partition", args.partition_seconds) for _ in range(args.partitions)]
+    print(f"failover on the simulated edge site (2-core machine; leaseDuration {timing.lease_duration_s:g}s)")
+    summary(f"power loss -> serving elsewhere ({args.runs} runs)", [r["serving_s"] for r in power], floor)
+    summary("power loss -> first field write of the new runtime", [r["first_write_s"] for r in power], floor)
+    summary(f"partition -> serving elsewhere ({args.partitions} runs)", [r["serving_s"] for r in cut], floor)
+    summary("partition -> first field write of the new runtime", [r["first_write_s"] for r in cut], floor)
+    print(f"overlapping writes in all runs: {sum(r['overlaps'] for r in power + cut)}")
+    for name, rate in sorted(per_minute.items()):
+        expected = 60 / timing.renew_interval_s
+        print(f"Lease {name}: {rate:.0f} updates per minute (renewals at L/3: {expected:.0f}; report changes add some)")
+    plcs = [rate for name, rate in per_minute.items() if name in ("tank-1", "conveyor-1")]
+    if plcs:
+        print(f"at this rate 1,000 PLCs cost {statistics.mean(plcs) * 1000 / 60:.0f} Lease writes per second")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""One controller per process, always: failover on the simulated edge site, proven from the field device's own
+record of who wrote when (tank-io records every write with the writer's connection; runtimes connect from their
+pod's address, so the record names the pod). The API outage comes last: after it, the simulated kubelets (kwok)
+and the watches come back with client-go's back-off, which would slow whatever fault came next."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from shopfloor_localsite.site.edgesite import EdgeSite, SiteFaults
+from shopfloor_localsite.site.probes import SiteProbe
+
+from .conftest import PlantWrites
+
+PLC, DEVICE = "tank-1", "tank-io"
+
+
+def serving_elsewhere(probe: SiteProbe, line: str, old: dict[str, Any]) -> Any:
+    """The PLC Running in a new pod that holds its Lease, answering Modbus from that pod's runtime."""
+    status = probe.status(line, PLC)
+    if status.get("podName") == old["podName"] or status.get("phase") != "Running":
+        return None
+    if (status.get("lock") or {}).get("holder") != status["podName"]:
+        return None
+    endpoints = probe.endpoints(line, PLC, pod=status["podName"])
+    if endpoints is None or probe.read_modbus(line, PLC, "inputRegisters", 2, "UDINT") is None:
+        return None
+    return status
+
+
+def wrote(plant_writes: PlantWrites, line: str, pod: str) -> bool:
+    return f"{line}/{pod}" in plant_writes.writers(DEVICE)
+
+
+def test_a_partitioned_primary_never_writes_alongside_its_replacement(
+    line: str, probe: SiteProbe, site: EdgeSite, faults: SiteFaults, plant_writes: PlantWrites
+) -> None:
+    old = probe.status(line, PLC)
+    epoch = old["lock"]["epoch"]
+    assert old["lock"]["holder"] == old["podName"]
+    probe.wait(lambda: wrote(plant_writes, line, old["podName"]), 60, "tank-1 writing its valve")
+    faults.partition(old["nodeName"])
+    cut_at = time.monotonic()
+    moved = probe.wait(lambda: serving_elsewhere(probe, line, old), 60, "tank-1 serving in a new pod")
+    served_after = time.monotonic() - cut_at
+    assert moved["lock"]["epoch"] > epoch
+    assert moved["nodeName"] != old["nodeName"], "the replacement avoids the node that stopped renewing"
+    probe.wait(lambda: wrote(plant_writes, line, moved["podName"]), 60, "the replacement writing the valve")
+    # The cut-off runtime keeps running (its node did not die) and keeps scanning, but never writes again.
+    assert site.runner is not None
+    assert [w for w in site.runner.workloads() if w["pod"] == old["podName"] and w["running"]]
+    probe.wait(lambda: time.monotonic() - cut_at > 30, 40, "the partition to last 30 s")
+    faults.heal(old["nodeName"], close_after=3.0)  # queued requests reach the API server late, as after a real heal
+    probe.wait(lambda: not [w for w in site.runner.workloads() if w["pod"] == old["podName"]], 60, "old runtime gone")
+    assert probe.lease(line, PLC)["holder"] == moved["podName"], "the healed runtime never took the Lease back"
+    overlapping = plant_writes.overlaps(DEVICE)
+    writers = plant_writes.writers(DEVICE)
+    print(f"partition: serving elsewhere after {served_after:.1f}s; writers {writers}; overlapping writes: 0")
+    assert not overlapping, f"writes from a runtime after its successor started: {overlapping[:5]}"
+    assert writers == [f"{line}/{old['podName']}", f"{line}/{moved['podName']}"], writers
+    assert probe.status(line, PLC)["lock"]["epoch"] == moved["lock"]["epoch"]
+
+
+def test_power_loss_moves_the_plc_within_seconds_with_one_writer(
+    line: str, probe: SiteProbe, faults: SiteFaults, plant_writes: PlantWrites
+) -> None:
+    old = probe.status(line, PLC)
+    probe.wait(lambda: wrote(plant_writes, line, old["podName"]), 60, "tank-1 writing its valve")
+    faults.power_off(old["nodeName"])
+    lost_at = time.monotonic()
+    moved = probe.wait(lambda: serving_elsewhere(probe, line, old), 60, "tank-1 serving on another node")
+    served_after = time.monotonic() - lost_at
+    print(f"power loss: tank-1 serving on {moved['nodeName']} {served_after:.1f}s later")
+    assert moved["nodeName"] != old["nodeName"]
+    probe.wait(lambda: wrote(plant_writes, line, moved["podName"]), 60, "the replacement writing the valve")
+    assert not plant_writes.overlaps(DEVICE)
+    events = probe.events(line, PLC)
+    assert any(e.startswith(f"Failover: Lease of {old['podName']} expired") for e in events), events
+
+
+def test_an_api_outage_for_everyone_stops_nothing_and_replaces_nothing(
+    line: str, probe: SiteProbe, site: EdgeSite, faults: SiteFaults, plant_writes: PlantWrites
+) -> None:
+    before = {name: probe.status(line, name) for name in (PLC, "conveyor-1")}
+    probe.wait(lambda: wrote(plant_writes, line, before[PLC]["podName"]), 60, "tank-1 writing its valve")
+    faults.stop_api_server()
+    stopped_at = time.monotonic()
+    try:
+        during = len(plant_writes(DEVICE))
+        # The plant keeps running on its own: tank-1 keeps driving its valve while the API server is away.
+        probe.wait(
+            lambda: len(plant_writes(DEVICE)) >= during + 2 and time.monotonic() - stopped_at > 60, 120, "60 s outage"
+        )
+        assert site.runner is not None
+        alive = {w["pod"] for w in site.runner.workloads() if w["running"]}
+        assert {status["podName"] for status in before.values()} <= alive
+    finally:
+        faults.start_api_server()
+
+    def renewed_by_the_same_pods() -> bool:
+        for name, status in before.items():
+            now = probe.status(line, name)
+            if probe.lease(line, name)["holder"] != status["podName"] or now["podName"] != status["podName"]:
+                return False
+            if now["lock"]["epoch"] != status["lock"]["epoch"] or now.get("phase") != "Running":
+                return False
+        return True
+
+    probe.wait(renewed_by_the_same_pods, 60, "both PLCs renewed by the same pods, same epoch, Running")
+    assert plant_writes.writers(DEVICE) == [f"{line}/{before[PLC]['podName']}"]
