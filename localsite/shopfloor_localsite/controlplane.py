@@ -44,6 +44,9 @@ def node_pod_cidr(node: SimulatedNode) -> str:
     return f"127.128.{node.address_index}.0/24"
 
 
+SITE_KWOK_STAGE = Path(__file__).with_name("kwok-pod-ready-again.yaml")
+
+
 @dataclass
 class ControlPlaneOptions:
     nodes: list[SimulatedNode] = field(default_factory=default_nodes)
@@ -241,6 +244,7 @@ class LocalControlPlane:
     def _kwok_config(self, binaries: Binaries) -> Path:
         path = self.workdir / "kwok.yaml"
         documents = [file.read_text() for file in sorted(binaries.kwok_stages.glob("*.yaml"))]
+        documents.append(SITE_KWOK_STAGE.read_text())  # what a real kubelet does and kwok's stages do not
         path.write_text("\n---\n".join(documents))
         return path
 
