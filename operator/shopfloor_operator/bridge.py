@@ -46,17 +46,7 @@ class BridgeReconciler:
         apply_children(self.applier, workload, self.settings, config_map)
 
         incarnation = int(status.get("replacements", 0)) if status.get("podName") else None
-        pods = pod_step(
-            self.kube,
-            workload,
-            self.settings,
-            observed.pods,
-            observed.nodes,
-            incarnation,
-            now,
-            lease=observed.lease,
-            lease_view=observed.lock,
-        )
+        pods = pod_step(self.kube, workload, self.settings, observed, incarnation, now)
         live = pods.live
         pod_name = live["metadata"]["name"] if live else ""
         report = runtime_report(observed.lease, pod_name, now)

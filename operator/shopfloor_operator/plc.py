@@ -98,18 +98,7 @@ class PlcReconciler:
         pods_outcome: PodOutcome | None = None
         if program.get("deployedRevision") and self._write_runtime_config(workload, plc, program):
             incarnation = int(status.get("replacements", 0)) if status.get("podName") else None
-            pods_outcome = pod_step(
-                self.kube,
-                workload,
-                self.settings,
-                observed.pods,
-                observed.nodes,
-                incarnation,
-                now,
-                replace_reason,
-                observed.lease,
-                observed.lock,
-            )
+            pods_outcome = pod_step(self.kube, workload, self.settings, observed, incarnation, now, replace_reason)
             if pods_outcome.recheck_after is not None:
                 outcome.recheck_after = min(outcome.recheck_after, pods_outcome.recheck_after)
             outcome.replaced = pods_outcome.replaced_reason

@@ -20,7 +20,7 @@ from shopfloor_operator.conditions import Observation
 from shopfloor_operator.drift import pod_drift
 from shopfloor_operator.health import parse_time
 from shopfloor_operator.kube import Kube, object_path
-from shopfloor_operator.leases import LeaseView
+from shopfloor_operator.passes import Observed
 from shopfloor_operator.placement import explain_unschedulable
 from shopfloor_operator.podplan import CreatePod, DeletePod, HandOver, KeepPod, NodeView, PodView, WaitPod, plan_pod
 from shopfloor_operator.settings import OperatorSettings
@@ -68,16 +68,14 @@ def pod_step(
     kube: Kube,
     workload: Workload,
     settings: OperatorSettings,
-    pods: list[dict[str, Any]],
-    nodes: dict[str, dict[str, Any]],
+    observed: Observed,
     incarnation: int | None,
     now: datetime,
     replace_reason: str | None = None,
-    lease: dict[str, Any] | None = None,
-    lease_view: LeaseView | None = None,
 ) -> PodOutcome:
     """`incarnation` is the status' current one (None before the first pod); a new pod gets the next.
-    `replace_reason` asks for a new pod; `lease` is the workload's Lease as observed, judged in `lease_view`."""
+    `replace_reason` asks for a new pod. The pods, nodes and the Lease (judged in `observed.lock`) are as observed."""
+    pods, nodes, lease, lease_view = observed.pods, observed.nodes, observed.lease, observed.lock
     views = [pod_view(p) for p in pods]
     live = [p for p, v in zip(pods, views, strict=True) if not v.deleting]
     if replace_reason is None and len(live) == 1:

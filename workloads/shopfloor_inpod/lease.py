@@ -289,20 +289,30 @@ class LeaseLock:
             )
         return dict(self.coordination.api_client.sanitize_for_serialization(created))
 
-    def _write(self, record: dict[str, Any], *, acquire: bool) -> dict[str, Any]:
+    def _with_report(self, record: dict[str, Any], **spec: Any) -> dict[str, Any]:
+        """`record` with this runtime's report merged into its annotations and `spec` set (still guarded by the
+        record's resourceVersion)."""
         with self._lock:
             annotations = dict(self._annotations)
         body = copy.deepcopy(record)
         metadata = body.setdefault("metadata", {})
         metadata["annotations"] = {**(metadata.get("annotations") or {}), **annotations}
-        spec = body.setdefault("spec", {})
+        body.setdefault("spec", {}).update(spec)
+        return body
+
+    def _write(self, record: dict[str, Any], *, acquire: bool) -> dict[str, Any]:
         now = micro_time(datetime.datetime.now(datetime.UTC))
-        spec.update(holderIdentity=self.holder, renewTime=now, leaseDurationSeconds=self.timing.lease_duration_seconds)
+        spec: dict[str, Any] = {
+            "holderIdentity": self.holder,
+            "renewTime": now,
+            "leaseDurationSeconds": self.timing.lease_duration_seconds,
+        }
         if acquire:
-            spec["acquireTime"] = now
-            spec["leaseTransitions"] = int(spec.get("leaseTransitions") or 0) + 1
+            spec.update(
+                acquireTime=now, leaseTransitions=int((record.get("spec") or {}).get("leaseTransitions") or 0) + 1
+            )
         written = self.coordination.replace_namespaced_lease(
-            self.name, self.namespace, body, _request_timeout=self.timing.request_timeout_s
+            self.name, self.namespace, self._with_report(record, **spec), _request_timeout=self.timing.request_timeout_s
         )
         return dict(self.coordination.api_client.sanitize_for_serialization(written))
 
@@ -311,15 +321,8 @@ class LeaseLock:
         once instead of waiting for it to expire. Only while holding; True when released."""
         if self.state is not LockState.HOLDING or self._record is None:
             return False
-        with self._lock:
-            annotations = dict(self._annotations)
-        body = copy.deepcopy(self._record)
-        metadata = body.setdefault("metadata", {})
-        metadata["annotations"] = {**(metadata.get("annotations") or {}), **annotations}
-        spec = body.setdefault("spec", {})
-        spec.update(
-            holderIdentity="", leaseDurationSeconds=1, renewTime=micro_time(datetime.datetime.now(datetime.UTC))
-        )
+        now = micro_time(datetime.datetime.now(datetime.UTC))
+        body = self._with_report(self._record, holderIdentity="", leaseDurationSeconds=1, renewTime=now)
         try:
             self.coordination.replace_namespaced_lease(
                 self.name, self.namespace, body, _request_timeout=self.timing.request_timeout_s

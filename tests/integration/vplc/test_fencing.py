@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 from asyncua import Client, ua
-from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
@@ -26,6 +25,7 @@ from shopfloor_vplc.opcua_server import NAMESPACE_URI
 from shopfloor_vplc.plc_file import from_manifest_text
 from shopfloor_vplc.program import compile_program
 from shopfloor_vplc.runtime import PlcRuntime, RuntimeOptions
+from tests.integration.vplc.runtime_support import modbus_client
 from tests.support.mosquitto import free_port
 from tests.support.waiting import async_wait_for
 from tests.unit.vplc.manifests import plc_manifest
@@ -177,17 +177,6 @@ async def fenceable_plc(tmp_path: Path, device: FieldDevice, permit: Permit) -> 
         yield runtime
     finally:
         await runtime.shutdown()
-
-
-@contextlib.asynccontextmanager
-async def modbus_client(runtime: PlcRuntime) -> AsyncIterator[AsyncModbusTcpClient]:
-    assert runtime.modbus is not None
-    client = AsyncModbusTcpClient("127.0.0.1", port=runtime.modbus.port, timeout=2, retries=0)
-    assert await client.connect()
-    try:
-        yield client
-    finally:
-        client.close()
 
 
 def value(runtime: PlcRuntime, name: str) -> Any:
