@@ -218,8 +218,12 @@ class Story:
         )
         self.say(
             f"tank-1 serving on {moved['nodeName']} {time.monotonic() - since:.1f}s later "
-            f"(pod {moved['podName']}, epoch {moved['lock']['epoch']}); the cut-off runtime still runs, fenced"
+            f"(pod {moved['podName']}, epoch {moved['lock']['epoch']})"
         )
+        fenced = self.probe.wait(
+            lambda: self.probe.metric(LINE, old_pod, "shopfloor_vplc_fenced") == 1.0, 20, "the old runtime fenced"
+        )
+        self.say(f"the cut-off runtime {old_pod} still runs and scans; shopfloor_vplc_fenced = {fenced:.0f}")
         self.probe.wait(lambda: time.monotonic() - since >= seconds, seconds + 5, "the partition to last")
         self.site.heal(node)
         assert self.site.runner is not None

@@ -47,9 +47,11 @@ def test_a_partitioned_primary_never_writes_alongside_its_replacement(
     assert moved["lock"]["epoch"] > epoch
     assert moved["nodeName"] != old["nodeName"], "the replacement avoids the node that stopped renewing"
     probe.wait(lambda: wrote(plant_writes, line, moved["podName"]), 60, "the replacement writing the valve")
-    # The cut-off runtime keeps running (its node did not die) and keeps scanning, but never writes again.
+    # The cut-off runtime keeps running (its node did not die) and keeps scanning, fenced: it says so and never
+    # writes again.
     assert site.runner is not None
     assert [w for w in site.runner.workloads() if w["pod"] == old["podName"] and w["running"]]
+    probe.wait(lambda: probe.metric(line, old["podName"], "shopfloor_vplc_fenced") == 1.0, 20, "the old one fenced")
     probe.wait(lambda: time.monotonic() - cut_at > 30, 40, "the partition to last 30 s")
     faults.heal(old["nodeName"], close_after=3.0)  # queued requests reach the API server late, as after a real heal
     probe.wait(lambda: not [w for w in site.runner.workloads() if w["pod"] == old["podName"]], 60, "old runtime gone")

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import struct
 import time
+import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+from prometheus_client.parser import text_string_to_metric_families
 from pymodbus.client import ModbusTcpClient
 
 from shopfloor_localsite.site.edgesite import EdgeSite
@@ -98,6 +100,25 @@ class SiteProbe:
                     opcua=ports.get("opcua"),
                     http=ports.get("http"),
                 )
+        return None
+
+    def metric(self, namespace: str, pod: str, name: str) -> float | None:
+        """One sample of a workload's own /metrics (the first series of `name`), or None when unreachable."""
+        assert self.site.runner is not None
+        workload = next(
+            (w for w in self.site.runner.workloads() if (w["namespace"], w["pod"]) == (namespace, pod)), None
+        )
+        if workload is None or "http" not in workload["ports"]:
+            return None
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{workload['ports']['http']}/metrics", timeout=2) as page:
+                text = page.read().decode()
+        except OSError:
+            return None
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name:
+                    return float(sample.value)
         return None
 
     def read_modbus(self, namespace: str, owner: str, table: str, address: int, kind: str = "UINT") -> Any:
