@@ -76,7 +76,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     for library in ("pymodbus", "asyncua"):  # the plant's devices run in this process; their chatter is noise here
-        logging.getLogger(library).setLevel(logging.ERROR)
+        logging.getLogger(library).setLevel(logging.CRITICAL)
     with EdgeSite(SiteOptions(broker=False)) as site:
         probe = SiteProbe(site)
         probe.core.create_namespace({"metadata": {"name": "bench"}})

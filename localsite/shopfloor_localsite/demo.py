@@ -299,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     # The plant's devices and the demo's clients run in this process; their libraries' chatter is not the story
     # (the workloads' own logs are in the site's work directory).
     for library in ("pymodbus", "asyncua"):
-        logging.getLogger(library).setLevel(logging.ERROR)
+        logging.getLogger(library).setLevel(logging.CRITICAL)
     print("Shopfloor demo: a production line on a simulated edge site, all on this machine.")
     if missing():
         print("First run: building the control plane from Go modules (about 8 minutes on 2 cores; later runs: none).")
