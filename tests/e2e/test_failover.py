@@ -29,6 +29,11 @@ def serving_elsewhere(probe: SiteProbe, line: str, old: dict[str, Any]) -> Any:
     return status
 
 
+def lease_unrenewed_for(probe: SiteProbe, line: str) -> float:
+    lease = probe.coordination.read_namespaced_lease(PLC, line)
+    return time.time() - lease.spec.renew_time.timestamp()
+
+
 def wrote(plant_writes: PlantWrites, line: str, pod: str) -> bool:
     return f"{line}/{pod}" in plant_writes.writers(DEVICE)
 
@@ -79,6 +84,25 @@ def test_power_loss_moves_the_plc_within_seconds_with_one_writer(
     assert not plant_writes.overlaps(DEVICE)
     events = probe.events(line, PLC)
     assert any(e.startswith(f"Failover: Lease of {old['podName']} expired") for e in events), events
+
+
+def test_an_operator_killed_during_a_failover_converges_with_one_writer(
+    line: str, probe: SiteProbe, site: EdgeSite, faults: SiteFaults, plant_writes: PlantWrites
+) -> None:
+    old = probe.status(line, PLC)
+    probe.wait(lambda: wrote(plant_writes, line, old["podName"]), 60, "tank-1 writing its valve")
+    assert site.operator is not None
+    faults.power_off(old["nodeName"])
+    # Killed while the Lease runs out (unrenewed for 2 s of its 3): the new operator has seen nothing and waits a
+    # whole lease period before it hands anything over.
+    probe.wait(lambda: lease_unrenewed_for(probe, line) > 2.0, 30, "the Lease running out")
+    site.operator.kill()
+    site.operator.start()
+    moved = probe.wait(lambda: serving_elsewhere(probe, line, old), 90, "tank-1 serving on another node")
+    assert moved["lock"]["epoch"] == old["lock"]["epoch"] + 1, "the Lease was handed over exactly once"
+    probe.wait(lambda: wrote(plant_writes, line, moved["podName"]), 60, "the replacement writing the valve")
+    assert not plant_writes.overlaps(DEVICE)
+    assert plant_writes.writers(DEVICE) == [f"{line}/{old['podName']}", f"{line}/{moved['podName']}"]
 
 
 def test_an_api_outage_for_everyone_stops_nothing_and_replaces_nothing(
