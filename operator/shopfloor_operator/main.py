@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import threading
@@ -13,6 +14,7 @@ from typing import Any
 import kopf
 from kubernetes import client, config
 
+from shopfloor_operator import peering
 from shopfloor_operator.controller import Controller
 from shopfloor_operator.handlers import register
 from shopfloor_operator.settings import OperatorSettings, effective_priority, settings_from_environment
@@ -88,6 +90,8 @@ async def run(
     witness = WitnessServer(probe, controller.leases, settings.witness_port) if settings.witness_port else None
     if witness is not None:
         await witness.start()
+    # kopf waits silently for a missing peering object: create it, or say loudly what to create.
+    first_contact = asyncio.create_task(peering.watch_over(api_client, settings), name="peering first contact")
     try:
         await kopf.operator(
             registry=registry,
@@ -99,6 +103,9 @@ async def run(
             ready_flag=ready_flag,
         )
     finally:
+        first_contact.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await first_contact
         if witness is not None:
             await witness.stop()
         await asyncio.to_thread(probe.stop)
