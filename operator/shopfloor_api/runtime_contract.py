@@ -81,6 +81,15 @@ class LockTiming:
         return min(0.25, self.lease_duration_s / 12)
 
     @property
+    def witness_after_s(self) -> float:
+        """A renewal still pending this long makes the holder ask the witness meanwhile."""
+        return self.lease_duration_s / 6
+
+    @property
+    def witness_timeout_s(self) -> float:
+        return self.lease_duration_s / 6
+
+    @property
     def fence_margin_s(self) -> float:
         """Before the end of the lease period the holder stops driving its outputs."""
         return self.lease_duration_s / 6

@@ -82,7 +82,11 @@ class OperatorSettings(BaseModel):
                 values[name] = _parse(raw, field.annotation)
         parser = argparse.ArgumentParser(prog="shopfloor-operator", description="Run the Shopfloor operator.")
         for name, field in cls.model_fields.items():
-            parser.add_argument("--" + name.replace("_", "-"), dest=name, default=None, help=field.description)
+            flag = "--" + name.replace("_", "-")
+            if field.annotation is bool:  # `--standalone` alone means true; `--standalone false` still works
+                parser.add_argument(flag, dest=name, default=None, nargs="?", const="true", help=field.description)
+            else:
+                parser.add_argument(flag, dest=name, default=None, help=field.description)
         for name, raw in vars(parser.parse_args(argv or [])).items():
             if raw is not None:
                 values[name] = _parse(raw, cls.model_fields[name].annotation)

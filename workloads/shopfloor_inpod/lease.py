@@ -45,6 +45,14 @@ def micro_time(moment: datetime.datetime) -> str:
     return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def _without_retries(api: client.ApiClient) -> client.ApiClient:
+    """A client of its own, on the same credentials, whose requests are never retried by urllib3: an attempt must
+    take at most its timeout, or the deadline passes before the witness can be asked."""
+    configuration = copy.copy(api.configuration)
+    configuration.retries = False
+    return client.ApiClient(configuration)
+
+
 class LockState(StrEnum):
     WAITING = "Waiting"  # not the holder (yet): outputs are not driven
     HOLDING = "Holding"  # the holder, renewed in time: drives the outputs
@@ -96,7 +104,7 @@ class LeaseLock:
         witness: Witness | None = None,
         clock: Clock = time.monotonic,
     ) -> None:
-        self.coordination = client.CoordinationV1Api(api)
+        self.coordination = client.CoordinationV1Api(_without_retries(api))
         self.namespace, self.name, self.holder = namespace, name, holder
         self.timing = timing or LockTiming()
         self.witness = witness
@@ -151,12 +159,20 @@ class LeaseLock:
             while True:
                 self._changed.clear()
                 started = self.clock()
-                ok = await asyncio.to_thread(self.try_acquire_or_renew)
+                attempt = asyncio.ensure_future(asyncio.to_thread(self.try_acquire_or_renew))
+                asked = False
+                if self.witness is not None and self.state is LockState.HOLDING:
+                    # A renewal that hangs (a cut-off node) would leave too little of the lease period to ask after it.
+                    done, _ = await asyncio.wait({attempt}, timeout=self.timing.witness_after_s)
+                    if not done:
+                        await self._ask_witness()
+                        asked = True
+                ok = await attempt
                 if ok:
                     self._extend(started)
                     wait = self.timing.renew_interval_s
                 else:
-                    if self._held_once and self.state is not LockState.SUPERSEDED and self.witness is not None:
+                    if not asked and self.witness is not None:
                         await self._ask_witness()
                     wait = self.timing.retry_interval_s if self._held_once else self.timing.renew_interval_s
                 with contextlib.suppress(TimeoutError):
@@ -167,10 +183,14 @@ class LeaseLock:
                 await watcher
 
     async def _ask_witness(self) -> None:
+        """An answer may only prolong an unbroken hold: once the deadline has passed, the Lease may have been handed
+        over before the operator lost the API server, and only a renewal (guarded by version) proves it is ours."""
         assert self.witness is not None
         started = self.clock()
+        if self.state is not LockState.HOLDING or not self.fence.may_drive(started):
+            return
         try:
-            reachable = await asyncio.wait_for(self.witness(), self.timing.request_timeout_s)
+            reachable = await asyncio.wait_for(self.witness(), self.timing.witness_timeout_s)
         except (TimeoutError, OSError):
             reachable = None
         if reachable is False:

@@ -71,7 +71,7 @@ class PodRuntime:
         self.settings = settings
         self.api = api
         timing = settings.lock_timing
-        witness = witness_client(settings.witness_url, timing.request_timeout_s) if settings.witness_url else None
+        witness = witness_client(settings.witness_url, timing.witness_timeout_s) if settings.witness_url else None
         self.lock = LeaseLock(api, settings.namespace, settings.lease, settings.pod_name, timing, witness=witness)
         self.lock.listeners.append(self._on_lock)
         self.runtime: PlcRuntime | None = None

@@ -200,7 +200,7 @@ async def test_the_witness_keeps_a_runtime_driving_when_the_api_is_down_for_ever
     # The operator cannot reach the API server either (its own client points nowhere): its witness says so.
     async with operator_witness(unreachable_api(tmp_path)) as (url, leases):
         with through_uplink(kubeconfig, tmp_path) as (api, uplink):
-            witness = witness_client(url, SHORT.request_timeout_s)
+            witness = witness_client(url, SHORT.witness_timeout_s)
             lock = LeaseLock(api, namespace, "mixer-1", "mixer-1-a", SHORT, witness=witness)
             async with running(lock):
                 await async_wait_for(state_is(lock, LockState.HOLDING), timeout=10, what="holding")

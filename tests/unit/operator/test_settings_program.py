@@ -68,3 +68,8 @@ def test_replicas_get_distinct_priorities_unless_told() -> None:
     assert effective_priority(OperatorSettings(priority=7)) == 7
     drawn = {effective_priority(OperatorSettings()) for _ in range(20)}
     assert len(drawn) > 1, "equal priorities freeze every replica"
+
+
+def test_a_boolean_flag_alone_means_true() -> None:
+    assert OperatorSettings.from_sources({}, ["--standalone"]).standalone is True
+    assert OperatorSettings.from_sources({}, ["--standalone", "false"]).standalone is False
