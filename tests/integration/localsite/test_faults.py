@@ -30,6 +30,7 @@ from shopfloor_localsite.plant.physics import Tank
 from shopfloor_localsite.plant.plant import TANK_POINTS
 from shopfloor_localsite.site.edgesite import SiteFaults
 from shopfloor_localsite.site.runner import SiteRunner
+from tests.support.site_pods import site_workload_pod
 from tests.support.waiting import wait_for
 
 WORKLOAD = Path(__file__).with_name("fault_workload.py")
@@ -115,31 +116,12 @@ def site(
 
 
 def workload_pod(name: str, node: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": name,
-            "labels": {
-                "app.kubernetes.io/part-of": "shopfloor",
-                "app.kubernetes.io/component": "vplc",
-                "app.kubernetes.io/instance": name,
-            },
-        },
-        "spec": {
-            "nodeName": node,
-            "serviceAccountName": "default",
-            "containers": [
-                {
-                    "name": "runtime",
-                    "image": "shopfloor/vplc:test",
-                    "command": [sys.executable, str(WORKLOAD)],
-                    "ports": [{"name": "http", "containerPort": 8080}],
-                    "env": [{"name": "MY_POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
-                }
-            ],
-        },
-    }
+    return site_workload_pod(
+        name,
+        node,
+        [sys.executable, str(WORKLOAD)],
+        [{"name": "MY_POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
+    )
 
 
 def ask(runner: SiteRunner, key: str, path: str, timeout: float = 5) -> dict[str, Any] | None:

@@ -18,6 +18,7 @@ from kubernetes import client
 from shopfloor_inpod.endpoints import resolve
 from shopfloor_localsite.controlplane import LocalControlPlane
 from shopfloor_localsite.site.runner import SiteRunner
+from tests.support.site_pods import site_workload_pod
 from tests.support.waiting import wait_for
 
 
@@ -36,36 +37,17 @@ def runner(control_plane: LocalControlPlane | None, kube_api: client.ApiClient, 
 
 
 def workload_pod(name: str, node: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": name,
-            "labels": {
-                "app.kubernetes.io/part-of": "shopfloor",
-                "app.kubernetes.io/component": "vplc",
-                "app.kubernetes.io/instance": name,
-            },
-        },
-        "spec": {
-            "nodeName": node,
-            "serviceAccountName": "default",
-            "containers": [
-                {
-                    "name": "runtime",
-                    "image": "shopfloor/vplc:test",
-                    "command": [sys.executable, "-m", "tests.support.echo_workload"],
-                    "ports": [{"name": "http", "containerPort": 8080}],
-                    "env": [
-                        {"name": "PLAIN", "value": "x"},
-                        {"name": "MY_POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-                        {"name": "MY_NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
-                        {"name": "SECRET_VALUE", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "password"}}},
-                    ],
-                }
-            ],
-        },
-    }
+    return site_workload_pod(
+        name,
+        node,
+        [sys.executable, "-m", "tests.support.echo_workload"],
+        [
+            {"name": "PLAIN", "value": "x"},
+            {"name": "MY_POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {"name": "MY_NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+            {"name": "SECRET_VALUE", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "password"}}},
+        ],
+    )
 
 
 def ask(site: SiteRunner, key: str) -> dict[str, Any] | None:
