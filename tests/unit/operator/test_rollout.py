@@ -98,3 +98,13 @@ def test_a_failover_during_verification_waits_for_the_new_runtime_instead_of_bla
         assert isinstance(plan(state, T0 + timedelta(seconds=5)), Wait)
     back = replace(STEADY, desired=NEW, deployed=NEW, switched_at=T0, report=HEALTHY_NEW)
     assert plan(back, T0 + timedelta(seconds=31)) == Promote(NEW)
+
+
+def test_a_revision_the_runtime_refused_fails_at_once_not_after_the_activation_timeout() -> None:
+    refused = RuntimeReport(
+        True, "Running", "", GOOD, "Running", refused_revision=NEW, refused_reason="VAR Level removed"
+    )
+    state = replace(STEADY, desired=NEW, deployed=NEW, deployed_at=T0, switched_at=None, report=refused)
+    assert plan(state, T0 + timedelta(seconds=1)) == Rollback(
+        GOOD, NEW, f"the runtime refused {NEW}: VAR Level removed"
+    )
