@@ -146,9 +146,9 @@ def plan_pod(
         decided = plan_lease(pods, nodes, next_incarnation, next_pod_name, lease)
         if decided is not None:
             return decided
-    holds = lease is not None and not lease.free
+    holder = lease.holder if lease is not None else ""
     for pod in terminating:
-        if holds and lease is not None and lease.holder != pod.name:
+        if holder and holder != pod.name:
             # It holds nothing (the Lease is someone else's): nothing to wait for.
             return DeletePod(pod.name, f"pod {pod.name} does not hold the Lease", force=True)
         lost = _lost_for(nodes.get(pod.node_name), now) if pod.node_name else None

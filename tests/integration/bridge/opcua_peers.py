@@ -7,7 +7,8 @@ import os
 from pathlib import Path
 from urllib.parse import urlparse
 
-from asyncua import Server, ua
+import pytest
+from asyncua import Client, Server, ua
 from asyncua.client.ua_client import UaClient
 from asyncua.crypto import security_policies
 from asyncua.crypto.cert_gen import setup_self_signed_certificate
@@ -176,3 +177,17 @@ class NoneChannel:
     async def write(self, node_id: ua.NodeId, value: ua.Variant) -> ua.StatusCode:
         item = ua.WriteValue(NodeId=node_id, AttributeId=ua.AttributeIds.Value, Value=ua.DataValue(value))
         return (await self.client.write(ua.WriteParameters(NodesToWrite=[item])))[0]
+
+
+async def assert_refused_at_open_secure_channel(stranger: Client) -> None:
+    """`stranger` (a client with an untrusted certificate) gets through Hello but its channel never opens, so there
+    is nothing to create a session on."""
+    await stranger.connect_socket()
+    try:
+        await stranger.send_hello()
+        with pytest.raises(ua.uaerrors.BadCertificateUntrusted):
+            await stranger.open_secure_channel()
+        with pytest.raises((ConnectionError, ua.UaError)):
+            await stranger.create_session()
+    finally:
+        stranger.disconnect_socket()

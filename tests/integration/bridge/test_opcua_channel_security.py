@@ -21,7 +21,11 @@ from shopfloor_bridge.bridge import Bridge
 from shopfloor_bridge.config import SecretFiles, from_manifest
 from tests.integration.bridge.devices import HOLDING, ModbusDevice
 from tests.integration.bridge.manifests import bridge_manifest, modbus_source
-from tests.integration.bridge.opcua_peers import NoneChannel, application_certificate
+from tests.integration.bridge.opcua_peers import (
+    NoneChannel,
+    application_certificate,
+    assert_refused_at_open_secure_channel,
+)
 from tests.integration.bridge.probe import eventually
 from tests.integration.bridge.test_modbus_to_mqtt import running
 from tests.support.mosquitto import free_port
@@ -207,16 +211,7 @@ async def test_an_untrusted_client_certificate_is_refused_at_open_secure_channel
     ):
         client_certificate(tmp_path, "stranger")
         stranger = await secured_client(sink, "stranger", identify=True)
-        await stranger.connect_socket()
-        try:
-            await stranger.send_hello()
-            with pytest.raises(ua.uaerrors.BadCertificateUntrusted):
-                await stranger.open_secure_channel()
-            # The channel never opened: there is nothing to create a session on.
-            with pytest.raises((ConnectionError, ua.UaError)):
-                await stranger.create_session()
-        finally:
-            stranger.disconnect_socket()
+        await assert_refused_at_open_secure_channel(stranger)
         assert "refused untrusted client certificate" in caplog.text
         async with await secured_client(sink, "known", identify=True) as known:  # trusted clients still get in
             await known.get_node(sink.speed()).read_data_value(raise_on_bad_status=False)

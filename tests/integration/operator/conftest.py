@@ -7,7 +7,7 @@ import socket
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
@@ -19,6 +19,9 @@ from shopfloor_operator.settings import OperatorSettings
 from tests.support.waiting import wait_for
 
 from .played_runtime import PlayedRuntime
+
+if TYPE_CHECKING:
+    from .operator_process import OperatorProcess
 
 CRDS = Path(__file__).resolve().parents[3] / "crds"
 GROUP, VERSION = "shopfloor.io", "v1alpha1"
@@ -215,3 +218,14 @@ def cluster(kube_api: client.ApiClient, namespace: str) -> Iterator[Cluster]:
     yield cluster
     for played in cluster.played.values():
         played.stop()
+
+
+@pytest.fixture
+def processes(kube_api: client.ApiClient, namespace: str) -> Iterator[list[OperatorProcess]]:
+    """Operator processes a test starts; stopped after its workloads are deleted (kopf's finalizers need them)."""
+    started: list[OperatorProcess] = []
+    yield started
+    if any(process.process.poll() is None for process in started):
+        delete_workloads(kube_api, namespace)
+    for process in started:
+        process.stop()

@@ -22,23 +22,13 @@ from shopfloor_localsite.controlplane import LocalControlPlane
 from shopfloor_localsite.kubeconfig import kubeconfig_document, write_kubeconfig_file
 from tests.support.waiting import wait_for
 
-from .conftest import CRDS, Cluster, delete_workloads
+from .conftest import CRDS, Cluster
 from .manifests import plc
-from .test_operation import OperatorProcess
+from .operator_process import OperatorProcess
 
 CHART = Path(__file__).resolve().parents[3] / "charts" / "shopfloor"
 PEERING_CRD = "kopfpeerings.kopf.dev"
 SAID_WITHIN_S = 10.0
-
-
-@pytest.fixture
-def operators(kube_api: client.ApiClient, namespace: str) -> Iterator[list[OperatorProcess]]:
-    started: list[OperatorProcess] = []
-    yield started
-    if any(process.process.poll() is None for process in started):
-        delete_workloads(kube_api, namespace)
-    for process in started:
-        process.stop()
 
 
 def kubectl(kubeconfig: Path, *args: str, stdin: str = "") -> str:
@@ -90,11 +80,11 @@ def a_pod_appears(cluster: Cluster, name: str) -> None:
 
 
 def test_creates_the_missing_peering_object_and_reconciles(
-    crds: None, cluster: Cluster, kubeconfig: Path, namespace: str, tmp_path: Path, operators: list[OperatorProcess]
+    crds: None, cluster: Cluster, kubeconfig: Path, namespace: str, tmp_path: Path, processes: list[OperatorProcess]
 ) -> None:
     assert not peering_exists(cluster.api, namespace)
     log = tmp_path / "operator.log"
-    operators.append(OperatorProcess(kubeconfig, namespace, log))  # peering on: no SHOPFLOOR_STANDALONE
+    processes.append(OperatorProcess(kubeconfig, namespace, log))  # peering on: no SHOPFLOOR_STANDALONE
     wait_for(lambda: peering_exists(cluster.api, namespace), timeout=SAID_WITHIN_S, what="the KopfPeering created")
     a_pod_appears(cluster, "first")
     text = log.read_text()
@@ -142,11 +132,11 @@ def test_not_allowed_to_create_it_says_what_to_create(
     kubeconfig: Path,
     namespace: str,
     tmp_path: Path,
-    chart_service_account: Path,  # before `operators`: the operator stops (and removes its finalizers) first
-    operators: list[OperatorProcess],
+    chart_service_account: Path,  # before `processes`: the operator stops (and removes its finalizers) first
+    processes: list[OperatorProcess],
 ) -> None:
     log = tmp_path / "operator.log"
-    operators.append(OperatorProcess(chart_service_account, namespace, log))
+    processes.append(OperatorProcess(chart_service_account, namespace, log))
     error = said_error(log)
     assert f'KopfPeering "shopfloor" in namespace "{namespace}"' in error
     assert "no `create` on kopfpeerings.kopf.dev" in error
@@ -205,10 +195,10 @@ def test_missing_peering_crd_says_install_it(
     kubeconfig: Path,
     namespace: str,
     tmp_path: Path,
-    operators: list[OperatorProcess],
+    processes: list[OperatorProcess],
 ) -> None:
     log = tmp_path / "operator.log"
-    operators.append(OperatorProcess(kubeconfig, namespace, log))
+    processes.append(OperatorProcess(kubeconfig, namespace, log))
     error = said_error(log)
     assert f"{PEERING_CRD} is not installed" in error
     assert "kubectl apply -f crds/kopf-peering.yaml" in error

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from kubernetes import client
 
 from shopfloor_st import source_revision
 from tests.support.waiting import wait_for
 
-from .conftest import Cluster, OperatorFactory, delete_workloads, free_port
+from .conftest import Cluster, OperatorFactory
 from .manifests import GOOD_SOURCE, plc
+from .operator_process import OperatorProcess
 
 
 def scrape(url: str) -> str:
@@ -54,46 +49,6 @@ def test_metrics_and_health(start_operator: OperatorFactory, cluster: Cluster) -
     assert sample(text, "shopfloor_api_requests_total", resource="pods", verb="POST") == 1
     assert "shopfloor_pod_replacements_total" in text and "shopfloor_program_rollbacks_total" in text
     assert scrape(operator.settings.liveness_endpoint).strip().startswith("{")
-
-
-class OperatorProcess:
-    def __init__(self, kubeconfig: Path, namespace: str, log: Path, **env: str) -> None:
-        self.metrics_port = free_port()
-        environment = {
-            **os.environ,
-            "KUBECONFIG": str(kubeconfig),
-            "SHOPFLOOR_NAMESPACES": namespace,
-            "SHOPFLOOR_METRICS_PORT": str(self.metrics_port),
-            "SHOPFLOOR_LIVENESS_ENDPOINT": f"http://127.0.0.1:{free_port()}/healthz",
-            "SHOPFLOOR_WITNESS_PORT": str(free_port()),
-            **env,
-        }
-        self.log = log.open("ab")
-        command = [sys.executable, "-m", "shopfloor_operator.main"]
-        self.process = subprocess.Popen(command, env=environment, stdout=self.log, stderr=subprocess.STDOUT)
-
-    def kill(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self.log.close()
-
-
-@pytest.fixture
-def processes(kube_api: client.ApiClient, namespace: str) -> Iterator[list[OperatorProcess]]:
-    started: list[OperatorProcess] = []
-    yield started
-    if any(process.process.poll() is None for process in started):
-        delete_workloads(kube_api, namespace)
-    for process in started:
-        process.stop()
 
 
 def test_killed_mid_reconcile_resumes_and_converges(

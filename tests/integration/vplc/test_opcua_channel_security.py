@@ -19,7 +19,11 @@ from asyncua.crypto import security_policies
 
 from shopfloor_vplc.image import PlcState, Snapshot, WriteQueue
 from shopfloor_vplc.opcua_server import NAMESPACE_URI, OpcUaConfig, OpcUaServer
-from tests.integration.bridge.opcua_peers import NoneChannel, application_certificate
+from tests.integration.bridge.opcua_peers import (
+    NoneChannel,
+    application_certificate,
+    assert_refused_at_open_secure_channel,
+)
 from tests.support.mosquitto import free_port
 
 # A backstop only: each test bounds itself with asyncio.timeout, so a hang fails inside the event loop.
@@ -185,16 +189,7 @@ async def test_an_untrusted_client_certificate_is_refused_at_open_secure_channel
     config = {"allow_anonymous": True, "trusted_clients_dir": pki.trust("known")}
     async with asyncio.timeout(TEST_TIMEOUT), serving(pki, **config) as (server, _):
         stranger = await secured_client(server.endpoint, pki, "stranger")
-        await stranger.connect_socket()
-        try:
-            await stranger.send_hello()
-            with pytest.raises(ua.uaerrors.BadCertificateUntrusted):
-                await stranger.open_secure_channel()
-            # The channel never opened: there is nothing to create a session on.
-            with pytest.raises((ConnectionError, ua.UaError)):
-                await stranger.create_session()
-        finally:
-            stranger.disconnect_socket()
+        await assert_refused_at_open_secure_channel(stranger)
         async with await secured_client(server.endpoint, pki, "known") as known:  # trusted clients still get in
             assert await known.get_node(node(server, "Level")).read_value() == 1.5
 
