@@ -27,6 +27,10 @@ ANNOTATION_REFUSED_REVISION = "shopfloor.io/refused-revision"
 ANNOTATION_REFUSED_REASON = "shopfloor.io/refused-reason"
 # Written by the operator when it hands an expired Lease to a new pod: who held it and why it was taken.
 ANNOTATION_HANDOVER = "shopfloor.io/handover"
+# Hot standby (docs/failover.md), written by the primary: the standby whose acknowledgements now gate its outputs
+# (only that standby may take the Lease over by itself; "" for none), and where a standby reaches its state sync.
+ANNOTATION_STANDBY = "shopfloor.io/standby"
+ANNOTATION_SYNC_ENDPOINT = "shopfloor.io/sync-endpoint"  # host:port
 ANNOTATION_MAX_LENGTH = 1024
 
 # ---------------------------------------------------------------------------------------------- environment
@@ -43,6 +47,14 @@ ENV_RETAIN_CONFIGMAP = "SHOPFLOOR_RETAIN_CONFIGMAP"
 ENV_HTTP_PORT = "SHOPFLOOR_HTTP_PORT"
 ENV_SECRETS_DIR = "SHOPFLOOR_SECRETS_DIR"
 ENV_KUBECONFIG = "SHOPFLOOR_KUBECONFIG"
+ENV_REDUNDANCY = "SHOPFLOOR_REDUNDANCY"  # "" (a single runtime) or REDUNDANCY_HOT_STANDBY
+ENV_TAKEOVER_AFTER = "SHOPFLOOR_TAKEOVER_AFTER"  # seconds, decimal (StandbyTiming)
+ENV_SYNC_INTERVAL = "SHOPFLOOR_SYNC_INTERVAL"  # seconds, decimal (StandbyTiming)
+REDUNDANCY_HOT_STANDBY = "HotStandby"
+
+# ---------------------------------------------------------------------------------------------- ports
+SYNC_PORT = 8093  # the primary's state-sync listener (hot standby)
+SYNC_PORT_NAME = "sync"
 
 # ---------------------------------------------------------------------------------------------- ConfigMaps
 PLC_MANIFEST_KEY = "virtualplc.yaml"
@@ -117,3 +129,58 @@ class LockTiming:
         if not math.isfinite(seconds) or seconds < MIN_LEASE_DURATION_S:
             raise ValueError(f"{ENV_LEASE_DURATION}: {text!r} is not a duration of at least {MIN_LEASE_DURATION_S}s")
         return cls(seconds)
+
+
+DEFAULT_TAKEOVER_AFTER_S = 0.5
+DEFAULT_SYNC_INTERVAL_S = 0.02
+MIN_TAKEOVER_AFTER_S = 0.1
+MAX_TAKEOVER_AFTER_S = 10.0
+SYNC_MESSAGES_PER_TAKEOVER = 5  # a standby hears from its primary at least this often per takeover period
+
+
+@dataclass(frozen=True)
+class StandbyTiming:
+    """Hot standby: the primary sends its whole process state every `sync_interval`; a standby that has heard nothing
+    for `takeover_after` may take the Lease over by itself (guarded by version, and only while the Lease names it as
+    the standby). The primary drives its outputs only while a message it sent less than `takeover_after -
+    ack_margin` ago was acknowledged, so it has stopped before a silent standby may take over (docs/failover.md)."""
+
+    takeover_after_s: float = DEFAULT_TAKEOVER_AFTER_S
+    sync_interval_s: float = DEFAULT_SYNC_INTERVAL_S
+
+    def __post_init__(self) -> None:
+        if not MIN_TAKEOVER_AFTER_S <= self.takeover_after_s <= MAX_TAKEOVER_AFTER_S:
+            raise ValueError(
+                f"takeoverAfter: {self.takeover_after_s:g}s is not between {MIN_TAKEOVER_AFTER_S:g}s and "
+                f"{MAX_TAKEOVER_AFTER_S:g}s"
+            )
+        if not 0 < self.sync_interval_s <= self.takeover_after_s / SYNC_MESSAGES_PER_TAKEOVER:
+            raise ValueError(
+                f"syncInterval: {self.sync_interval_s:g}s must be above 0 and at most takeoverAfter/"
+                f"{SYNC_MESSAGES_PER_TAKEOVER} ({self.takeover_after_s / SYNC_MESSAGES_PER_TAKEOVER:g}s)"
+            )
+
+    @property
+    def ack_margin_s(self) -> float:
+        """How long before a silent standby may take over the primary has stopped driving."""
+        return self.takeover_after_s / 5
+
+    @property
+    def drive_window_s(self) -> float:
+        """The primary drives while its newest acknowledged message was sent less than this long ago."""
+        return self.takeover_after_s - self.ack_margin_s
+
+    @classmethod
+    def from_env_values(cls, takeover_after: str | None, sync_interval: str | None) -> StandbyTiming:
+        def seconds(text: str | None, default: float, name: str) -> float:
+            if not text or not text.strip():
+                return default
+            value = float(text)
+            if not math.isfinite(value):
+                raise ValueError(f"{name}: {text!r} is not a duration in seconds")
+            return value
+
+        return cls(
+            seconds(takeover_after, DEFAULT_TAKEOVER_AFTER_S, ENV_TAKEOVER_AFTER),
+            seconds(sync_interval, DEFAULT_SYNC_INTERVAL_S, ENV_SYNC_INTERVAL),
+        )
