@@ -168,6 +168,25 @@ class Instance:
         scope = self.program._unit.globals_scope if globals_ else self.program._scope
         return [s for s in scope.symbols.values() if s.retain and s.section != "VAR_TEMP"]
 
+    # ---- hot standby ---------------------------------------------------------------------------------------------
+
+    def capture_state(self, now_ns: int) -> bytes:
+        """The whole state (every variable, FB instance and global, private FB fields too) as a state image for a
+        standby running the same revision; scan-clock times are carried relative to `now_ns` (see `state_image`)."""
+        from shopfloor_st.state_image import capture
+
+        return capture(self, now_ns)
+
+    def restore_state(self, image: bytes, now_ns: int) -> None:
+        """Take over the state in a `capture_state` image, timers rebased onto this clock's `now_ns`.
+
+        Raises StateImageError (a ValueError) saying why for an image of another revision or layout, or a truncated
+        or corrupt one; the instance is then untouched.
+        """
+        from shopfloor_st.state_image import restore
+
+        restore(self, image, now_ns)
+
     def snapshot(self) -> dict[str, Any]:
         """The entry program's variables, JSON-ready (see `values.to_json`)."""
         state = self._state

@@ -8,9 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["STANDARD_FBS"]
+__all__ = ["SCAN_TIME", "STANDARD_FBS"]
 
 _MS = 1_000_000
+
+# The type named in HIDDEN_STATE for a field holding an absolute time of the scan clock (a `now`, ns) or None.
+# Such a time means nothing on another node's clock: a state image carries it relative to the capture's `now`
+# (see shopfloor_st.state_image). Every slot of a standard FB is a member (MEMBERS) or listed in HIDDEN_STATE.
+SCAN_TIME = "SCAN_TIME"
 
 
 class TON:
@@ -23,6 +28,7 @@ class TON:
         ("Q", "VAR_OUTPUT", "BOOL"),
         ("ET", "VAR_OUTPUT", "TIME"),
     )
+    HIDDEN_STATE = (("_start", SCAN_TIME),)
 
     def __init__(self, g: Any = None) -> None:
         self._g = g
@@ -50,6 +56,7 @@ class TOF:
 
     __slots__ = ("_g", "_prev", "_start", "v_ET", "v_IN", "v_PT", "v_Q")
     MEMBERS = TON.MEMBERS
+    HIDDEN_STATE = (("_prev", "BOOL"), ("_start", SCAN_TIME))
 
     def __init__(self, g: Any = None) -> None:
         self._g = g
@@ -82,6 +89,7 @@ class TP:
 
     __slots__ = ("_g", "_prev", "_start", "v_ET", "v_IN", "v_PT", "v_Q")
     MEMBERS = TON.MEMBERS
+    HIDDEN_STATE = (("_prev", "BOOL"), ("_start", SCAN_TIME))
 
     def __init__(self, g: Any = None) -> None:
         self._g = g
@@ -120,6 +128,7 @@ class CTU:
         ("Q", "VAR_OUTPUT", "BOOL"),
         ("CV", "VAR_OUTPUT", "INT"),
     )
+    HIDDEN_STATE = (("_prev", "BOOL"),)
 
     ALIASES = {"RESET": "R"}  # CODESYS's Standard library names these inputs RESET and LOAD
 
@@ -148,6 +157,7 @@ class CTD:
         ("Q", "VAR_OUTPUT", "BOOL"),
         ("CV", "VAR_OUTPUT", "INT"),
     )
+    HIDDEN_STATE = (("_prev", "BOOL"),)
 
     ALIASES = {"LOAD": "LD"}  # CODESYS's Standard library names these inputs RESET and LOAD
 
@@ -179,6 +189,7 @@ class CTUD:
         ("QD", "VAR_OUTPUT", "BOOL"),
         ("CV", "VAR_OUTPUT", "INT"),
     )
+    HIDDEN_STATE = (("_prev_u", "BOOL"), ("_prev_d", "BOOL"))
 
     ALIASES = {"RESET": "R", "LOAD": "LD"}  # CODESYS's Standard library names these inputs RESET and LOAD
 
@@ -208,6 +219,7 @@ class R_TRIG:
 
     __slots__ = ("_g", "v_CLK", "v_M", "v_Q")
     MEMBERS = (("CLK", "VAR_INPUT", "BOOL"), ("Q", "VAR_OUTPUT", "BOOL"))
+    HIDDEN_STATE = (("v_M", "BOOL"),)  # edge memory, not an IEC member
 
     def __init__(self, g: Any = None) -> None:
         self._g = g
@@ -223,6 +235,7 @@ class F_TRIG:
 
     __slots__ = ("_g", "v_CLK", "v_M", "v_Q")
     MEMBERS = R_TRIG.MEMBERS
+    HIDDEN_STATE = (("v_M", "BOOL"),)
 
     def __init__(self, g: Any = None) -> None:
         self._g = g
@@ -239,6 +252,7 @@ class SR:
 
     __slots__ = ("_g", "v_Q1", "v_R", "v_S1")
     MEMBERS = (("S1", "VAR_INPUT", "BOOL"), ("R", "VAR_INPUT", "BOOL"), ("Q1", "VAR_OUTPUT", "BOOL"))
+    HIDDEN_STATE = ()
 
     def __init__(self, g: Any = None) -> None:
         self._g = g
@@ -253,6 +267,7 @@ class RS:
 
     __slots__ = ("_g", "v_Q1", "v_R1", "v_S")
     MEMBERS = (("S", "VAR_INPUT", "BOOL"), ("R1", "VAR_INPUT", "BOOL"), ("Q1", "VAR_OUTPUT", "BOOL"))
+    HIDDEN_STATE = ()
 
     def __init__(self, g: Any = None) -> None:
         self._g = g
