@@ -4,14 +4,22 @@ Each cycle, at the scan boundary: copy the latest field inputs and queued server
 pending online change, execute one scan, publish a snapshot of the published variables, hand changed field outputs
 to the I/O scanner. A fault (runtime error, field device loss, watchdog expiry) or a stop writes the safe state to
 the field outputs and the variables before anything else.
+
+Hot standby: a primary with `sync_interval_ns` captures its whole state (an image, see shopfloor_st.state_image)
+after a completed scan and hands it to `EngineListener.state_captured`. A follower (`follower=True`) keeps the cycle
+but executes nothing: at each boundary it refuses client writes, applies the newest image `follow()` gave it and
+publishes a snapshot; it neither reads nor writes the field. `lead()` makes it the primary from the next boundary
+on, continuing from the state it mirrored.
 """
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import logging
 import sys
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -29,6 +37,9 @@ MAX_SLEEP_SLICE_NS = 100_000_000
 # A woken scan thread waits for the interpreter lock until its holder's switch interval ends (5 ms by default):
 # that wait is wake-up lateness. A 0.5 ms interval bounds it while another thread of the scan's process is busy.
 GIL_SWITCH_INTERVAL_S = 0.0005
+# A standby refusing every image of a primary on another revision must not flood the log: once a minute per reason.
+REFUSED_IMAGE_LOG_INTERVAL_S = 60.0
+STANDBY_WRITE_REFUSAL = "this runtime is the standby"
 
 
 class FieldIO(Protocol):
@@ -51,6 +62,8 @@ class EngineListener:
     def faulted(self, kind: str, reason: str) -> None: ...
     def state_changed(self, state: PlcState, revision: str, fault: str) -> None: ...
     def write_rejected(self, path: str, reason: str) -> None: ...
+    def state_captured(self, image: bytes, revision: str) -> None:
+        """A state image of `revision` for the standby (every `sync_interval_ns`, after a completed scan)."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +82,8 @@ class EngineConfig:
     retain: bool = False  # the program has RETAIN variables to capture
     retain_capture_ns: int = 2_000_000_000
     realtime_priority: int = 0
+    sync_interval_ns: int = 0  # > 0: capture a state image for the standby this often (at most once per cycle)
+    follower: bool = False  # start as the hot standby: mirror images, execute nothing until lead()
 
 
 class ScanEngine(EngineView):
@@ -103,6 +118,11 @@ class ScanEngine(EngineView):
         self._last_retain_capture_ns = 0
         self._applied_write_id = 0
         self._seq = 0
+        self._following = config.follower  # what was asked; the scan thread acts on it at the next boundary
+        self._mirroring = config.follower  # what the scan thread does (it alone changes this)
+        self._pending_image: collections.deque[bytes] = collections.deque(maxlen=1)  # the newest image wins
+        self._last_sync_capture_ns: int | None = None
+        self._refusal_logged_at: dict[str, float] = {}
         self._thread = threading.Thread(target=self._run, name="vplc-scan", daemon=True)
         self.watchdog = Watchdog(config.watchdog_ns, self._watchdog_expired)
         self.started = threading.Event()
@@ -131,6 +151,17 @@ class ScanEngine(EngineView):
             previous[1].set_result(SwapResult(False, previous[0].revision, "superseded by a newer revision"))
         self._wake.set()
         return future
+
+    def follow(self, image: bytes) -> None:
+        """Hand the standby the primary's newest state image (any thread, never blocks); it replaces one not yet
+        applied and is applied at the next boundary. Ignored once this engine leads."""
+        if self._following:
+            self._pending_image.append(image)
+
+    def lead(self) -> None:
+        """Stop following (any thread): from the next boundary on, read the field and execute the program, starting
+        from the newest image received. One-way: a leading engine never follows again."""
+        self._following = False
 
     # -- the scan thread --------------------------------------------------------------------------------------------
     def _run(self) -> None:
@@ -161,6 +192,10 @@ class ScanEngine(EngineView):
         if self._stop.is_set():
             return deadline
         woke = self._clock()
+        if self._mirroring:
+            if self._following:
+                return self._mirror_cycle(deadline)
+            self._take_over(deadline)
         if not self._boundary():
             return deadline
         self.watchdog.scan_started(woke)
@@ -176,14 +211,74 @@ class ScanEngine(EngineView):
         self._publish()
         if self.field_io is not None:
             self.field_io.write_outputs({name: self._access.get(name) for name in self.field_io.output_variables})
+        if self.config.sync_interval_ns > 0:
+            self._capture_for_standby(deadline)
         finished = self._clock()
         self.listener.scan_completed(woke - deadline, finished - woke)
+        return self._next_deadline(deadline, finished)
+
+    def _next_deadline(self, deadline: int, finished: int) -> int:
         deadline += self.config.cycle_ns
         if finished > deadline:
             missed = (finished - deadline) // self.config.cycle_ns + 1
             deadline += missed * self.config.cycle_ns
             self.listener.overrun(missed)
         return deadline
+
+    # -- hot standby ------------------------------------------------------------------------------------------------
+    def _mirror_cycle(self, deadline: int) -> int:
+        """A standby's boundary: no field I/O, no scan, no watchdog; the primary's newest state, published."""
+        for write_id, path, _ in self.writes.drain():
+            self.listener.write_rejected(path, STANDBY_WRITE_REFUSAL)  # the primary owns the variables
+            self._applied_write_id = write_id
+        if self._pending_swap is not None:
+            self._swap(*self._pending_swap)  # both pods get the new revision; its images follow
+        self._apply_pending_image(deadline)
+        now = self._clock()
+        if self.config.retain and now - self._last_retain_capture_ns >= self.config.retain_capture_ns:
+            self._capture_retained(now)
+        self._publish()
+        return self._next_deadline(deadline, self._clock())
+
+    def _take_over(self, deadline: int) -> None:
+        """The first boundary after lead(): the newest image received still counts, then this engine executes."""
+        self._apply_pending_image(deadline)
+        self._mirroring = False
+        log.info("leading from the mirrored state (%d images applied, %d refused)", self.images_applied,
+                 self.images_refused)  # fmt: skip
+
+    def _apply_pending_image(self, now: int) -> None:
+        try:
+            image = self._pending_image.popleft()
+        except IndexError:
+            return
+        try:
+            self._instance.restore_state(image, now)  # scan-clock times rebased onto this boundary
+        except Exception as exc:  # another revision, or corrupt: keep the previous state, never fault a standby
+            self.images_refused += 1
+            self._image_refused(str(getattr(exc, "reason", type(exc).__name__)), str(exc))
+            return
+        self.images_applied += 1
+        self._images_counted()
+
+    def _images_counted(self) -> None:
+        """Hook for the hosted engine, which reports the counts to its parent."""
+
+    def _image_refused(self, reason: str, message: str) -> None:
+        self._images_counted()
+        last = self._refusal_logged_at.get(reason)
+        monotonic = time.monotonic()
+        if last is None or monotonic - last >= REFUSED_IMAGE_LOG_INTERVAL_S:
+            self._refusal_logged_at[reason] = monotonic
+            log.warning("state image refused (%d so far): %s", self.images_refused, message)
+
+    def _capture_for_standby(self, scan_ns: int) -> None:
+        """After a completed scan: an image relative to that scan's time, every sync interval."""
+        last = self._last_sync_capture_ns
+        if last is not None and scan_ns - last < self.config.sync_interval_ns:
+            return
+        self._last_sync_capture_ns = scan_ns
+        self.listener.state_captured(self._instance.capture_state(scan_ns), self.program.revision)
 
     def _boundary(self) -> bool:
         """Everything that enters the program between two scans; False when the PLC faulted instead."""
@@ -247,7 +342,8 @@ class ScanEngine(EngineView):
 
     # -- faults and safe state --------------------------------------------------------------------------------------
     def _enter_safe_outputs(self) -> None:
-        if self.field_io is not None:
+        # A standby never drove the outputs: its safe state would override the primary's on the same devices
+        if self.field_io is not None and not self._mirroring:
             self.field_io.enter_safe_state(self.config.safe_state or {})
 
     def _fault_now(self, kind: str, reason: str) -> None:

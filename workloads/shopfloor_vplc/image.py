@@ -88,6 +88,9 @@ class EngineView:
     _state: PlcState = PlcState.LOADING
     _fault: str = ""
     _retained_values: dict[str, Any]
+    _following: bool = False
+    images_applied: int = 0  # hot standby: state images taken over while following
+    images_refused: int = 0  # of another revision, or corrupt: the standby kept its previous state
 
     @property
     def snapshot(self) -> Snapshot:
@@ -100,6 +103,11 @@ class EngineView:
     @property
     def fault(self) -> str:
         return self._fault
+
+    @property
+    def following(self) -> bool:
+        """A hot standby: mirrors the primary's state images, executes nothing, until told to lead."""
+        return self._following
 
     @property
     def retained_values(self) -> dict[str, Any]:

@@ -7,6 +7,7 @@ the PLC is Faulted and the safe state goes to the field outputs.
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import itertools
 import logging
@@ -30,6 +31,8 @@ log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 30.0
 MONITOR_MIN_SILENCE_S = 1.0
+# In the outbox instead of an image: the sender then sends the newest image held, so a backlog never queues stale ones.
+_SEND_NEWEST_IMAGE = ("follow",)
 
 
 class RemoteWrites:
@@ -70,6 +73,8 @@ class RemoteEngine(EngineView):
         self._retained_values: dict[str, Any] = {}
         self._outbox: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
         self._sender = threading.Thread(target=self._send_forever, name="vplc-scan-host-sender", daemon=True)
+        self._following = config.follower
+        self._newest_image: collections.deque[bytes] = collections.deque(maxlen=1)
         self._swaps: dict[int, tuple[ProgramLike, concurrent.futures.Future[SwapResult]]] = {}
         self._tokens = itertools.count(1)
         self._started = threading.Event()
@@ -104,7 +109,7 @@ class RemoteEngine(EngineView):
         self.forward_field_inputs()
 
     def stop(self, timeout: float = 10.0) -> None:
-        if self.field_io is not None:
+        if self.field_io is not None and not self._following:  # a standby never drove the outputs
             self.field_io.enter_safe_state(self.config.safe_state or {})
         self._stopping = True
         self.send(("stop",))
@@ -128,6 +133,17 @@ class RemoteEngine(EngineView):
         self.send(("swap", token, source, str(getattr(program, "filename", "<program>")), program.entrypoint))
         return future
 
+    def follow(self, image: bytes) -> None:
+        """As ScanEngine.follow: the child applies the newest image at its next boundary. Never blocks."""
+        if self._following:
+            self._newest_image.append(image)
+            self.send(_SEND_NEWEST_IMAGE)
+
+    def lead(self) -> None:
+        """As ScanEngine.lead: the child executes from its next boundary on."""
+        self._following = False
+        self.send(("lead",))
+
     # -- to the child -------------------------------------------------------------------------------------------------
     def send(self, message: tuple[Any, ...]) -> None:
         """Queue a message for the child. Never blocks: a frozen child must not stall the servers' event loop."""
@@ -138,6 +154,11 @@ class RemoteEngine(EngineView):
             message = self._outbox.get()
             if message is None or self._conn is None:
                 return
+            if message is _SEND_NEWEST_IMAGE:
+                try:
+                    message = ("follow", self._newest_image.popleft())
+                except IndexError:
+                    continue  # sent with an earlier marker already
             try:
                 self._conn.send(message)
             except (BrokenPipeError, OSError):
@@ -191,6 +212,10 @@ class RemoteEngine(EngineView):
             self.listener.faulted(message[1], message[2])
         elif kind == "rejected":
             self.listener.write_rejected(message[1], message[2])
+        elif kind == "captured":
+            self.listener.state_captured(message[1], message[2])
+        elif kind == "images":
+            self.images_applied, self.images_refused = message[1], message[2]
         elif kind == "retained":
             self._retained_values = message[1]
         elif kind == "swapped":
@@ -221,7 +246,7 @@ class RemoteEngine(EngineView):
         if self._state is PlcState.FAULTED and self._fault.startswith("the scan process"):
             return  # already reported by the monitor
         log.error(reason)
-        if self.field_io is not None:
+        if self.field_io is not None and not self._following:
             self.field_io.enter_safe_state(self.config.safe_state or {})
         self._state, self._fault = PlcState.FAULTED, reason
         last = self._snapshot

@@ -5,10 +5,12 @@ thread's wake-up. Here the scan engine runs alone with its watchdog; the servers
 parent, which talks to this process over a pipe:
 
 - parent -> child: ("write", path, value), ("inputs", {...}), ("lost", name | None), ("swap", token, source,
-  filename, entrypoint), ("stop",)
+  filename, entrypoint), ("follow", image) (hot standby: the primary's newest state image), ("lead",) (the
+  standby takes over), ("stop",)
 - child -> parent: ("started", realtime), ("snapshot", fields, stats, overruns), ("state", state, revision, fault),
   ("fault", kind, reason), ("rejected", path, reason), ("retained", values), ("outputs", {...}), ("safe", {...}),
-  ("resume",), ("swapped", token, result), ("stopped",)
+  ("resume",), ("swapped", token, result), ("captured", image, revision) (a state image for the standby),
+  ("images", applied, refused) (a standby's counts of state images), ("stopped",)
 """
 
 from __future__ import annotations
@@ -107,6 +109,9 @@ class ListenerProxy(EngineListener):
     def write_rejected(self, path: str, reason: str) -> None:
         self.link.send(("rejected", path, reason))
 
+    def state_captured(self, image: bytes, revision: str) -> None:
+        self.link.send(("captured", image, revision))
+
 
 class HostedEngine(ScanEngine):
     """The scan engine, forwarding each snapshot and retain capture to the parent."""
@@ -134,6 +139,9 @@ class HostedEngine(ScanEngine):
         stats, self.proxy.stats = self.proxy.stats, []
         overruns, self.proxy.overruns = self.proxy.overruns, 0
         self.link.send(("snapshot", fields, stats, overruns))
+
+    def _images_counted(self) -> None:
+        self.link.send(("images", self.images_applied, self.images_refused))
 
     def _capture_retained(self, now: int) -> None:
         previous = self.retained_values
@@ -171,6 +179,10 @@ def serve(conn: Connection, init: HostInit) -> None:
             field.lost = message[1]
         elif kind == "swap":
             _swap(engine, link, *message[1:])
+        elif kind == "follow":
+            engine.follow(message[1])
+        elif kind == "lead":
+            engine.lead()
         elif kind == "stop":
             engine.stop()
             link.send(("stopped",))
