@@ -27,6 +27,15 @@ from shopfloor_api.common import (
     cel_rules,
 )
 from shopfloor_api.meta import ObjectMeta
+from shopfloor_api.runtime_contract import (
+    DEFAULT_SYNC_INTERVAL_S,
+    DEFAULT_TAKEOVER_AFTER_S,
+    MAX_TAKEOVER_AFTER_S,
+    MIN_TAKEOVER_AFTER_S,
+    REDUNDANCY_HOT_STANDBY,
+    SYNC_MESSAGES_PER_TAKEOVER,
+    StandbyTiming,
+)
 
 SHA256_PATTERN = r"^(sha256:)?[0-9a-f]{64}$"
 MAX_SOURCE_BYTES = 512 * 1024  # a ConfigMap holds at most 1 MiB, and the runtime ConfigMap carries more than the source
@@ -243,6 +252,61 @@ class UpdateStrategy(ShopfloorModel):
 
 SafeValue = bool | int | float | str
 
+TakeoverAfter = Annotated[
+    Duration,
+    Between(Duration.from_seconds(MIN_TAKEOVER_AFTER_S).text, Duration.from_seconds(MAX_TAKEOVER_AFTER_S).text),
+]
+# CEL has no duration * int: the sum of SYNC_MESSAGES_PER_TAKEOVER intervals must fit into takeoverAfter.
+_SYNC_INTERVALS = " + ".join(["duration(self.syncInterval)"] * SYNC_MESSAGES_PER_TAKEOVER)
+
+
+class RedundancyMode(StrEnum):
+    """One runtime, or a primary and a hot standby on another node."""
+
+    NONE = "None"
+    HOT_STANDBY = REDUNDANCY_HOT_STANDBY
+
+
+class Redundancy(ShopfloorModel):
+    """A second runtime on another node, fed the primary's process state, that takes over by itself."""
+
+    model_config = cel_rules(
+        cel("duration(self.syncInterval) > duration('0s')", "syncInterval must be above 0", ".syncInterval"),
+        cel(
+            f"{_SYNC_INTERVALS} <= duration(self.takeoverAfter)",
+            f"syncInterval must be at most takeoverAfter/{SYNC_MESSAGES_PER_TAKEOVER}",
+            ".syncInterval",
+        ),
+    )
+
+    mode: RedundancyMode = Field(
+        RedundancyMode.NONE,
+        description=(
+            "None: one runtime pod; HotStandby: two runtime pods on different nodes, the Lease holder drives and "
+            "streams its state to the other, which takes the Lease over by itself when the primary goes silent."
+        ),
+    )
+    takeover_after: TakeoverAfter = Field(
+        Duration.from_seconds(DEFAULT_TAKEOVER_AFTER_S),
+        description="A standby that has heard nothing from its primary this long takes over; 100ms..10s.",
+    )
+    sync_interval: Duration = Field(
+        Duration.from_seconds(DEFAULT_SYNC_INTERVAL_S),
+        description=f"How often the primary sends its whole state; at most takeoverAfter/{SYNC_MESSAGES_PER_TAKEOVER}.",
+    )
+
+    @model_validator(mode="after")
+    def _timing_is_valid(self) -> Redundancy:
+        self.timing()  # the runtime's own check (StandbyTiming): its messages name the field
+        return self
+
+    @property
+    def hot_standby(self) -> bool:
+        return self.mode is RedundancyMode.HOT_STANDBY
+
+    def timing(self) -> StandbyTiming:
+        return StandbyTiming(self.takeover_after.seconds, self.sync_interval.seconds)
+
 
 class VirtualPLCSpec(ShopfloorModel):
     """Desired state of a virtual PLC."""
@@ -288,6 +352,9 @@ class VirtualPLCSpec(ShopfloorModel):
         description="Peers allowed to reach Modbus and OPC UA (NetworkPolicy); empty allows none.",
     )
     failover: Failover = Field(default_factory=Failover, description="The PLC's lock and how fast it fails over.")
+    redundancy: Redundancy = Field(
+        default_factory=Redundancy, description="One runtime, or a primary and a hot standby (docs/failover.md)."
+    )
     image: str = Field("", max_length=512, description="Runtime image override; empty uses the operator's default.")
 
     @model_validator(mode="before")
@@ -331,6 +398,16 @@ class ProgramStatus(ShopfloorModel):
     message: str = Field("", description="Why the last rollback happened, or the program's first compile error.")
 
 
+class RedundancyStatus(ShopfloorModel):
+    """The hot standby, as the operator last saw it (spec.redundancy.mode HotStandby)."""
+
+    standby: str = Field("", description="The standby pod (the live pod not holding the Lease); empty when none.")
+    standby_node: str = Field("", description="Node the standby pod is bound to.")
+    in_sync: bool = Field(
+        False, description="The primary reports this standby in sync (the Lease's shopfloor.io/standby annotation)."
+    )
+
+
 class VirtualPLCStatus(ShopfloorModel):
     """Observed state of a virtual PLC."""
 
@@ -338,13 +415,15 @@ class VirtualPLCStatus(ShopfloorModel):
         Phase.PENDING, description="Pending, Scheduling, Starting, Running, Updating, Degraded, Faulted."
     )
     observed_generation: int = Field(0, description="The generation of the spec this status describes.")
-    node_name: str = Field("", description="Node the PLC's pod is bound to.")
-    pod_name: str = Field("", description="The PLC's pod.")
+    node_name: str = Field("", description="Node the PLC's pod (the primary's, with hot standby) is bound to.")
+    pod_name: str = Field("", description="The PLC's pod; with hot standby the primary's, the Lease holder.")
     program: ProgramStatus = Field(default_factory=ProgramStatus, description="Program revisions.")
     replacements: int = Field(0, description="How many times the operator replaced the PLC's pod.")
     lock: LockStatus = Field(default_factory=LockStatus, description="Who holds the PLC's Lease, and its epoch.")
+    redundancy: RedundancyStatus | None = Field(None, description="The hot standby; absent with mode None.")
     conditions: list[Condition] = Field(
-        default_factory=list, description="Ready, Reconciling, Stalled, ProgramValid, Scheduled, RuntimeHealthy."
+        default_factory=list,
+        description="Ready, Reconciling, Stalled, ProgramValid, Scheduled, RuntimeHealthy, Degraded, Redundant.",
     )
 
 

@@ -16,9 +16,10 @@ PROGRAM_VALID = "ProgramValid"
 SCHEDULED = "Scheduled"
 RUNTIME_HEALTHY = "RuntimeHealthy"
 DEGRADED = "Degraded"
+REDUNDANT = "Redundant"  # hot standby only: a standby runs and the primary reports it in sync
 
 # The order conditions are listed in status.
-ORDER = (READY, RECONCILING, STALLED, PROGRAM_VALID, SCHEDULED, RUNTIME_HEALTHY, DEGRADED)
+ORDER = (READY, RECONCILING, STALLED, PROGRAM_VALID, SCHEDULED, RUNTIME_HEALTHY, DEGRADED, REDUNDANT)
 
 
 @dataclass(frozen=True)

@@ -172,9 +172,11 @@ class Controller:
 
     def _confirm_pods(self, observed: Observed, namespace: str) -> None:
         """The status names a pod the watch has not shown yet (just created): ask, so no second pod is made."""
-        expected = (observed.body.get("status") or {}).get("podName")
-        if not expected or any(p["metadata"]["name"] == expected for p in observed.pods):
-            return
-        found = self.kube.get(object_path("v1", "Pod", namespace, expected))
-        if found is not None:
-            observed.pods = [*observed.pods, found]
+        status = observed.body.get("status") or {}
+        expected = [status.get("podName"), (status.get("redundancy") or {}).get("standby")]
+        for name in expected:
+            if not name or any(p["metadata"]["name"] == name for p in observed.pods):
+                continue
+            found = self.kube.get(object_path("v1", "Pod", namespace, name))
+            if found is not None:
+                observed.pods = [*observed.pods, found]

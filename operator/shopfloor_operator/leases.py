@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from shopfloor_api.runtime_contract import LockTiming
+from shopfloor_api.runtime_contract import ANNOTATION_STANDBY, LockTiming
 
 Key = tuple[str, str, str]  # (kind, namespace, name)
 
@@ -35,6 +35,7 @@ class LeaseView:
     taken: bool  # the holder renewed since it was given the Lease (not just handed over and still starting)
     expired: bool
     expires_in: float  # seconds until it would expire if not renewed; 0 when expired or free
+    standby: str = ""  # hot standby: the pod the holder reports in sync (only that one may take the Lease over)
 
     @property
     def free(self) -> bool:
@@ -81,12 +82,14 @@ class LeaseObservations:
         version = str((lease.get("metadata") or {}).get("resourceVersion", ""))
         taken = bool(holder) and spec.get("renewTime") != spec.get("acquireTime")
         epoch = int(spec.get("leaseTransitions") or 0)
+        standby = str(((lease.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_STANDBY) or "")
         with self._lock:
             seen = self._seen[key]
             since = max(seen.at, self._blind_at)
         remaining = since + duration + LockTiming(duration).takeover_margin_s - self.clock()
         expired = bool(holder) and remaining <= 0
-        return LeaseView(holder, epoch, duration, version, taken, expired, 0.0 if expired or not holder else remaining)
+        expires_in = 0.0 if expired or not holder else remaining
+        return LeaseView(holder, epoch, duration, version, taken, expired, expires_in, standby)
 
     def forget(self, key: Key) -> None:
         with self._lock:

@@ -25,13 +25,25 @@ from shopfloor_operator.passes import (
     lock_status,
     parse_or_stall,
 )
-from shopfloor_operator.podstep import PodOutcome, pod_step, pod_view
+from shopfloor_operator.podstep import PodOutcome, pod_step, pod_view, scheduled_of
 from shopfloor_operator.program import check_program
 from shopfloor_operator.releases import ReleaseStore
 from shopfloor_operator.settings import OperatorSettings
-from shopfloor_operator.status import StatusWriter, conditions_for
+from shopfloor_operator.status import StatusWriter, conditions_for, redundant
 
 RUNTIME_CONFIG_ANNOTATION = "shopfloor.io/runtime-config-hash"
+# Hot standby with updateStrategy Restart: the deployed revision is part of each pod's hash, so a new revision
+# replaces both pods as drift, level-based and in order (standby first, the primary once a new standby is in sync).
+PROGRAM_REVISION_ANNOTATION = "shopfloor.io/program-revision"
+
+
+def plc_pod_workload(plc: VirtualPLC, settings: OperatorSettings) -> Workload:
+    """The PLC as its pods' builder sees it: with hot standby, two pods and their timing."""
+    workload = plc_workload(plc, settings).with_pod_annotations(
+        {RUNTIME_CONFIG_ANNOTATION: spec_hash(runtime_config(plc))}
+    )
+    redundancy = plc.spec.redundancy
+    return workload.with_hot_standby(redundancy.timing() if redundancy.hot_standby else None)
 
 
 class PlcReconciler:
@@ -58,9 +70,8 @@ class PlcReconciler:
         if plc is None:
             return Outcome(Phase.PENDING.value, DEFAULT_RECHECK)
         assert isinstance(plc, VirtualPLC)
-        workload = plc_workload(plc, self.settings).with_pod_annotations(
-            {RUNTIME_CONFIG_ANNOTATION: spec_hash(runtime_config(plc))}
-        )
+        workload = plc_pod_workload(plc, self.settings)
+        hot_standby = workload.hot_standby is not None
         apply_children(self.applier, workload, self.settings, config.retain_config_map(workload))
 
         check = check_program(plc.spec.program, self._lookup(plc.metadata.namespace))
@@ -72,7 +83,9 @@ class PlcReconciler:
         # Program rollout decided on what the runtime reported for the current pod.
         pod_name = status.get("podName", "")
         live_pods = [p for p in observed.pods if not pod_view(p).deleting]
-        current_pod = next((p for p in live_pods if p["metadata"]["name"] == pod_name), None)
+        # With hot standby status.podName is the Lease holder, which reports until it has handed the Lease over.
+        candidates = observed.pods if hot_standby else live_pods
+        current_pod = next((p for p in candidates if p["metadata"]["name"] == pod_name), None)
         report = runtime_report(observed.lease, pod_name if current_pod else "", now)
         state = rollout.ProgramState(
             desired=check.revision,
@@ -98,7 +111,12 @@ class PlcReconciler:
         pods_outcome: PodOutcome | None = None
         if program.get("deployedRevision") and self._write_runtime_config(workload, plc, program):
             incarnation = int(status.get("replacements", 0)) if status.get("podName") else None
-            pods_outcome = pod_step(self.kube, workload, self.settings, observed, incarnation, now, replace_reason)
+            if hot_standby and state.restart:
+                workload = workload.with_pod_annotations({PROGRAM_REVISION_ANNOTATION: program["deployedRevision"]})
+            previous_holder = str((status.get("lock") or {}).get("holder") or "")
+            pods_outcome = pod_step(
+                self.kube, workload, self.settings, observed, incarnation, now, replace_reason, previous_holder
+            )
             if pods_outcome.recheck_after is not None:
                 outcome.recheck_after = min(outcome.recheck_after, pods_outcome.recheck_after)
             outcome.replaced = pods_outcome.replaced_reason
@@ -112,6 +130,20 @@ class PlcReconciler:
         program.update(desiredRevision=check.revision or "", activeRevision=report.active_revision)
         status["program"] = program
         status["lock"] = lock_status(observed.lock, status.get("lock"))
+        redundancy = None
+        if hot_standby:
+            standby = pods_outcome.standby if pods_outcome else None
+            standby_name = standby["metadata"]["name"] if standby else ""
+            in_sync = bool(standby_name) and observed.lock is not None and observed.lock.standby == standby_name
+            status["redundancy"] = {
+                "standby": standby_name,
+                "standbyNode": ((standby or {}).get("spec") or {}).get("nodeName", ""),
+                "inSync": in_sync,
+            }
+            standby_scheduled = scheduled_of(standby, observed.nodes) if standby else None
+            redundancy = redundant(standby_name, standby_scheduled, in_sync)
+        elif "redundancy" in status:
+            status["redundancy"] = None  # a merge patch removes it
 
         scheduled = pods_outcome.scheduled if pods_outcome else None
         phase, observations = conditions_for(
@@ -120,9 +152,11 @@ class PlcReconciler:
             report=report,
             scheduled=scheduled,
             pod_ready=bool(live and pod_view(live).ready and live["metadata"]["name"] == pod_name),
+            redundancy=redundancy,
         )
         status.update(phase=phase, observedGeneration=generation)
-        transitions = self.status.write(body, status, observations, now)
+        drop = () if hot_standby else (conditions.REDUNDANT,)
+        transitions = self.status.write(body, status, observations, now, drop)
         for kind, reason, message in events + transitions:
             self.kube.event(body, kind, reason, message)
         outcome.phase = phase

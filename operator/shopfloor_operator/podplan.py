@@ -7,10 +7,14 @@ The Lease is then handed to the replacement by name, guarded by the version judg
 force-deleted and the new one created: a holder that renewed meanwhile makes the hand-over fail instead.
 A pod that holds nothing (pending, starting, or waiting for a Lease still held by a pod that is gone) follows the
 node-lost grace as before.
+
+With hot standby the workload wants two live pods: the Lease holder is the primary and the other one its standby;
+which is which is the Lease's business alone (the standby takes it over by itself), never the operator's.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -25,6 +29,7 @@ class PodView:
     node_name: str
     deleting: bool
     ready: bool
+    hot_standby: bool = False  # its runtime runs as primary or standby (it syncs, and reports its standby)
 
 
 @dataclass(frozen=True)
@@ -111,7 +116,9 @@ def plan_lease(
         reason = (
             f"Lease of {lease.holder} expired (not renewed within {duration}){_node_hint(pods, lease.holder, nodes)}"
         )
-        waiting = next((pod for pod in live if pod.name != lease.holder), None)
+        # With hot standby, the standby the holder last reported in sync has the freshest state.
+        in_sync = [pod for pod in live if pod.name == lease.standby and pod.name != lease.holder]
+        waiting = next(iter(in_sync), None) or next((pod for pod in live if pod.name != lease.holder), None)
         victim = holder_pod.name if holder_pod is not None else None
         if waiting is not None:
             return HandOver(waiting.incarnation, lease.holder, lease.version, victim, False, reason)
@@ -125,6 +132,18 @@ def plan_lease(
     return None
 
 
+def _extra(live: list[PodView], holder: str, desired: int) -> DeletePod:
+    """One pod too many: the oldest that does not hold the Lease (never the holder, to make room)."""
+    victim = next((pod for pod in live if pod.name != holder), live[0])
+    if desired > 1:
+        reason = f"{len(live)} pods, {desired} wanted"
+    elif holder != live[-1].name and any(pod.name == holder for pod in live):
+        reason = f"pod {holder} holds the Lease"
+    else:
+        reason = f"a newer pod {live[-1].name} exists"
+    return DeletePod(victim.name, reason, force=False)
+
+
 def plan_pod(
     pods: list[PodView],
     nodes: dict[str, NodeView],
@@ -134,19 +153,46 @@ def plan_pod(
     replace_reason: str | None = None,
     lease: LeaseView | None = None,
     next_pod_name: str = "",
+    desired: int = 1,
+    drift: Mapping[str, str] | None = None,
+    previous_holder: str = "",
 ) -> PodAction:
     """`replace_reason` asks for a replacement (spec drift, a Restart rollout); an expired Lease triggers one at once;
-    lost nodes and failed pods whose pod holds no Lease trigger one after `grace`."""
+    lost nodes and failed pods whose pod holds no Lease trigger one after `grace`. `desired` is the number of live
+    pods wanted (2 with hot standby); `drift` the replacement reason of each pod (hot standby) and
+    `previous_holder` the holder recorded by the last pass (status.lock)."""
     terminating = [pod for pod in pods if pod.deleting]
     live = sorted((pod for pod in pods if not pod.deleting), key=lambda pod: pod.incarnation)
-    if len(live) > 1:
-        extra = live[0]
-        return DeletePod(extra.name, f"a newer pod {live[-1].name} exists", force=False)
+    holder = lease.holder if lease is not None else ""
+    if len(live) > desired:
+        return _extra(live, holder, desired)
     if lease is not None:
         decided = plan_lease(pods, nodes, next_incarnation, next_pod_name, lease)
         if decided is not None:
             return decided
-    holder = lease.holder if lease is not None else ""
+    waiting = _terminating(terminating, holder, nodes, now, grace)
+    if waiting is not None:
+        return waiting
+    if desired > 1:
+        return _plan_pair(
+            live, nodes, next_incarnation, now, grace, replace_reason, lease, drift or {}, previous_holder
+        )
+    if not live:
+        return CreatePod(next_incarnation)
+    pod = live[0]
+    if pod.phase in ("Failed", "Succeeded"):
+        return DeletePod(pod.name, f"pod {pod.name} {pod.phase.lower()}", replacement=True)
+    lost = _lost_pod(pod, nodes, now, grace, lease)
+    if lost is not None:
+        return lost
+    if replace_reason:
+        return DeletePod(pod.name, replace_reason)
+    return KeepPod(pod)
+
+
+def _terminating(
+    terminating: list[PodView], holder: str, nodes: dict[str, NodeView], now: datetime, grace: timedelta
+) -> DeletePod | WaitPod | None:
     for pod in terminating:
         if holder and holder != pod.name:
             # It holds nothing (the Lease is someone else's): nothing to wait for.
@@ -156,26 +202,89 @@ def plan_pod(
             return DeletePod(pod.name, f"pod {pod.name} cannot terminate on lost node {pod.node_name}", force=True)
         # The old pod must be gone before a new one starts: never two running.
         return WaitPod(f"waiting for pod {pod.name} to terminate", 1.0)
-    if not live:
-        return CreatePod(next_incarnation)
-    pod = live[0]
-    if pod.phase in ("Failed", "Succeeded"):
-        return DeletePod(pod.name, f"pod {pod.name} {pod.phase.lower()}", replacement=True)
-    if pod.node_name:
-        node = nodes.get(pod.node_name)
-        lost = _lost_for(node, now)
-        if lost is not None and lease is not None and lease.holder == pod.name and lease.taken:
-            # The pod holds the Lease: only its expiry moves the PLC (handled above); the node is a hint.
-            reason = f"node {pod.node_name} NotReady; waiting for the Lease of {pod.name} to expire"
-            return WaitPod(reason, max(0.2, lease.expires_in))
+    return None
+
+
+def _lost_pod(
+    pod: PodView, nodes: dict[str, NodeView], now: datetime, grace: timedelta, lease: LeaseView | None
+) -> DeletePod | WaitPod | None:
+    """What a pod on a lost node needs: waiting for its Lease, waiting for the grace, or replacing; None when its node
+    is fine."""
+    if not pod.node_name:
+        return None
+    node = nodes.get(pod.node_name)
+    lost = _lost_for(node, now)
+    if lost is None:
+        return None
+    if lease is not None and lease.holder == pod.name and lease.taken:
+        # The pod holds the Lease: only its expiry moves the PLC (handled above); the node is a hint.
+        reason = f"node {pod.node_name} NotReady; waiting for the Lease of {pod.name} to expire"
+        return WaitPod(reason, max(0.2, lease.expires_in))
+    if node is None:
+        return DeletePod(pod.name, f"node {pod.node_name} was removed", force=True, replacement=True)
+    if lost >= grace:
+        seconds = int(lost.total_seconds())
+        reason = f"node {pod.node_name} NotReady for {seconds}s (grace {int(grace.total_seconds())}s)"
+        return DeletePod(pod.name, reason, force=True, replacement=True)
+    return WaitPod(f"node {pod.node_name} NotReady", max(0.5, (grace - lost).total_seconds()))
+
+
+def primary_of(live: list[PodView], holder: str) -> PodView | None:
+    """The primary among the live pods: the Lease holder, else (nobody holds it yet) the oldest."""
+    ordered = sorted(live, key=lambda pod: pod.incarnation)
+    return next((pod for pod in ordered if pod.name == holder), None) or next(iter(ordered), None)
+
+
+def _plan_pair(
+    live: list[PodView],
+    nodes: dict[str, NodeView],
+    next_incarnation: int,
+    now: datetime,
+    grace: timedelta,
+    replace_reason: str | None,
+    lease: LeaseView | None,
+    drift: Mapping[str, str],
+    previous_holder: str,
+) -> PodAction:
+    """Primary and hot standby (at most two live pods here; nobody terminating)."""
+    holder = lease.holder if lease is not None else ""
+    holds = lease is not None and lease.taken
+    waits: list[WaitPod] = []
+    for pod in live:
+        if pod.phase in ("Failed", "Succeeded"):
+            return DeletePod(pod.name, f"pod {pod.name} {pod.phase.lower()}", replacement=True)
+        # A pod holding nothing on a lost node is replaced after the grace, as a single pod is. That includes a
+        # former primary whose standby took the Lease over: its renewals now fail with 409, after which its runtime
+        # is Superseded and never drives again, so removing it endangers nothing.
+        lost = _lost_pod(pod, nodes, now, grace, lease)
+        if isinstance(lost, DeletePod):
+            return lost
         if lost is not None:
-            if node is None:
-                return DeletePod(pod.name, f"node {pod.node_name} was removed", force=True, replacement=True)
-            if lost >= grace:
-                seconds = int(lost.total_seconds())
-                reason = f"node {pod.node_name} NotReady for {seconds}s (grace {int(grace.total_seconds())}s)"
-                return DeletePod(pod.name, reason, force=True, replacement=True)
-            return WaitPod(f"node {pod.node_name} NotReady", max(0.5, (grace - lost).total_seconds()))
-    if replace_reason:
-        return DeletePod(pod.name, replace_reason)
-    return KeepPod(pod)
+            waits.append(lost)
+    superseded = next((pod for pod in live if pod.name == previous_holder != holder), None)
+    if superseded is not None and holds and any(pod.name == holder for pod in live) and not waits:
+        # The standby took the Lease over while its primary still runs: a superseded runtime never takes a Lease
+        # again, so it is no standby either. A graceful stop; its node is fine.
+        reason = f"pod {superseded.name} lost the Lease to its standby {holder}"
+        return DeletePod(superseded.name, reason, replacement=True)
+    if len(live) < 2 and not waits:
+        return CreatePod(next_incarnation)  # a missing slot; the next pass fills the next one
+    if waits:
+        return min(waits, key=lambda wait: wait.recheck_after)
+    primary = primary_of(live, holder)
+    assert primary is not None
+    reasons = {pod.name: drift.get(pod.name) or replace_reason or "" for pod in live}
+    standby = next(pod for pod in live if pod.name != primary.name)
+    if reasons[standby.name]:
+        # The standby first: it drives nothing, and the primary is replaced only once a new standby is in sync.
+        return DeletePod(standby.name, f"{reasons[standby.name]} (the standby first)")
+    if reasons[primary.name]:
+        if primary.name != holder or not primary.hot_standby:
+            # Nobody drives through it, or it runs without hot standby (the mode was just switched on) and never
+            # reports a standby in sync: a plain stop gives the Lease up, and the standby starts from it cold.
+            return DeletePod(primary.name, f"{reasons[primary.name]} (no standby in sync)")
+        if lease is not None and lease.standby == standby.name:
+            # A graceful stop: the runtime hands its Lease straight to the standby that is in sync.
+            return DeletePod(primary.name, f"{reasons[primary.name]}; standby {standby.name} in sync takes over")
+        return WaitPod(f"waiting for standby {standby.name} to be in sync before replacing {primary.name}", 1.0)
+    return KeepPod(primary)

@@ -12,6 +12,8 @@ from shopfloor_api.runtime_contract import (
     ANNOTATION_FAULT,
     ANNOTATION_HANDOVER,
     ANNOTATION_STATE,
+    ENV_REDUNDANCY,
+    REDUNDANCY_HOT_STANDBY,
 )
 from shopfloor_operator import conditions
 from shopfloor_operator.builders.pod import INCARNATION_ANNOTATION, SPEC_HASH_ANNOTATION, pod
@@ -22,7 +24,18 @@ from shopfloor_operator.health import parse_time
 from shopfloor_operator.kube import Kube, object_path
 from shopfloor_operator.passes import Observed
 from shopfloor_operator.placement import explain_unschedulable
-from shopfloor_operator.podplan import CreatePod, DeletePod, HandOver, KeepPod, NodeView, PodView, WaitPod, plan_pod
+from shopfloor_operator.podplan import (
+    CreatePod,
+    DeletePod,
+    HandOver,
+    KeepPod,
+    NodeView,
+    PodAction,
+    PodView,
+    WaitPod,
+    plan_pod,
+    primary_of,
+)
 from shopfloor_operator.settings import OperatorSettings
 
 
@@ -30,6 +43,8 @@ def pod_view(pod_object: dict[str, Any]) -> PodView:
     metadata, spec, status = pod_object["metadata"], pod_object.get("spec") or {}, pod_object.get("status") or {}
     ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
     incarnation = (metadata.get("annotations") or {}).get(INCARNATION_ANNOTATION, "0")
+    env = [variable for container in spec.get("containers") or [] for variable in container.get("env") or []]
+    hot_standby = any(v.get("name") == ENV_REDUNDANCY and v.get("value") == REDUNDANCY_HOT_STANDBY for v in env)
     return PodView(
         name=metadata["name"],
         incarnation=int(incarnation) if incarnation.isdigit() else 0,
@@ -37,6 +52,7 @@ def pod_view(pod_object: dict[str, Any]) -> PodView:
         node_name=spec.get("nodeName", ""),
         deleting=bool(metadata.get("deletionTimestamp")),
         ready=ready,
+        hot_standby=hot_standby,
     )
 
 
@@ -50,11 +66,14 @@ def node_view(node: dict[str, Any]) -> NodeView:
 
 @dataclass(frozen=True)
 class PodOutcome:
-    live: dict[str, Any] | None  # the current pod, when one exists and is not terminating
+    # The current pod, when one exists and is not terminating; with hot standby the primary (the Lease holder, also
+    # while it terminates and hands the Lease over).
+    live: dict[str, Any] | None
     incarnation: int
     scheduled: Observation
     replaced_reason: str  # non-empty when this pass replaced the pod (lost node, failure)
     recheck_after: float | None
+    standby: dict[str, Any] | None = None  # hot standby: the live pod that is not the primary
 
 
 def _unscheduled(pod_object: dict[str, Any]) -> str:
@@ -72,13 +91,23 @@ def pod_step(
     incarnation: int | None,
     now: datetime,
     replace_reason: str | None = None,
+    previous_holder: str = "",
 ) -> PodOutcome:
     """`incarnation` is the status' current one (None before the first pod); a new pod gets the next.
-    `replace_reason` asks for a new pod. The pods, nodes and the Lease (judged in `observed.lock`) are as observed."""
+    `replace_reason` asks for a new pod. The pods, nodes and the Lease (judged in `observed.lock`) are as observed.
+    `previous_holder` is the Lease holder the last pass recorded (status.lock.holder)."""
     pods, nodes, lease, lease_view = observed.pods, observed.nodes, observed.lease, observed.lock
     views = [pod_view(p) for p in pods]
     live = [p for p, v in zip(pods, views, strict=True) if not v.deleting]
-    if replace_reason is None and len(live) == 1:
+    desired = workload.pod_count
+    drift: dict[str, str] = {}
+    if desired > 1:
+        for live_pod in live:
+            view = pod_view(live_pod)
+            reason = pod_drift(pod(workload, settings, view.incarnation), live_pod, SPEC_HASH_ANNOTATION)
+            if reason:
+                drift[view.name] = reason
+    elif replace_reason is None and len(live) == 1:
         current = pod(workload, settings, pod_view(live[0]).incarnation)
         replace_reason = pod_drift(current, live[0], SPEC_HASH_ANNOTATION)
     grace = timedelta(seconds=settings.node_lost_grace.seconds)
@@ -94,37 +123,103 @@ def pod_step(
         replace_reason,
         lease_view,
         workload.pod_name(next_incarnation),
+        desired=desired,
+        drift=drift,
+        previous_holder=previous_holder,
     )
+    if desired > 1:
+        return _pair_step(kube, workload, settings, observed, views, action, current_incarnation, now)
     pending = Observation(conditions.SCHEDULED, False, "Pending", "no pod yet")
     if isinstance(action, HandOver):
         assert lease is not None
         return _hand_over(kube, workload, settings, pods, live, nodes, lease, action, now)
     if isinstance(action, CreatePod):
-        desired = pod(workload, settings, action.incarnation)
-        kube.create(desired)
-        created = Observation(conditions.SCHEDULED, False, "Pending", f"pod {desired['metadata']['name']} created")
-        return PodOutcome(desired, action.incarnation, created, "", 1.0)
+        desired_pod = _create(kube, workload, settings, action)
+        created = Observation(conditions.SCHEDULED, False, "Pending", f"pod {desired_pod['metadata']['name']} created")
+        return PodOutcome(desired_pod, action.incarnation, created, "", 1.0)
     if isinstance(action, DeletePod):
-        victim = next(p for p in pods if p["metadata"]["name"] == action.name)
-        path = object_path("v1", "Pod", workload.namespace, action.name)
-        kube.delete(path, grace_seconds=0 if action.force else None, uid=victim["metadata"].get("uid"))
-        if action.replacement or replace_reason:
-            node = victim.get("spec", {}).get("nodeName", "")
-            kube.event(
-                {"apiVersion": "shopfloor.io/v1alpha1", "kind": workload.kind, "metadata": _owner_meta(workload)},
-                "Warning" if action.replacement else "Normal",
-                "Replacing",
-                f"replacing pod {action.name}{f' on {node}' if node else ''}: {action.reason}",
-            )
+        _delete(kube, workload, pods, action, replace_reason)
         reason = action.reason if action.replacement else ""
         return PodOutcome(None, current_incarnation, pending, reason, 0.5)
     if isinstance(action, WaitPod):
         current_live = live[0] if live else None
-        scheduled = _scheduled(current_live, nodes)
+        scheduled = scheduled_of(current_live, nodes)
         return PodOutcome(current_live, current_incarnation, scheduled, "", action.recheck_after)
     assert isinstance(action, KeepPod)
     current = next(p for p in live if p["metadata"]["name"] == action.pod.name)
-    return PodOutcome(current, action.pod.incarnation, _scheduled(current, nodes), "", None)
+    return PodOutcome(current, action.pod.incarnation, scheduled_of(current, nodes), "", None)
+
+
+def _create(kube: Kube, workload: Workload, settings: OperatorSettings, action: CreatePod) -> dict[str, Any]:
+    desired = pod(workload, settings, action.incarnation)
+    kube.create(desired)
+    return desired
+
+
+def _delete(
+    kube: Kube, workload: Workload, pods: list[dict[str, Any]], action: DeletePod, replace_reason: str | None
+) -> None:
+    victim = next(p for p in pods if p["metadata"]["name"] == action.name)
+    path = object_path("v1", "Pod", workload.namespace, action.name)
+    kube.delete(path, grace_seconds=0 if action.force else None, uid=victim["metadata"].get("uid"))
+    if action.replacement or replace_reason:
+        node = victim.get("spec", {}).get("nodeName", "")
+        kube.event(
+            {"apiVersion": "shopfloor.io/v1alpha1", "kind": workload.kind, "metadata": _owner_meta(workload)},
+            "Warning" if action.replacement else "Normal",
+            "Replacing",
+            f"replacing pod {action.name}{f' on {node}' if node else ''}: {action.reason}",
+        )
+
+
+def _pair_step(
+    kube: Kube,
+    workload: Workload,
+    settings: OperatorSettings,
+    observed: Observed,
+    views: list[PodView],
+    action: PodAction,
+    current_incarnation: int,
+    now: datetime,
+) -> PodOutcome:
+    """Hot standby: act on the planner's action, then report the primary (the Lease holder) and its standby."""
+    pods, nodes = observed.pods, observed.nodes
+    holder = observed.lock.holder if observed.lock is not None else ""
+    live = {v.name: p for p, v in zip(pods, views, strict=True) if not v.deleting}
+    live_views = [v for v in views if not v.deleting]
+    highest = max([current_incarnation] + [v.incarnation for v in live_views])
+    replaced, recheck = "", None
+    if isinstance(action, HandOver):
+        assert observed.lease is not None
+        outcome = _hand_over(kube, workload, settings, pods, list(live.values()), nodes, observed.lease, action, now)
+        # The Lease names the new primary; the standby slot is filled by the next pass.
+        return PodOutcome(
+            outcome.live, max(highest, action.to_incarnation), outcome.scheduled, outcome.replaced_reason, 0.5
+        )
+    if isinstance(action, CreatePod):
+        created = _create(kube, workload, settings, action)
+        live[created["metadata"]["name"]] = created
+        live_views.append(pod_view(created))
+        highest = max(highest, action.incarnation)
+        recheck = 1.0
+    elif isinstance(action, DeletePod):
+        _delete(kube, workload, pods, action, None)
+        live.pop(action.name, None)
+        live_views = [v for v in live_views if v.name != action.name]
+        replaced = action.reason if action.replacement else ""
+        recheck = 0.5
+    elif isinstance(action, WaitPod):
+        recheck = action.recheck_after
+    # The primary is the Lease holder, also while it terminates (it drives until it hands the Lease over); else
+    # (nobody holds it yet) the oldest live pod.
+    forced = action.name if isinstance(action, DeletePod) and action.force else ""
+    primary = next((p for p in pods if p["metadata"]["name"] == holder and holder != forced), None)
+    if primary is None:
+        primary_view = primary_of(live_views, holder)
+        primary = live[primary_view.name] if primary_view is not None else None
+    primary_name = primary["metadata"]["name"] if primary is not None else ""
+    standby = next((live[v.name] for v in live_views if v.name != primary_name), None)
+    return PodOutcome(primary, highest, scheduled_of(primary, nodes), replaced, recheck, standby)
 
 
 def handed_over_lease(lease: dict[str, Any], to_pod: str, reason: str, now: datetime) -> dict[str, Any]:
@@ -180,10 +275,10 @@ def _hand_over(
         created = Observation(conditions.SCHEDULED, False, "Pending", f"pod {to_pod} created")
         return PodOutcome(desired, action.to_incarnation, created, action.reason, 0.5)
     current = next(p for p in live if p["metadata"]["name"] == to_pod)
-    return PodOutcome(current, action.to_incarnation, _scheduled(current, nodes), action.reason, 0.5)
+    return PodOutcome(current, action.to_incarnation, scheduled_of(current, nodes), action.reason, 0.5)
 
 
-def _scheduled(pod_object: dict[str, Any] | None, nodes: dict[str, dict[str, Any]]) -> Observation:
+def scheduled_of(pod_object: dict[str, Any] | None, nodes: dict[str, dict[str, Any]]) -> Observation:
     if pod_object is None:
         return Observation(conditions.SCHEDULED, False, "Pending", "no pod yet")
     node = (pod_object.get("spec") or {}).get("nodeName")

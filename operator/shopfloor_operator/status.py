@@ -22,6 +22,8 @@ TRANSITION_EVENTS = {
     (conditions.SCHEDULED, "True"): ("Normal", "Scheduled"),
     (conditions.RUNTIME_HEALTHY, "False"): ("Warning", "RuntimeUnhealthy"),
     (conditions.STALLED, "True"): ("Warning", "Stalled"),
+    (conditions.REDUNDANT, "False"): ("Warning", "NotRedundant"),
+    (conditions.REDUNDANT, "True"): ("Normal", "Redundant"),
 }
 
 
@@ -47,12 +49,28 @@ def phase_of(program: dict[str, Any], report: RuntimeReport, scheduled: Observat
     return Phase.STARTING
 
 
+def redundant(standby: str, standby_scheduled: Observation | None, in_sync: bool) -> Observation:
+    """The Redundant condition (hot standby): never part of Ready, which the primary alone decides."""
+    if not standby:
+        return Observation(conditions.REDUNDANT, False, "StandbyMissing", "no standby pod")
+    if in_sync:
+        return Observation(conditions.REDUNDANT, True, "InSync", f"standby {standby} is in sync")
+    if standby_scheduled is not None and standby_scheduled.status is not True:
+        return Observation(
+            conditions.REDUNDANT, False, "StandbyMissing", f"standby {standby}: {standby_scheduled.message}"
+        )
+    return Observation(
+        conditions.REDUNDANT, False, "StandbyNotInSync", f"the primary reports standby {standby} not in sync"
+    )
+
+
 def conditions_for(
     check: ProgramCheck,
     program: dict[str, Any],
     report: RuntimeReport,
     scheduled: Observation | None,
     pod_ready: bool,
+    redundancy: Observation | None = None,
 ) -> tuple[str, list[Observation]]:
     phase = phase_of(program, report, scheduled, pod_ready)
     rolled_back = phase is Phase.DEGRADED
@@ -87,6 +105,7 @@ def conditions_for(
             stalled_reason or "AsExpected",
             stalled_message if stalled_reason else "",
         ),
+        *([redundancy] if redundancy is not None else []),
     ]
     return phase.value, observations
 
@@ -111,12 +130,19 @@ class StatusWriter:
         self.kube = kube
 
     def write(
-        self, body: dict[str, Any], status: dict[str, Any], observations: list[Observation], now: datetime
+        self,
+        body: dict[str, Any],
+        status: dict[str, Any],
+        observations: list[Observation],
+        now: datetime,
+        drop: tuple[str, ...] = (),
     ) -> list[tuple[str, str, str]]:
-        """Returns Events (type, reason, message) for the condition transitions it recorded."""
+        """Returns Events (type, reason, message) for the condition transitions it recorded. `drop` removes
+        conditions that no longer apply (Redundant once hot standby is switched off)."""
         old = body.get("status") or {}
         old_conditions = list(old.get("conditions") or [])
         new_conditions = conditions.merge(old_conditions, observations, int(status.get("observedGeneration", 0)), now)
+        new_conditions = [condition for condition in new_conditions if condition.get("type") not in drop]
         new_status = {**status, "conditions": new_conditions}
         transitions = []
         previous = {c.get("type"): c for c in old_conditions}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from shopfloor_api.runtime_contract import SYNC_PORT_NAME
 from shopfloor_operator.builders.workload import Workload, plc_client_label
 from shopfloor_operator.settings import OperatorSettings
 
@@ -30,7 +31,7 @@ def _peer(peer: Any) -> dict[str, Any]:
 
 def network_policy(workload: Workload, settings: OperatorSettings) -> dict[str, Any]:
     """Deny all ingress except: allowed clients (and bridges reading this PLC) to the client ports, the operator
-    and metrics scrapers to the health/metrics port."""
+    and metrics scrapers to the health/metrics port, and with hot standby the workload's own pods to the sync port."""
     client_ports = [{"port": name, "protocol": "TCP"} for name in workload.client_ports]
     ingress: list[dict[str, Any]] = []
     if client_ports:
@@ -50,6 +51,14 @@ def network_policy(workload: Workload, settings: OperatorSettings) -> dict[str, 
             "ports": [{"port": "http", "protocol": "TCP"}],
         }
     )
+    if workload.hot_standby is not None:
+        # The process state goes to the workload's own other pod, and nobody else may feed a standby.
+        ingress.append(
+            {
+                "from": [{"podSelector": {"matchLabels": dict(workload.selector_labels)}}],
+                "ports": [{"port": SYNC_PORT_NAME, "protocol": "TCP"}],
+            }
+        )
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",

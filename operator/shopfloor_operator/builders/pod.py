@@ -1,7 +1,7 @@
 """The workload's Pod: placement, Guaranteed QoS, restricted security context, HTTP probes, and a hash of itself.
 
-The operator manages this one Pod directly (no Deployment), so it decides exactly when a replacement starts and
-can guarantee that a PLC never runs twice.
+The operator manages its pods directly (no Deployment), so it decides exactly when a replacement starts; the Lease
+guarantees that a PLC never drives twice. With hot standby there are two pods, kept on different nodes.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ INCARNATION_ANNOTATION = "shopfloor.io/incarnation"
 SECRETS_DIR = "/etc/shopfloor/secrets"
 STATE_DIR = "/var/lib/shopfloor/state"
 RUN_AS = 65532  # the distroless "nonroot" user
+HOSTNAME_TOPOLOGY_KEY = "kubernetes.io/hostname"
 
 
 def cpu_quantity(cpus: float) -> str:
@@ -42,7 +43,15 @@ def _affinity(workload: Workload, settings: OperatorSettings) -> dict[str, Any] 
         node_affinity["preferredDuringSchedulingIgnoredDuringExecution"] = [
             {"weight": 100, "preference": {"matchExpressions": expressions}}
         ]
-    return {"nodeAffinity": node_affinity} if node_affinity else None
+    affinity: dict[str, Any] = {"nodeAffinity": node_affinity} if node_affinity else {}
+    if workload.hot_standby is not None:
+        # Required, not preferred: a standby on its primary's node dies with it and protects nothing.
+        affinity["podAntiAffinity"] = {
+            "requiredDuringSchedulingIgnoredDuringExecution": [
+                {"labelSelector": {"matchLabels": dict(workload.selector_labels)}, "topologyKey": HOSTNAME_TOPOLOGY_KEY}
+            ]
+        }
+    return affinity or None
 
 
 def _tolerations(workload: Workload, settings: OperatorSettings) -> list[dict[str, Any]]:
@@ -72,6 +81,17 @@ def _env(workload: Workload, settings: OperatorSettings) -> list[dict[str, Any]]
         return {"fieldRef": {"fieldPath": path}}
 
     witness = [{"name": contract.ENV_WITNESS_URL, "value": settings.witness_url}] if settings.witness_url else []
+    # Only with hot standby: a single runtime's environment (and so its pod's hash) stays as it was.
+    standby = workload.hot_standby
+    redundancy = (
+        [
+            {"name": contract.ENV_REDUNDANCY, "value": contract.REDUNDANCY_HOT_STANDBY},
+            {"name": contract.ENV_TAKEOVER_AFTER, "value": f"{standby.takeover_after_s:g}"},
+            {"name": contract.ENV_SYNC_INTERVAL, "value": f"{standby.sync_interval_s:g}"},
+        ]
+        if standby is not None
+        else []
+    )
     return [
         {"name": contract.ENV_KIND, "value": workload.kind},
         {"name": contract.ENV_NAME, "value": workload.name},
@@ -85,6 +105,7 @@ def _env(workload: Workload, settings: OperatorSettings) -> list[dict[str, Any]]
         {"name": contract.ENV_RETAIN_CONFIGMAP, "value": workload.retain_config_map_name},
         {"name": contract.ENV_HTTP_PORT, "value": str(settings.health_port)},
         {"name": contract.ENV_SECRETS_DIR, "value": SECRETS_DIR},
+        *redundancy,
         *({"name": name, "value": value} for name, value in sorted(workload.extra_env.items())),
     ]
 
@@ -97,6 +118,9 @@ def _container(workload: Workload, settings: OperatorSettings) -> dict[str, Any]
     ports = [
         {"name": port.name, "containerPort": port.container_port, "protocol": "TCP"} for port in workload.service_ports
     ]
+    if workload.hot_standby is not None:
+        # Not on the Service: the standby reaches its primary's pod directly (shopfloor.io/sync-endpoint).
+        ports.append({"name": contract.SYNC_PORT_NAME, "containerPort": contract.SYNC_PORT, "protocol": "TCP"})
 
     def probe(path: str, period: int, failures: int) -> dict[str, Any]:
         return {

@@ -6,7 +6,7 @@ import hashlib
 from dataclasses import dataclass, field, replace
 
 from shopfloor_api.common import NetworkPeer, Placement, Quantity
-from shopfloor_api.runtime_contract import DEFAULT_LEASE_DURATION_S
+from shopfloor_api.runtime_contract import DEFAULT_LEASE_DURATION_S, StandbyTiming
 
 MANAGED_BY = "shopfloor-operator"
 
@@ -44,9 +44,18 @@ class Workload:
     extra_env: dict[str, str] = field(default_factory=dict)
     state_bytes: int = 0  # > 0: a disk-backed scratch volume of this size at STATE_DIR (the bridge's buffer)
     lease_duration_s: float = DEFAULT_LEASE_DURATION_S  # spec.failover.leaseDuration
+    hot_standby: StandbyTiming | None = None  # spec.redundancy HotStandby: two runtime pods, primary and standby
 
     def with_pod_annotations(self, annotations: dict[str, str]) -> Workload:
         return replace(self, pod_annotations={**self.pod_annotations, **annotations})
+
+    def with_hot_standby(self, timing: StandbyTiming | None) -> Workload:
+        return replace(self, hot_standby=timing)
+
+    @property
+    def pod_count(self) -> int:
+        """How many runtime pods the workload wants alive."""
+        return 1 if self.hot_standby is None else 2
 
     @property
     def config_map_name(self) -> str:
