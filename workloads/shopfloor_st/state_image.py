@@ -33,7 +33,7 @@ from shopfloor_st.stdfb import SCAN_TIME
 if TYPE_CHECKING:
     from shopfloor_st.program import Instance, Program
 
-__all__ = ["FORMAT_VERSION", "StateImageError", "StateLayout", "capture", "layout_for", "restore"]
+__all__ = ["FORMAT_VERSION", "StateImageError", "StateLayout", "capture", "decode", "layout_for", "restore"]
 
 FORMAT_VERSION = 1
 _MAGIC = b"SFSI"
