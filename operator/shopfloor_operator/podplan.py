@@ -248,8 +248,7 @@ def _plan_pair(
 ) -> PodAction:
     """Primary and hot standby (at most two live pods here; nobody terminating)."""
     holder = lease.holder if lease is not None else ""
-    holds = lease is not None and lease.taken
-    waits: list[WaitPod] = []
+    waits: dict[str, WaitPod] = {}
     for pod in live:
         if pod.phase in ("Failed", "Succeeded"):
             return DeletePod(pod.name, f"pod {pod.name} {pod.phase.lower()}", replacement=True)
@@ -260,17 +259,17 @@ def _plan_pair(
         if isinstance(lost, DeletePod):
             return lost
         if lost is not None:
-            waits.append(lost)
+            waits[pod.name] = lost
     superseded = next((pod for pod in live if pod.name == previous_holder != holder), None)
-    if superseded is not None and holds and any(pod.name == holder for pod in live) and not waits:
-        # The standby took the Lease over while its primary still runs: a superseded runtime never takes a Lease
-        # again, so it is no standby either. A graceful stop; its node is fine.
+    if superseded is not None and superseded.name not in waits and any(pod.name == holder for pod in live):
+        # The standby took the Lease over while its primary's node is fine (a hung runtime, a cut link between
+        # the two): a superseded runtime never takes a Lease again, so it is no standby either. A graceful stop.
         reason = f"pod {superseded.name} lost the Lease to its standby {holder}"
         return DeletePod(superseded.name, reason, replacement=True)
     if len(live) < 2 and not waits:
         return CreatePod(next_incarnation)  # a missing slot; the next pass fills the next one
     if waits:
-        return min(waits, key=lambda wait: wait.recheck_after)
+        return min(waits.values(), key=lambda wait: wait.recheck_after)
     primary = primary_of(live, holder)
     assert primary is not None
     reasons = {pod.name: drift.get(pod.name) or replace_reason or "" for pod in live}
