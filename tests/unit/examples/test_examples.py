@@ -41,3 +41,9 @@ def test_example_manifest_is_valid_and_its_program_compiles(path: Path) -> None:
             twin = path.with_name(path.stem.removesuffix("-1").removesuffix("-2") + ".st")
             if twin.exists():
                 assert resource.spec.program.source == twin.read_text(), f"{path.name} differs from {twin.name}"
+
+
+def test_the_hot_standby_example_runs_two_pods() -> None:
+    resource = load_manifest(EXAMPLES / "virtualplc-hot-standby.yaml")
+    assert isinstance(resource, VirtualPLC) and resource.spec.redundancy.hot_standby
+    assert EXAMPLES / "virtualplc-hot-standby.yaml" in MANIFESTS
