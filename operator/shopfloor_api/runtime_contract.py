@@ -154,7 +154,9 @@ class StandbyTiming:
                 f"takeoverAfter: {self.takeover_after_s:g}s is not between {MIN_TAKEOVER_AFTER_S:g}s and "
                 f"{MAX_TAKEOVER_AFTER_S:g}s"
             )
-        if not 0 < self.sync_interval_s <= self.takeover_after_s / SYNC_MESSAGES_PER_TAKEOVER:
+        # Compared in whole microseconds: 70ms * 5 is exactly 350ms, as the CRD's rule (on durations) sees it.
+        sync_us, takeover_us = round(self.sync_interval_s * 1e6), round(self.takeover_after_s * 1e6)
+        if not sync_us > 0 or sync_us * SYNC_MESSAGES_PER_TAKEOVER > takeover_us:
             raise ValueError(
                 f"syncInterval: {self.sync_interval_s:g}s must be above 0 and at most takeoverAfter/"
                 f"{SYNC_MESSAGES_PER_TAKEOVER} ({self.takeover_after_s / SYNC_MESSAGES_PER_TAKEOVER:g}s)"

@@ -12,6 +12,10 @@ operator's witness is asked whether the API server is unreachable for the operat
 this runtime and the answer extends the deadline like a renewal would (the operator promises not to hand the Lease
 over for a lease period after answering so).
 
+A hot standby adds two things (shopfloor_vplc.hot_standby): `gates`, further conditions the holder must meet to
+drive (its standby's acknowledgements), and `take_over`, the standby's own acquisition from a silent primary, allowed
+only while the Lease names it as the standby.
+
 All API calls run in a worker thread with request timeouts; failures are counted and retried, never raised.
 """
 
@@ -88,6 +92,8 @@ class FenceClock:
 
 
 StateListener = Callable[[LockState, str], None]
+WrittenListener = Callable[[Mapping[str, str]], None]  # the annotations of a write that succeeded
+Gate = Callable[[float], bool]  # may the holder drive at this monotonic time, as far as this gate is concerned
 
 
 class LeaseLock:
@@ -114,6 +120,8 @@ class LeaseLock:
         self.state_reason = "not acquired yet"
         self.epoch = 0  # leaseTransitions when this holder took the Lease
         self.listeners: list[StateListener] = []
+        self.written_listeners: list[WrittenListener] = []
+        self.gates: list[Gate] = []
         self.renewals = 0
         self.failures = 0
         self.conflicts = 0
@@ -122,6 +130,7 @@ class LeaseLock:
         self._record: dict[str, Any] | None = None  # the Lease as last read or written (with its resourceVersion)
         self._held_once = False
         self._lock = threading.Lock()
+        self._attempt = threading.Lock()  # one API attempt at a time: the loop's, a take-over, a release
         self._changed: asyncio.Event | None = None
         self._extended: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -130,6 +139,11 @@ class LeaseLock:
 
     def may_drive(self) -> bool:
         """True while this runtime may write its field outputs and accept client writes."""
+        now = self.clock()
+        return self.state is LockState.HOLDING and self.fence.may_drive(now) and all(gate(now) for gate in self.gates)
+
+    def holds_in_time(self) -> bool:
+        """Holding and renewed in time, whatever the gates say (a primary keeps its standby in sync while gated)."""
         return self.state is LockState.HOLDING and self.fence.may_drive(self.clock())
 
     def may_write_safe_state(self) -> bool:
@@ -242,6 +256,10 @@ class LeaseLock:
 
     def try_acquire_or_renew(self) -> bool:
         """One renewal (or acquisition). True when this pod holds the Lease afterwards."""
+        with self._attempt:
+            return self._try_acquire_or_renew()
+
+    def _try_acquire_or_renew(self) -> bool:
         try:
             for _ in range(2):  # a conflict means our copy is stale: read it once more and decide again
                 record = self._record if self._record is not None else self._read()
@@ -334,7 +352,73 @@ class LeaseLock:
         written = self.coordination.replace_namespaced_lease(
             self.name, self.namespace, self._with_report(record, **spec), _request_timeout=self.timing.request_timeout_s
         )
-        return dict(self.coordination.api_client.sanitize_for_serialization(written))
+        result = dict(self.coordination.api_client.sanitize_for_serialization(written))
+        annotations = dict((result.get("metadata") or {}).get("annotations") or {})
+        for listener in self.written_listeners:
+            self._call_soon(listener, annotations)
+        return result
+
+    def read(self) -> dict[str, Any]:
+        """The Lease as it is now (worker thread; raises the API's errors)."""
+        with self._attempt:
+            return self._read()
+
+    def take_over(self, previous: str, standby_annotation: str) -> bool:
+        """A hot standby's own acquisition from a primary it has stopped hearing from (worker thread). Only while
+        the Lease is still held by `previous` and its annotation `standby_annotation` names this pod: the primary
+        writes that name only while its outputs wait for this standby's acknowledgements, so it has stopped
+        driving by now. Guarded by the version read here, like every write. True when this pod holds the Lease."""
+        started = self.clock()
+        if self.state is LockState.SUPERSEDED:  # it held the Lease once and lost it: never again
+            return False
+        with self._attempt:
+            try:
+                record = self._read()
+                spec = record.get("spec") or {}
+                annotations = (record.get("metadata") or {}).get("annotations") or {}
+                if spec.get("holderIdentity") != previous or annotations.get(standby_annotation) != self.holder:
+                    return False
+                self._record = self._write(record, acquire=True)
+            except (ApiException, HTTPError, OSError) as exc:
+                self.failures += 1
+                log.warning("Lease %s/%s not taken over: %s", *self._key, getattr(exc, "reason", exc))
+                return False
+            self._held_once = True
+            self.epoch = int((self._record.get("spec") or {}).get("leaseTransitions") or 0)
+        self._call_soon(self._extend, started)
+        if self._changed is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._changed.set)  # renew on the holder's rhythm from now on
+        return True
+
+    def hand_to(self, successor: str) -> bool:
+        """A planned switchover (worker thread): give the Lease to `successor` by name (a new epoch), guarded by the
+        version this holder last wrote. This runtime is superseded from then on. True when handed over."""
+        if self.state is not LockState.HOLDING:
+            return False
+        with self._attempt:
+            if self._record is None:
+                return False
+            now = micro_time(datetime.datetime.now(datetime.UTC))
+            transitions = int((self._record.get("spec") or {}).get("leaseTransitions") or 0) + 1
+            body = self._with_report(
+                self._record, holderIdentity=successor, acquireTime=now, renewTime=now, leaseTransitions=transitions
+            )
+            try:
+                self.coordination.replace_namespaced_lease(
+                    self.name, self.namespace, body, _request_timeout=self.timing.request_timeout_s
+                )
+            except (ApiException, HTTPError, OSError) as exc:
+                log.warning("Lease %s/%s not handed to %s: %s", *self._key, successor, getattr(exc, "reason", exc))
+                return False
+            self._record = None
+        self._call_soon(self._set_state, LockState.SUPERSEDED, f"handed over to {successor} (epoch {transitions})")
+        return True
+
+    def poke(self) -> None:
+        """Try to acquire or renew now instead of at the next interval (from any thread): the Lease was just handed
+        to this pod."""
+        if self._loop is not None and self._changed is not None:
+            self._loop.call_soon_threadsafe(self._changed.set)
 
     def release(self) -> bool:
         """On a clean shutdown: give the Lease up (holder empty) with the final report, so the next pod takes it at
@@ -343,12 +427,13 @@ class LeaseLock:
             return False
         now = micro_time(datetime.datetime.now(datetime.UTC))
         body = self._with_report(self._record, holderIdentity="", leaseDurationSeconds=1, renewTime=now)
-        try:
-            self.coordination.replace_namespaced_lease(
-                self.name, self.namespace, body, _request_timeout=self.timing.request_timeout_s
-            )
-        except (ApiException, HTTPError, OSError) as exc:
-            log.warning("Lease %s/%s not released: %s", *self._key, getattr(exc, "reason", exc))
-            return False
+        with self._attempt:
+            try:
+                self.coordination.replace_namespaced_lease(
+                    self.name, self.namespace, body, _request_timeout=self.timing.request_timeout_s
+                )
+            except (ApiException, HTTPError, OSError) as exc:
+                log.warning("Lease %s/%s not released: %s", *self._key, getattr(exc, "reason", exc))
+                return False
         self._set_state(LockState.WAITING, "released")
         return True

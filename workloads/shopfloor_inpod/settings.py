@@ -9,6 +9,8 @@ last three where a kubelet would differ).
 - SHOPFLOOR_LEASE_DURATION: the Lease's duration in seconds (default 3; see shopfloor_api.runtime_contract).
 - SHOPFLOOR_WITNESS_URL: the operator's witness (docs/failover.md); unset: none, a failed renewal always fences.
 - SHOPFLOOR_POD_IP: this pod's address; field-device connections leave from it (unset: the system chooses).
+- SHOPFLOOR_REDUNDANCY: `HotStandby` for a primary/standby pair (shopfloor_vplc.hot_standby); unset: one runtime.
+- SHOPFLOOR_TAKEOVER_AFTER, SHOPFLOOR_SYNC_INTERVAL: the hot standby's timing in seconds (StandbyTiming).
 - SHOPFLOOR_HTTP_PORT: the metrics/health port (default 8080).
 - SHOPFLOOR_SECRETS_DIR: where Secrets are mounted, one folder per Secret (default /etc/shopfloor/secrets).
 - SHOPFLOOR_KUBECONFIG: a kubeconfig file; unset means in-cluster (the service account token).
@@ -36,10 +38,15 @@ from shopfloor_api.runtime_contract import (
     ENV_NAMESPACE,
     ENV_POD_IP,
     ENV_POD_NAME,
+    ENV_REDUNDANCY,
     ENV_RETAIN_CONFIGMAP,
     ENV_SECRETS_DIR,
+    ENV_SYNC_INTERVAL,
+    ENV_TAKEOVER_AFTER,
     ENV_WITNESS_URL,
+    REDUNDANCY_HOT_STANDBY,
     LockTiming,
+    StandbyTiming,
 )
 
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
@@ -75,6 +82,11 @@ class PodSettings:
     lock_timing: LockTiming = field(default_factory=LockTiming)
     witness_url: str = ""
     pod_ip: str = ""
+    standby_timing: StandbyTiming | None = None  # set: this runtime is one of a hot-standby pair
+
+    @property
+    def hot_standby(self) -> bool:
+        return self.standby_timing is not None
 
     def port(self, container_port: int) -> int:
         """Where to listen for what the spec calls `container_port`."""
@@ -107,6 +119,17 @@ class PodSettings:
             timing = LockTiming.from_env_value(env.get(ENV_LEASE_DURATION))
         except ValueError as error:
             raise SettingsError(str(error)) from None
+        redundancy = env.get(ENV_REDUNDANCY, "").strip()
+        if redundancy not in ("", "None", REDUNDANCY_HOT_STANDBY):
+            raise SettingsError(f"{ENV_REDUNDANCY}: {redundancy!r} is not None or {REDUNDANCY_HOT_STANDBY}")
+        try:
+            standby = (
+                StandbyTiming.from_env_values(env.get(ENV_TAKEOVER_AFTER), env.get(ENV_SYNC_INTERVAL))
+                if redundancy == REDUNDANCY_HOT_STANDBY
+                else None
+            )
+        except ValueError as error:
+            raise SettingsError(f"{ENV_TAKEOVER_AFTER}/{ENV_SYNC_INTERVAL}: {error}") from None
         return cls(
             namespace,
             name,
@@ -122,6 +145,7 @@ class PodSettings:
             lock_timing=timing,
             witness_url=env.get(ENV_WITNESS_URL, "").strip(),
             pod_ip=env.get(ENV_POD_IP, "").strip(),
+            standby_timing=standby,
         )
 
     def api_client(self) -> client.ApiClient:

@@ -376,5 +376,7 @@ _UNSET = object()
 
 
 def _log_failure(future: concurrent.futures.Future[None]) -> None:
+    if future.cancelled():  # the loop closed first (a stop): the stop writes the safe state itself
+        return
     if future.exception() is not None:
         log.error("safe state not written: %s", future.exception())

@@ -14,6 +14,7 @@ from shopfloor_vplc.modbus_server import BAD_REQUEST_REASONS
 _TIME_BUCKETS = (1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 1.0)
 
 StateCallback = Callable[[PlcState, str, str], None]
+ImageCallback = Callable[[bytes, str], None]  # a state image and its revision (hot standby)
 
 
 class RuntimeMetrics(EngineListener):
@@ -71,8 +72,23 @@ class RuntimeMetrics(EngineListener):
             "shopfloor_vplc_fencings_total", "Times the runtime fenced itself (lost or could not renew its Lease).",
             registry=r,
         )  # fmt: skip
+        self.standby = Gauge(
+            "shopfloor_vplc_standby",
+            "1 while the runtime is a hot standby: it follows its primary's state and drives nothing.",
+            registry=r,
+        )
+        self.standby_in_sync = Gauge(
+            "shopfloor_vplc_standby_in_sync",
+            "On a hot-standby primary: 1 while its standby acknowledges the process state in time.",
+            registry=r,
+        )
+        self.takeovers = Counter(
+            "shopfloor_vplc_takeovers_total", "Times this standby took the Lease over from a silent primary.",
+            registry=r,
+        )  # fmt: skip
         self._revision = ""
         self.on_state: list[StateCallback] = []
+        self.on_image: list[ImageCallback] = []
 
     def scan_completed(self, lateness_ns: int, duration_ns: int) -> None:
         self.scans.inc()
@@ -98,6 +114,10 @@ class RuntimeMetrics(EngineListener):
             self._revision = revision
         for callback in self.on_state:
             callback(state, revision, fault)
+
+    def state_captured(self, image: bytes, revision: str) -> None:
+        for callback in self.on_image:
+            callback(image, revision)
 
     def modbus_request(self, function: int, result: str) -> None:
         self.modbus_requests.labels(str(function), result).inc()

@@ -4,6 +4,10 @@ revision is an online change), state goes to the Lease `<plc>`, retained values 
 The Lease is the lock: the runtime drives its field outputs and accepts client writes only while it holds it
 (shopfloor_inpod.lease); it fences itself when it cannot renew in time and resumes when it holds the Lease again.
 
+With `SHOPFLOOR_REDUNDANCY=HotStandby` two such runtimes run on two nodes: the Lease holder is the primary and
+sends its state to the other, which follows it and takes over when the primary falls silent
+(shopfloor_vplc.hot_standby). Both start as followers; the one that holds the Lease leads.
+
 The runtime ConfigMap holds one key, `virtualplc.yaml`: the VirtualPLC manifest with `spec.program.source` filled in
 (the operator resolves `configMapRef`). Configuration comes from the environment: see shopfloor_inpod.settings.
 """
@@ -25,8 +29,10 @@ from shopfloor_api.runtime_contract import (
     ANNOTATION_REFUSED_REASON,
     ANNOTATION_REFUSED_REVISION,
     ANNOTATION_STATE,
+    ANNOTATION_SYNC_ENDPOINT,
     PLC_MANIFEST_KEY,
     RETAIN_KEY,
+    SYNC_PORT,
 )
 from shopfloor_api.virtualplc import VirtualPLCSpec
 from shopfloor_inpod.configmap import ConfigMapStore, ConfigMapWatcher
@@ -36,6 +42,7 @@ from shopfloor_inpod.settings import PodSettings
 from shopfloor_inpod.witness import witness_client
 from shopfloor_st import CompileError
 from shopfloor_vplc.bindings import BindingError
+from shopfloor_vplc.hot_standby import StandbyFollower, StandbyGate, StateSyncServer, advertised_endpoint
 from shopfloor_vplc.image import PlcState
 from shopfloor_vplc.online_change import ChangeOutcome
 from shopfloor_vplc.plc_file import PlcFile, PlcFileError, from_manifest_text, settings_changed
@@ -78,15 +85,27 @@ class PodRuntime:
         self.started = asyncio.Event()
         self.outcomes: list[ChangeOutcome] = []
         self._plc: PlcFile | None = None
+        self.gate: StandbyGate | None = None
+        self.sync: StateSyncServer | None = None
+        self.follower: StandbyFollower | None = None
+        self._standby_tasks: list[asyncio.Task[None]] = []
+        self._handed_over = False
+        if settings.standby_timing is not None:
+            self.gate = StandbyGate(self.lock, settings.standby_timing)
+            sync_port = settings.port(SYNC_PORT)
+            self.sync = StateSyncServer(settings.pod_name, self.lock, self.gate, settings.bind_host, sync_port)
+            endpoint = advertised_endpoint(settings.bind_host, settings.pod_ip, sync_port)
+            self.lock.update({ANNOTATION_SYNC_ENDPOINT: endpoint})
 
     def _report(self, state: PlcState, revision: str, fault: str) -> None:
         self.lock.update(state_annotations(state, revision, fault))
 
     def _on_lock(self, state: LockState, reason: str) -> None:
-        if self.runtime is None:
+        if self.runtime is None or self._handed_over:
             return
         if state is LockState.HOLDING:
             self.runtime.unfence()
+            self.runtime.lead()
         elif state is not LockState.WAITING:  # a runtime still waiting never drove: the permit alone holds it back
             self.runtime.fence(f"{state.value}: {reason}")
 
@@ -134,6 +153,8 @@ class PodRuntime:
                 state_listeners=[self._report],
                 permit=self.lock,
                 source_host=settings.pod_ip,
+                follower=settings.hot_standby,
+                sync_interval_s=settings.standby_timing.sync_interval_s if settings.standby_timing else 0.0,
             )
             # Built on the event loop: the I/O scanner's Modbus clients bind to the running loop when created.
             runtime = PlcRuntime(plc.name, with_resolved_field_devices(plc.spec), program, options)
@@ -155,10 +176,58 @@ class PodRuntime:
         self.runtime, self._plc = runtime, plc
         if self.lock.state in (LockState.FENCED, LockState.SUPERSEDED):  # lost while starting
             runtime.fence(f"{self.lock.state.value}: {self.lock.state_reason}")
+        self._start_hot_standby(runtime)
         self.started.set()
+
+    def _start_hot_standby(self, runtime: PlcRuntime) -> None:
+        if self.sync is None or self.settings.standby_timing is None:
+            return
+        runtime.metrics.on_image.append(self.sync.offer)
+        if self.lock.state is LockState.HOLDING:
+            runtime.lead()  # the Lease was free: this runtime is the primary from its first scan
+        else:
+            self.follower = StandbyFollower(
+                self.settings.pod_name, self.lock, self.settings.standby_timing, runtime.engine.follow
+            )
+            self._standby_tasks.append(asyncio.create_task(self._follow(self.follower), name="standby"))
+        self._standby_tasks.append(asyncio.create_task(self._report_sync(runtime), name="standby-metrics"))
+
+    async def _switch_over(self) -> bool:
+        """On a clean stop, a primary with a standby in sync hands it the Lease with the newest state: drive
+        nothing more, wait until the standby acknowledged an image taken after that, then give it the Lease by name
+        (guarded by version) and tell it. Anything short of that falls back to a plain stop (safe state, release)."""
+        gate, sync, timing = self.gate, self.sync, self.settings.standby_timing
+        if gate is None or sync is None or timing is None or self.runtime is None:
+            return False
+        standby = gate.desired
+        if not standby or not gate.in_sync or not self.lock.holds_in_time():
+            return False
+        gate.holding_back = True
+        generation = sync.generation
+        if await sync.acknowledged_after(generation, timing.takeover_after_s) and await asyncio.to_thread(
+            self.lock.hand_to, standby
+        ):
+            await sync.tell_standby_lease_is_yours()
+            log.warning("SWITCHOVER: the Lease and the newest process state went to standby %s", standby)
+            return True
+        gate.holding_back = False
+        log.warning("switchover to standby %s did not complete: stopping without it", standby)
+        return False
+
+    async def _follow(self, follower: StandbyFollower) -> None:
+        await follower.run()
+        if self.runtime is not None:
+            self.runtime.metrics.takeovers.inc(follower.takeovers)
+
+    async def _report_sync(self, runtime: PlcRuntime) -> None:
+        while True:
+            runtime.metrics.standby_in_sync.set(1 if self.gate is not None and self.gate.in_sync else 0)
+            await asyncio.sleep(0.5)
 
     async def run(self, stop: asyncio.Event) -> None:
         self.lock.update(state_annotations(PlcState.LOADING, "", ""))
+        if self.sync is not None:
+            await self.sync.start()
         lock_task = asyncio.create_task(self.lock.run(), name="lease")
         watcher = ConfigMapWatcher(
             self.api, self.settings.namespace, self.settings.config_map, self.on_runtime_configmap
@@ -166,6 +235,13 @@ class PodRuntime:
         watcher.start()
         await stop.wait()
         watcher.stop()
+        self._handed_over = await self._switch_over()
+        for task in self._standby_tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.sync is not None:
+            await self.sync.stop()
         if self.runtime is not None:
             await self.runtime.shutdown()
         lock_task.cancel()

@@ -57,6 +57,9 @@ class RuntimeOptions:
     filename: str = "<program>"
     state_listeners: list[Callable[[PlcState, str, str], None]] = field(default_factory=list)
     permit: OutputPermit | None = None  # the Lease in a pod; None: this runtime always drives its outputs
+    # Hot standby (shopfloor_vplc.hot_standby): start following a primary's state; capture it this often when leading.
+    follower: bool = False
+    sync_interval_s: float = 0.0
     source_host: str = ""  # field-device connections leave from this address (the pod's)
 
 
@@ -101,11 +104,14 @@ class PlcRuntime:
                 retain=bool(retained_variables(program)),
                 retain_capture_ns=int(min(options.retain_interval_s, 2.0) * 1e9),
                 realtime_priority=spec.realtime_priority,
+                sync_interval_ns=int(options.sync_interval_s * 1e9),
+                follower=options.follower,
             ),
             field_io=self.field_io,
             listener=self.metrics,
             restore=restore,
         )
+        self.metrics.standby.set(1 if options.follower else 0)
         if spec.io.opcua.enabled:
             self._opcua_config(program).check()  # before anything starts: a missing certificate is a setup error
         self.modbus: ModbusServer | None = None
@@ -123,6 +129,8 @@ class PlcRuntime:
         return found
 
     def ready(self) -> tuple[bool, str]:
+        if self.engine.following:  # a Service routes to the primary only
+            return False, "standby: following the primary's state"
         state = self.engine.state
         if state is PlcState.RUNNING:
             return True, f"running {self.engine.program.revision}"
@@ -206,6 +214,13 @@ class PlcRuntime:
         log.warning("lock held again: field outputs follow the program")
         if self.field_io is not None:
             self.field_io.unfence()
+
+    def lead(self) -> None:
+        """A hot standby holds the Lease now: the program runs on from the state it followed."""
+        if self.engine.following:
+            log.warning("standby -> primary: the program runs on from the followed state")
+            self.engine.lead()
+            self.metrics.standby.set(0)
 
     def _opcua_config(self, program: ProgramLike | None = None) -> OpcUaConfig:
         opcua = self.spec.io.opcua

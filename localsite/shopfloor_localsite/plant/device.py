@@ -59,15 +59,20 @@ class _RecordingRequestHandler(ServerRequestHandler):
     def __init__(self, owner: _RecordingTcpServer) -> None:
         super().__init__(owner, owner.trace_packet, owner.trace_pdu, owner.trace_connect)
         self._record = owner.record
+        self._peer: tuple[str, int] = ("", 0)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # Taken now: a writer that closes its connection right after a request (a process exiting) is still named.
+        peer = transport.get_extra_info("peername")
+        self._peer = (str(peer[0]), int(peer[1])) if peer else ("", 0)
+        super().connection_made(transport)
 
     async def handle_request(self) -> None:
         pdu = self.last_pdu
         if pdu is not None:
             write = _write_of(pdu)
             if write is not None:
-                peer = self.transport.get_extra_info("peername") if self.transport is not None else None
-                host, port = (str(peer[0]), int(peer[1])) if peer else ("", 0)
-                self._record(host, port, pdu.dev_id, pdu.function_code, *write)
+                self._record(*self._peer, pdu.dev_id, pdu.function_code, *write)
         await super().handle_request()
 
 

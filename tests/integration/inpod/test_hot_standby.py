@@ -1,0 +1,308 @@
+"""Hot standby against the real API server: two runtime processes of one PLC (as two pods would run them), a
+field device that records every write with the writer's address, and a primary killed the way a power cut kills
+it (SIGKILL: no shutdown code runs).
+
+The standby follows the primary's whole process state, never writes while it is standby, and takes the Lease over
+when the primary falls silent: its counters and timers go on from where the primary's were, and the device never
+sees the two write in the same span of time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from kubernetes import client
+from pymodbus.client import AsyncModbusTcpClient
+
+from shopfloor_api.runtime_contract import ANNOTATION_STANDBY, ANNOTATION_STATE, SYNC_PORT
+from shopfloor_localsite.plant.device import PointMap, RemoteIODevice
+from shopfloor_localsite.plant.write_record import overlaps, writers_in_order
+from shopfloor_vplc.pod import RUNTIME_KEY
+from tests.support.mosquitto import free_port
+from tests.support.waiting import async_wait_for
+from tests.unit.vplc.manifests import plc_manifest
+
+pytestmark = pytest.mark.timeout(240)
+
+PLC = "press-1"
+CYCLE_S = 0.01
+# Count goes up by one per scan; Pump toggles every 10 scans, so the primary writes its output every 100 ms; the
+# timer runs for an hour, its elapsed time is the process' age.
+PROGRAM = """PROGRAM Main
+VAR
+  Count : UDINT;
+  Pump : BOOL;
+  Age : TON;
+  AgeMs : UDINT;
+END_VAR
+Count := Count + 1;
+Pump := (Count MOD 20) < 10;
+Age(IN := TRUE, PT := T#1H);
+AgeMs := TIME_TO_UDINT(Age.ET);
+END_PROGRAM
+"""
+MODBUS_MAP = [
+    {"variable": "Count", "table": "inputRegisters", "address": 0},
+    {"variable": "AgeMs", "table": "inputRegisters", "address": 2},
+]
+
+
+class Valve:
+    """The process behind the device: nothing to simulate, only the coil the PLC writes."""
+
+    pump = False
+
+    def step(self, seconds: float) -> None:
+        return None
+
+
+@dataclass
+class Runtime:
+    pod: str
+    address: str  # the pod's address: its field-device connections leave from it
+    modbus_port: int
+    http_port: int
+    process: subprocess.Popen[bytes]
+    log: Path
+
+
+def runtime_configmap(device_port: int) -> dict[str, Any]:
+    rio = {
+        "name": "rio-1",
+        "modbus": {"host": "127.0.0.1", "port": device_port},
+        "pollInterval": "20ms",
+        "outputs": [{"variable": "Pump", "table": "coils", "address": 0}],
+        "onLoss": "HoldLastValue",
+    }
+    io = {"modbus": {"port": 5020, "map": MODBUS_MAP}, "fieldDevices": [rio]}
+    manifest = plc_manifest(PROGRAM, name=PLC, cycleTime="10ms", io=io, safeState={"Pump": False})
+    return {"metadata": {"name": f"{PLC}-runtime"}, "data": {RUNTIME_KEY: manifest}}
+
+
+@pytest.fixture
+async def device() -> AsyncIterator[RemoteIODevice]:
+    rio = RemoteIODevice("rio-1", Valve(), PointMap(coils={0: "pump"}))
+    await rio.start()
+    yield rio
+    await rio.stop()
+
+
+@pytest.fixture
+async def runtimes() -> AsyncIterator[dict[str, Runtime]]:
+    """The runtimes a test launched, by pod; stopped at the end (SIGTERM, as a kubelet would) while the device is
+    still up, without blocking the event loop the device answers on."""
+    started: dict[str, Runtime] = {}
+    yield started
+    for runtime in started.values():
+        if runtime.process.poll() is None:
+            runtime.process.send_signal(signal.SIGTERM)
+    for runtime in started.values():
+        try:
+            await asyncio.to_thread(runtime.process.wait, 20)
+        except subprocess.TimeoutExpired:
+            runtime.process.kill()
+            await asyncio.to_thread(runtime.process.wait)
+
+
+async def until(predicate: Callable[[], bool], what: str, timeout: float = 60) -> None:
+    async def check() -> bool:
+        return predicate()
+
+    await async_wait_for(check, timeout=timeout, interval=0.01, what=what)
+
+
+def launch(runtimes: dict[str, Runtime], kubeconfig: Path, namespace: str, pod: str, address: str) -> Runtime:
+    """Start one runtime process as a pod of the PLC would run it (the operator's environment for HotStandby)."""
+    modbus_port, http_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "SHOPFLOOR_NAME": PLC,
+        "SHOPFLOOR_NAMESPACE": namespace,
+        "SHOPFLOOR_POD_NAME": pod,
+        "SHOPFLOOR_POD_IP": address,
+        "SHOPFLOOR_KUBECONFIG": str(kubeconfig),
+        "SHOPFLOOR_BIND_HOST": "127.0.0.1",
+        "SHOPFLOOR_PORT_MAP": f"5020={modbus_port},8080={http_port},{SYNC_PORT}={free_port()}",
+        "SHOPFLOOR_LEASE_DURATION": "3",
+        "SHOPFLOOR_REDUNDANCY": "HotStandby",
+        "SHOPFLOOR_TAKEOVER_AFTER": "0.5",
+        "SHOPFLOOR_SYNC_INTERVAL": "0.02",
+        "PYTHONUNBUFFERED": "1",
+    }
+    log = Path(os.environ.get("SHOPFLOOR_TEST_LOG_DIR", str(kubeconfig.parent))) / f"{namespace}-{pod}.log"
+    with log.open("wb") as out:
+        command = [sys.executable, "-m", "shopfloor_vplc.cli", "run", "--in-pod"]
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+    runtimes[pod] = Runtime(pod, address, modbus_port, http_port, process, log)
+    return runtimes[pod]
+
+
+def lease(api: client.ApiClient, namespace: str) -> dict[str, Any]:
+    try:
+        found = client.CoordinationV1Api(api).read_namespaced_lease(PLC, namespace)
+    except client.ApiException:
+        return {}
+    return {
+        "holder": found.spec.holder_identity or "",
+        "epoch": found.spec.lease_transitions or 0,
+        **(found.metadata.annotations or {}),
+    }
+
+
+async def read_u32(runtime: Runtime, address: int) -> int | None:
+    """An input register pair (UDINT, high word first) from the runtime's own Modbus server."""
+    modbus = AsyncModbusTcpClient("127.0.0.1", port=runtime.modbus_port, timeout=1, retries=0)
+    try:
+        if not await modbus.connect():
+            return None
+        response = await modbus.read_input_registers(address, count=2)
+        if response.isError():
+            return None
+        high, low = response.registers
+        return (high << 16) | low
+    except Exception:  # not up yet, or gone
+        return None
+    finally:
+        modbus.close()
+
+
+async def readiness(runtime: Runtime) -> int | None:
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session,
+            session.get(f"http://127.0.0.1:{runtime.http_port}/readyz") as response,
+        ):
+            return response.status
+    except (aiohttp.ClientError, TimeoutError, OSError):
+        return None
+
+
+def wrote(device: RemoteIODevice, runtime: Runtime, since: int = 0) -> bool:
+    return any(w.peer_host == runtime.address for w in device.writes_since(since))
+
+
+async def until_lease(api: client.ApiClient, namespace: str, what: str, **expected: Any) -> dict[str, Any]:
+    async def matches() -> dict[str, Any] | None:
+        found = await asyncio.to_thread(lease, api, namespace)
+        return found if all(found.get(key) == value for key, value in expected.items()) else None
+
+    result = await async_wait_for(matches, timeout=60, interval=0.02, what=what)
+    assert isinstance(result, dict)
+    return result
+
+
+@contextlib.asynccontextmanager
+async def primary_and_standby(
+    kube_api: client.ApiClient, kubeconfig: Path, namespace: str, device: RemoteIODevice, runtimes: dict[str, Runtime]
+) -> AsyncIterator[tuple[Runtime, Runtime]]:
+    core = client.CoreV1Api(kube_api)
+    client.CoordinationV1Api(kube_api).create_namespaced_lease(
+        namespace, {"metadata": {"name": PLC}, "spec": {"leaseDurationSeconds": 3}}
+    )
+    core.create_namespaced_config_map(namespace, {"metadata": {"name": f"{PLC}-retain"}})
+    core.create_namespaced_config_map(namespace, runtime_configmap(device.port))
+    first = launch(runtimes, kubeconfig, namespace, f"{PLC}-a", "127.0.31.1")
+    await until_lease(kube_api, namespace, "the first runtime holding the Lease", holder=first.pod)
+    await until(lambda: wrote(device, first), "the primary writing")
+    second = launch(runtimes, kubeconfig, namespace, f"{PLC}-b", "127.0.32.1")
+    await until_lease(kube_api, namespace, "the standby in sync", **{ANNOTATION_STANDBY: second.pod})
+    yield first, second
+
+
+async def test_power_loss_of_the_primary_the_standby_takes_over_with_its_state_and_one_writer(
+    kube_api: client.ApiClient, kubeconfig: Path, namespace: str, device: RemoteIODevice, runtimes: dict[str, Runtime]
+) -> None:
+    async with primary_and_standby(kube_api, kubeconfig, namespace, device, runtimes) as (primary, standby):
+        epoch = (await asyncio.to_thread(lease, kube_api, namespace))["epoch"]
+        assert await readiness(primary) == 200
+        assert await readiness(standby) == 503, "a standby is not Ready: a Service routes to the primary only"
+        # The standby serves the primary's state (mirrored), not its own: it started later, and executes nothing.
+        mirrored = await async_wait_for(lambda: read_u32(standby, 0), timeout=20, what="the standby's Count")
+        assert isinstance(mirrored, int) and mirrored > 0
+        refused = AsyncModbusTcpClient("127.0.0.1", port=standby.modbus_port, timeout=2, retries=0)
+        assert await refused.connect()
+        assert (await refused.write_coil(0, True)).isError(), "a standby refuses client writes"
+        refused.close()
+        assert not wrote(device, standby), "a standby never writes its field outputs"
+
+        count_before = await read_u32(primary, 0)
+        age_before = await read_u32(primary, 2)
+        read_at = time.monotonic()
+        assert count_before is not None and age_before is not None
+        primary.process.send_signal(signal.SIGKILL)  # a power cut: no shutdown code, no release, no safe state
+        killed_at = time.monotonic()
+        mark = len(device.writes)
+        taken = await until_lease(kube_api, namespace, "the standby holding the Lease", holder=standby.pod)
+        took_over_s = time.monotonic() - killed_at
+        await until(lambda: wrote(device, standby, mark), "the standby writing its outputs")
+        first_write_s = time.monotonic() - killed_at
+        assert taken["epoch"] == epoch + 1, "the fencing epoch counts the new holder"
+
+        count_after = await read_u32(standby, 0)
+        age_after = await read_u32(standby, 2)
+        elapsed_ms = (time.monotonic() - read_at) * 1000
+        assert count_after is not None and age_after is not None
+        # Bumpless: the counter goes on from the primary's value (a cold start would count from 0) and the timer
+        # from the primary's elapsed time, neither jumping ahead of the time that passed.
+        assert count_before < count_after <= count_before + elapsed_ms / (CYCLE_S * 1000) + 5
+        assert age_before < age_after <= age_before + elapsed_ms + 50
+        assert age_after >= age_before + elapsed_ms - 1500, "the timer kept counting across the takeover"
+        assert await readiness(standby) == 200
+
+        holder_of = {primary.address: primary.pod, standby.address: standby.pod}.get
+        writers = writers_in_order(device.writes, lambda host: holder_of(host) or host)
+        overlapping = overlaps(device.writes, lambda host: holder_of(host) or host)
+        print(
+            f"hot standby, primary killed: Lease taken over after {took_over_s * 1000:.0f} ms, first field write "
+            f"after {first_write_s * 1000:.0f} ms; Count {count_before} -> {count_after}, timer {age_before} -> "
+            f"{age_after} ms over {elapsed_ms:.0f} ms; overlapping writes: {len(overlapping)}"
+        )
+        assert writers == [primary.pod, standby.pod], writers
+        assert not overlapping, overlapping[:5]
+
+
+async def test_a_lost_standby_holds_the_primary_back_only_until_the_lease_no_longer_names_it(
+    kube_api: client.ApiClient, kubeconfig: Path, namespace: str, device: RemoteIODevice, runtimes: dict[str, Runtime]
+) -> None:
+    async with primary_and_standby(kube_api, kubeconfig, namespace, device, runtimes) as (primary, standby):
+        standby.process.send_signal(signal.SIGKILL)
+        unnamed = await until_lease(kube_api, namespace, "the Lease naming no standby", **{ANNOTATION_STANDBY: ""})
+        assert unnamed["holder"] == primary.pod
+        mark = len(device.writes)
+        await until(lambda: wrote(device, primary, mark), "the primary driving on alone")
+        # A new standby (the pod the operator would create) gets in sync with the running primary.
+        replacement = launch(runtimes, kubeconfig, namespace, f"{PLC}-c", "127.0.33.1")
+        await until_lease(kube_api, namespace, "the new standby in sync", **{ANNOTATION_STANDBY: replacement.pod})
+        # A clean stop of the primary (its pod deleted) is a switchover: the Lease and the newest state go to the
+        # standby by name, no safe state in between.
+        epoch = (await asyncio.to_thread(lease, kube_api, namespace))["epoch"]
+        primary.process.send_signal(signal.SIGTERM)
+        stopped_at = time.monotonic()
+        mark = len(device.writes)
+        handed = await until_lease(kube_api, namespace, "the standby holding the Lease", holder=replacement.pod)
+        await until(lambda: wrote(device, replacement, mark), "the new primary writing its outputs")
+        switched_s = time.monotonic() - stopped_at
+        assert handed["epoch"] == epoch + 1
+        assert await asyncio.to_thread(primary.process.wait, 30) == 0
+        # The safe state (Pump off) would be a write of 0 from the old primary after the stop: there is none.
+        last_from_old = [w for w in device.writes_since(mark) if w.peer_host == primary.address]
+        assert all(w.values != (0,) for w in last_from_old), last_from_old
+        count_after = await async_wait_for(lambda: read_u32(replacement, 0), timeout=20, what="Count")
+        assert isinstance(count_after, int) and count_after > 0
+        await until_lease(kube_api, namespace, "the new primary running", **{ANNOTATION_STATE: "Running"})
+        holder_of = {primary.address: primary.pod, replacement.address: replacement.pod}.get
+        print(f"hot standby switchover (primary stopped): the new primary wrote after {switched_s * 1000:.0f} ms")
+        timeline = [(w.monotonic_ns // 1_000_000, w.peer_host, w.values) for w in device.writes_since(mark - 5)]
+        assert not overlaps(device.writes, lambda host: holder_of(host) or host), timeline
