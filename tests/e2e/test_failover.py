@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from shopfloor_localsite.plant.write_record import overlaps, writers_in_order
 from shopfloor_localsite.site.edgesite import EdgeSite, SiteFaults
 from shopfloor_localsite.site.probes import SiteProbe
 
@@ -103,6 +104,78 @@ def test_an_operator_killed_during_a_failover_converges_with_one_writer(
     probe.wait(lambda: wrote(plant_writes, line, moved["podName"]), 60, "the replacement writing the valve")
     assert not plant_writes.overlaps(DEVICE)
     assert plant_writes.writers(DEVICE) == [f"{line}/{old['podName']}", f"{line}/{moved['podName']}"]
+
+
+def redundancy(probe: SiteProbe, line: str) -> dict[str, Any] | None:
+    """tank-1's primary and its standby, once the standby is in sync (from status, as a user reads it)."""
+    status = probe.status(line, PLC)
+    pair = status.get("redundancy") or {}
+    if not pair.get("inSync") or status.get("phase") != "Running":
+        return None
+    if (status.get("lock") or {}).get("holder") != status.get("podName"):
+        return None
+    return {**pair, "primary": status["podName"], "primaryNode": status["nodeName"], "epoch": status["lock"]["epoch"]}
+
+
+def test_hot_standby_takes_over_within_a_second_of_power_loss_with_its_state(
+    line: str, probe: SiteProbe, site: EdgeSite, faults: SiteFaults, plant_writes: PlantWrites
+) -> None:
+    probe.patch_spec(line, PLC, {"redundancy": {"mode": "HotStandby"}})
+    try:
+        pair = probe.wait(lambda: redundancy(probe, line), 120, "tank-1's standby in sync")
+        assert pair["standbyNode"] != pair["primaryNode"], "the pair is on two nodes"
+        # From here on: the cold restart that switched tank-1 to a pair is behind us (and a reused pod address of
+        # the pod it replaced cannot be mistaken for the standby's).
+        since = len(plant_writes(DEVICE))
+        primary_pod, standby_pod = f"{line}/{pair['primary']}", f"{line}/{pair['standby']}"
+
+        def writers() -> list[str]:
+            return writers_in_order(plant_writes(DEVICE)[since:], plant_writes.writer)
+
+        probe.wait(lambda: primary_pod in writers(), 60, "the primary writing its valve")
+        fills_before = probe.read_modbus(line, PLC, "inputRegisters", 2, "UDINT")
+        assert fills_before is not None
+        assert standby_pod not in writers(), "a standby never writes"
+        cut_ns = time.monotonic_ns()
+        faults.power_off(pair["primaryNode"])
+
+        def first_standby_write() -> int | None:
+            return next(
+                (
+                    w.monotonic_ns
+                    for w in plant_writes(DEVICE)[since:]
+                    if plant_writes.writer(w.peer_host) == standby_pod
+                ),
+                None,
+            )
+
+        first_ns = probe.wait(first_standby_write, 30, "the standby driving the valve")
+        took_over_s = (first_ns - cut_ns) / 1e9
+        moved = probe.wait(lambda: serving_elsewhere(probe, line, {"podName": pair["primary"]}), 60, "status")
+        assert moved["podName"] == pair["standby"], "the standby took over: no new pod was needed"
+        assert moved["lock"]["epoch"] == pair["epoch"] + 1
+        fills_after = probe.read_modbus(line, PLC, "inputRegisters", 2, "UDINT")
+        # Bumpless: the refill counter goes on from the primary's (a cold start would restore the checkpoint,
+        # which may be behind by the checkpoint interval).
+        assert fills_after is not None and fills_before <= fills_after <= fills_before + 1
+        overlapping = overlaps(plant_writes(DEVICE)[since:], plant_writes.writer)
+        print(
+            f"hot standby power loss: the standby drove the valve {took_over_s * 1000:.0f} ms after the cut; "
+            f"Fills {fills_before} -> {fills_after}; overlapping writes: {len(overlapping)}"
+        )
+        assert not overlapping, overlapping[:5]
+        assert writers() == [primary_pod, standby_pod]
+    finally:
+        faults.restore()
+        probe.patch_spec(line, PLC, {"redundancy": {"mode": "None"}})
+
+    def single_again() -> bool:
+        assert site.runner is not None
+        running = [w for w in site.runner.workloads() if w["owner"] == PLC and w["running"]]
+        status = probe.status(line, PLC)
+        return len(running) == 1 and status.get("phase") == "Running" and not status.get("redundancy")
+
+    probe.wait(single_again, 120, "tank-1 back to a single runtime")
 
 
 def test_an_api_outage_for_everyone_stops_nothing_and_replaces_nothing(
