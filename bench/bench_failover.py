@@ -8,6 +8,9 @@ The example production line runs; tank-1 drives tank-io, which records every wri
   operator must wait for (leaseDuration + 1/6, less the time since the last renewal), shown next to it.
 - partition: tank-1's node loses its uplink (field devices stay reachable); the same two times, and the writes the
   cut-off runtime made after its successor's first write (overlapping writes, from tank-io's record; must be 0).
+- hot standby: tank-1 switched to `redundancy: HotStandby`; its primary's node is powered off (or cut off from the
+  API); measured until the standby's first write reaches tank-io (the floor: takeoverAfter) and until the status
+  names it; overlapping writes again from tank-io's record.
 - Lease renewals: Lease updates per PLC per minute, counted with a watch on the line's Leases.
 """
 
@@ -28,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 for root in ("operator", "workloads", "localsite"):
     sys.path.insert(0, str(REPO / root))
 
-from shopfloor_api.runtime_contract import LockTiming  # noqa: E402
+from shopfloor_api.runtime_contract import LockTiming, StandbyTiming  # noqa: E402
 from shopfloor_localsite.plant.write_record import PodAddressBook, overlaps  # noqa: E402
 from shopfloor_localsite.site.edgesite import EdgeSite, SiteOptions  # noqa: E402
 from shopfloor_localsite.site.line import LINE, apply_production_line, wait_line_running  # noqa: E402
@@ -82,8 +85,9 @@ def fail_once(site: EdgeSite, probe: SiteProbe, fault: str, hold_s: float) -> di
     if fault == "partition":
         probe.wait(lambda: time.monotonic_ns() - started_ns > hold_s * 1e9, hold_s + 5, "the partition held")
         site.heal(old["nodeName"])
-        assert site.runner is not None
-        probe.wait(lambda: not [w for w in site.runner.workloads() if w["pod"] == old["podName"]], 60, "old removed")
+        runner = site.runner
+        assert runner is not None
+        probe.wait(lambda: not [w for w in runner.workloads() if w["pod"] == old["podName"]], 60, "old removed")
     else:
         site.power_on(old["nodeName"])
     probe.wait(lambda: site.plane.node_ready(old["nodeName"]), 60, "node Ready again")
@@ -92,6 +96,36 @@ def fail_once(site: EdgeSite, probe: SiteProbe, fault: str, hold_s: float) -> di
         "first_write_s": (first - started_ns) / 1e9,
         "overlaps": len(overlaps(list(site.device(DEVICE).writes), book)),
     }
+
+
+def pair_in_sync(probe: SiteProbe) -> dict[str, Any] | None:
+    status = probe.status(LINE, PLC)
+    pair = status.get("redundancy") or {}
+    holder = (status.get("lock") or {}).get("holder")
+    if not pair.get("inSync") or status.get("phase") != "Running" or holder != status.get("podName"):
+        return None
+    return {**pair, "primary": status["podName"], "primaryNode": status["nodeName"]}
+
+
+def fail_pair_once(site: EdgeSite, probe: SiteProbe, fault: str) -> dict[str, Any]:
+    pair = probe.wait(lambda: pair_in_sync(probe), 180, "tank-1's standby in sync")
+    book = PodAddressBook(site.api, f"app.kubernetes.io/instance={PLC}")
+    book.refresh()
+    site.device(DEVICE).writes.clear()
+    probe.wait(lambda: first_write_after(site, book, pair["primary"], 0), 60, "the primary writing")
+    started_ns = time.monotonic_ns()
+    (site.power_off if fault == "power" else site.partition)(pair["primaryNode"])
+    first = probe.wait(lambda: first_write_after(site, book, pair["standby"], started_ns), 60, "the standby writing")
+    probe.wait(lambda: probe.status(LINE, PLC).get("podName") == pair["standby"], 60, "status naming the standby")
+    status_s = (time.monotonic_ns() - started_ns) / 1e9
+    result = {
+        "first_write_s": (first - started_ns) / 1e9,
+        "status_s": status_s,
+        "overlaps": len(overlaps(list(site.device(DEVICE).writes), book)),
+    }
+    (site.power_on if fault == "power" else site.heal)(pair["primaryNode"])
+    probe.wait(lambda: site.plane.node_ready(pair["primaryNode"]), 60, "node Ready again")
+    return result
 
 
 def renewals_per_minute(site: EdgeSite, seconds: float) -> dict[str, float]:
@@ -111,6 +145,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5, help="power losses")
     parser.add_argument("--partitions", type=int, default=2)
     parser.add_argument("--partition-seconds", type=float, default=15.0)
+    parser.add_argument("--standby-runs", type=int, default=5, help="power losses with hot standby")
+    parser.add_argument("--standby-partitions", type=int, default=2)
     args = parser.parse_args()
     for library in ("pymodbus", "asyncua"):
         logging.getLogger(library).setLevel(logging.CRITICAL)
@@ -123,12 +159,27 @@ def main() -> None:
         per_minute = renewals_per_minute(site, 30.0)
         power = [fail_once(site, probe, "power", 0) for _ in range(args.runs)]
         cut = [fail_once(site, probe, "partition", args.partition_seconds) for _ in range(args.partitions)]
+        probe.patch_spec(LINE, PLC, {"redundancy": {"mode": "HotStandby"}})
+        pair_power = [fail_pair_once(site, probe, "power") for _ in range(args.standby_runs)]
+        pair_cut = [fail_pair_once(site, probe, "partition") for _ in range(args.standby_partitions)]
     print(f"failover on the simulated edge site (2-core machine; leaseDuration {timing.lease_duration_s:g}s)")
     summary(f"power loss -> serving elsewhere ({args.runs} runs)", [r["serving_s"] for r in power], floor)
     summary("power loss -> first field write of the new runtime", [r["first_write_s"] for r in power], floor)
     summary(f"partition -> serving elsewhere ({args.partitions} runs)", [r["serving_s"] for r in cut], floor)
     summary("partition -> first field write of the new runtime", [r["first_write_s"] for r in cut], floor)
-    print(f"overlapping writes in all runs: {sum(r['overlaps'] for r in power + cut)}")
+    standby = StandbyTiming()
+    pair_floor = standby.takeover_after_s
+    summary(f"hot standby: power loss -> standby writes ({args.standby_runs} runs)",
+            [r["first_write_s"] for r in pair_power])  # fmt: skip
+    print(f"{'':<52} ({statistics.median([r['first_write_s'] for r in pair_power]) / pair_floor:.2f}x "
+          f"takeoverAfter {pair_floor:g} s)" if pair_power else "")  # fmt: skip
+    summary("hot standby: power loss -> status names the standby", [r["status_s"] for r in pair_power])
+    summary(f"hot standby: partition -> standby writes ({args.standby_partitions} runs)",
+            [r["first_write_s"] for r in pair_cut])  # fmt: skip
+    print(f"{'':<52} (floor: L - L/6 + takeoverAfter = "
+          f"{timing.lease_duration_s - timing.fence_margin_s + pair_floor:.2f} s after the last renewal)")  # fmt: skip
+    runs = power + cut + pair_power + pair_cut
+    print(f"overlapping writes in all runs: {sum(r['overlaps'] for r in runs)} ({len(runs)} runs)")
     for name, rate in sorted(per_minute.items()):
         expected = 60 / timing.renew_interval_s
         print(f"Lease {name}: {rate:.0f} updates per minute (renewals at L/3: {expected:.0f}; report changes add some)")
