@@ -50,11 +50,20 @@ ENV_KUBECONFIG = "SHOPFLOOR_KUBECONFIG"
 ENV_REDUNDANCY = "SHOPFLOOR_REDUNDANCY"  # "" (a single runtime) or REDUNDANCY_HOT_STANDBY
 ENV_TAKEOVER_AFTER = "SHOPFLOOR_TAKEOVER_AFTER"  # seconds, decimal (StandbyTiming)
 ENV_SYNC_INTERVAL = "SHOPFLOOR_SYNC_INTERVAL"  # seconds, decimal (StandbyTiming)
+# Hot standby: the file holding the pair's shared key, which authenticates the sync link both ways (HMAC-SHA256).
+ENV_SYNC_KEY_FILE = "SHOPFLOOR_SYNC_KEY_FILE"
 REDUNDANCY_HOT_STANDBY = "HotStandby"
 
 # ---------------------------------------------------------------------------------------------- ports
 SYNC_PORT = 8093  # the primary's state-sync listener (hot standby)
 SYNC_PORT_NAME = "sync"
+
+# ---------------------------------------------------------------------------------------------- Secrets
+# The operator's Secret `<plc>-sync` (hot standby only): one key, random bytes, created once and never rotated.
+SYNC_SECRET_SUFFIX = "-sync"
+SYNC_KEY = "sync.key"
+SYNC_KEY_BYTES = 32
+MIN_SYNC_KEY_BYTES = 16  # a shorter key is refused by the runtime
 
 # ---------------------------------------------------------------------------------------------- ConfigMaps
 PLC_MANIFEST_KEY = "virtualplc.yaml"

@@ -11,6 +11,7 @@ last three where a kubelet would differ).
 - SHOPFLOOR_POD_IP: this pod's address; field-device connections leave from it (unset: the system chooses).
 - SHOPFLOOR_REDUNDANCY: `HotStandby` for a primary/standby pair (shopfloor_vplc.hot_standby); unset: one runtime.
 - SHOPFLOOR_TAKEOVER_AFTER, SHOPFLOOR_SYNC_INTERVAL: the hot standby's timing in seconds (StandbyTiming).
+- SHOPFLOOR_SYNC_KEY_FILE: the hot standby's shared key (required with HotStandby; relative to SHOPFLOOR_FS_ROOT).
 - SHOPFLOOR_HTTP_PORT: the metrics/health port (default 8080).
 - SHOPFLOOR_SECRETS_DIR: where Secrets are mounted, one folder per Secret (default /etc/shopfloor/secrets).
 - SHOPFLOOR_KUBECONFIG: a kubeconfig file; unset means in-cluster (the service account token).
@@ -42,8 +43,10 @@ from shopfloor_api.runtime_contract import (
     ENV_RETAIN_CONFIGMAP,
     ENV_SECRETS_DIR,
     ENV_SYNC_INTERVAL,
+    ENV_SYNC_KEY_FILE,
     ENV_TAKEOVER_AFTER,
     ENV_WITNESS_URL,
+    MIN_SYNC_KEY_BYTES,
     REDUNDANCY_HOT_STANDBY,
     LockTiming,
     StandbyTiming,
@@ -66,6 +69,23 @@ def parse_port_map(text: str) -> dict[int, int]:
     return mapping
 
 
+def read_sync_key(text: str, fs_root: Path) -> bytes:
+    """The hot standby's shared key from the file the environment names: without it the pair cannot authenticate
+    its link, so a runtime without one does not start."""
+    if not text:
+        raise SettingsError(f"{ENV_SYNC_KEY_FILE} is not set: HotStandby needs the pair's shared key")
+    path = fs_root / text.lstrip("/")
+    try:
+        key = path.read_bytes()
+    except OSError as error:
+        raise SettingsError(f"{ENV_SYNC_KEY_FILE}: {path} is not readable ({error.strerror or error})") from None
+    if len(key) < MIN_SYNC_KEY_BYTES:
+        raise SettingsError(
+            f"{ENV_SYNC_KEY_FILE}: {path} holds {len(key)} bytes, fewer than the {MIN_SYNC_KEY_BYTES} of a key"
+        )
+    return key
+
+
 @dataclass(frozen=True)
 class PodSettings:
     namespace: str
@@ -83,6 +103,7 @@ class PodSettings:
     witness_url: str = ""
     pod_ip: str = ""
     standby_timing: StandbyTiming | None = None  # set: this runtime is one of a hot-standby pair
+    sync_key: bytes = field(default=b"", repr=False)  # the pair's shared key (hot standby only); never logged
 
     @property
     def hot_standby(self) -> bool:
@@ -130,6 +151,7 @@ class PodSettings:
             )
         except ValueError as error:
             raise SettingsError(f"{ENV_TAKEOVER_AFTER}/{ENV_SYNC_INTERVAL}: {error}") from None
+        sync_key = read_sync_key(env.get(ENV_SYNC_KEY_FILE, "").strip(), fs_root) if standby is not None else b""
         return cls(
             namespace,
             name,
@@ -146,6 +168,7 @@ class PodSettings:
             witness_url=env.get(ENV_WITNESS_URL, "").strip(),
             pod_ip=env.get(ENV_POD_IP, "").strip(),
             standby_timing=standby,
+            sync_key=sync_key,
         )
 
     def api_client(self) -> client.ApiClient:

@@ -20,22 +20,39 @@ A planned switchover (the primary's pod is deleted) hands the Lease to an in-syn
 driving, waits for the acknowledgement of an image taken after that, writes the Lease over to the standby, and tells
 it so over the link, so the standby continues from exactly the state whose outputs were written last.
 
-Frames on the link: 4-byte big-endian length, 1-byte kind, payload. Kinds: `H` hello (standby -> primary, JSON
-`{"standby": pod, "primary": pod}`), `I` image (8-byte sequence number + image), `A` acknowledgement (8-byte sequence
-number), `T` "the Lease is yours" (primary -> standby, empty). A frame that does not parse ends the connection, never
-the runtime.
+Frames on the link: 4-byte big-endian length, 1-byte kind, payload. The link is authenticated both ways before
+anything else counts, by HMAC-SHA256 challenge-response with the pair's shared key (the operator's Secret
+`<plc>-sync`), so a peer without the key neither receives the process state nor acknowledges in the standby's place:
+
+1. `N` nonce (primary -> standby, on accept): 32 random bytes `nonce_p`.
+2. `H` hello (standby -> primary): JSON `{"standby": pod, "primary": pod, "nonce": hex nonce_s, "mac": hex}`, the mac
+   HMAC(key, "standby-hello" | nonce_p | nonce_s | standby | primary); `nonce_s` is 32 random bytes of its own.
+3. `P` proof (primary -> standby): HMAC(key, "primary-hello" | nonce_s | nonce_p | primary | standby), 32 bytes: the
+   standby follows only a primary that holds the key.
+
+(`|` joins fields each prefixed with its 4-byte big-endian length, so no two field lists give the same bytes.) Each
+step has a timeout; a refused peer is logged (rate-limited), counted and disconnected, and never replaces the
+authenticated standby: "the newer connection wins" only among authenticated ones. Then: `I` image (8-byte sequence
+number + image, primary -> standby), `A` acknowledgement (8-byte sequence number), `T` "the Lease is yours" (primary
+-> standby, empty). A frame that does not parse ends the connection, never the runtime. The frames after the
+handshake carry no MAC of their own: the handshake keeps out whoever can only reach the port, not a peer on the path
+between the two pods (the NetworkPolicy and the cluster network are the conduit's other guards).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import json
 import logging
+import secrets
 import struct
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from shopfloor_api.runtime_contract import ANNOTATION_STANDBY, ANNOTATION_SYNC_ENDPOINT, StandbyTiming
@@ -45,8 +62,13 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
 
-HELLO, IMAGE, ACK, YOURS = b"H", b"I", b"A", b"T"
+NONCE, HELLO, PROOF, IMAGE, ACK, YOURS = b"N", b"H", b"P", b"I", b"A", b"T"
 MAX_FRAME_BYTES = 64 * 1024 * 1024
+MAX_HANDSHAKE_FRAME_BYTES = 4096  # an unauthenticated peer gets no more buffer than a hello needs
+NONCE_BYTES = 32
+HANDSHAKE_TIMEOUT_S = 1.0  # each handshake step: a peer that connects and says nothing holds nothing for long
+MAX_PENDING_HANDSHAKES = 8  # connections not yet authenticated; more are closed at once
+REFUSAL_LOG_INTERVAL_S = 10.0
 MAX_UNACKED = 256  # sent images remembered for their acknowledgement
 SEND_BUFFER_LIMIT = 4 * 1024 * 1024  # a standby this far behind gets the next image when it caught up
 CONNECT_TIMEOUT_S = 0.5
@@ -58,14 +80,18 @@ class FrameError(ValueError):
     """A frame that is not one of ours."""
 
 
+class AuthError(FrameError):
+    """A handshake that does not prove the shared key (or names the wrong pods)."""
+
+
 def encode_frame(kind: bytes, payload: bytes) -> bytes:
     return struct.pack(">IB", len(payload) + 1, kind[0]) + payload
 
 
-async def read_frame(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
+async def read_frame(reader: asyncio.StreamReader, max_bytes: int = MAX_FRAME_BYTES) -> tuple[bytes, bytes]:
     header = await reader.readexactly(4)
     (length,) = struct.unpack(">I", header)
-    if not 1 <= length <= MAX_FRAME_BYTES:
+    if not 1 <= length <= max_bytes:
         raise FrameError(f"frame length {length} out of range")
     body = await reader.readexactly(length)
     return body[:1], body[1:]
@@ -75,6 +101,100 @@ def _sequence(payload: bytes) -> int:
     if len(payload) < 8:
         raise FrameError("sequence number missing")
     return int.from_bytes(payload[:8], "big")
+
+
+def _fields(*parts: bytes) -> bytes:
+    return b"".join(len(part).to_bytes(4, "big") + part for part in parts)
+
+
+def standby_mac(key: bytes, nonce_p: bytes, nonce_s: bytes, standby: str, primary: str) -> bytes:
+    """The standby's answer to the primary's challenge."""
+    message = _fields(b"standby-hello", nonce_p, nonce_s, standby.encode(), primary.encode())
+    return hmac.new(key, message, hashlib.sha256).digest()
+
+
+def primary_proof(key: bytes, nonce_s: bytes, nonce_p: bytes, primary: str, standby: str) -> bytes:
+    """The primary's answer to the standby's challenge (another label: a standby's mac is never a valid proof)."""
+    message = _fields(b"primary-hello", nonce_s, nonce_p, primary.encode(), standby.encode())
+    return hmac.new(key, message, hashlib.sha256).digest()
+
+
+def new_nonce() -> bytes:
+    return secrets.token_bytes(NONCE_BYTES)
+
+
+@dataclass(frozen=True)
+class Hello:
+    standby: str
+    primary: str
+    nonce: bytes  # the standby's challenge to the primary
+
+
+def hello_payload(key: bytes, nonce_p: bytes, nonce_s: bytes, standby: str, primary: str) -> bytes:
+    mac = standby_mac(key, nonce_p, nonce_s, standby, primary)
+    return json.dumps({"standby": standby, "primary": primary, "nonce": nonce_s.hex(), "mac": mac.hex()}).encode()
+
+
+def check_hello(key: bytes, nonce_p: bytes, pod_name: str, payload: bytes) -> Hello:
+    """The hello of a standby of `pod_name` answering the challenge `nonce_p` with the key; AuthError otherwise."""
+    try:
+        hello = json.loads(payload)
+    except ValueError:
+        raise AuthError("hello is not JSON") from None
+    if not isinstance(hello, dict):
+        raise AuthError("hello is not a JSON object")
+    values = [hello.get(name) for name in ("standby", "primary", "nonce", "mac")]
+    if not all(isinstance(value, str) and value for value in values):
+        raise AuthError("hello lacks standby, primary, nonce or mac")
+    standby, primary, nonce_hex, mac_hex = (str(value) for value in values)
+    try:
+        nonce_s, mac = bytes.fromhex(nonce_hex), bytes.fromhex(mac_hex)
+    except ValueError:
+        raise AuthError("hello's nonce or mac is not hex") from None
+    if len(nonce_s) != NONCE_BYTES:
+        raise AuthError(f"hello's nonce is not {NONCE_BYTES} bytes")
+    if not hmac.compare_digest(mac, standby_mac(key, nonce_p, nonce_s, standby, primary)):
+        raise AuthError(f"hello naming standby {standby!r} does not prove the key (wrong key, or replayed)")
+    # Named only after the mac: an unauthenticated claim is not worth a reason of its own.
+    if primary != pod_name:
+        raise AuthError(f"standby {standby!r} follows primary {primary!r}, not this pod")
+    if standby == pod_name:
+        raise AuthError("hello names this pod as the standby")
+    return Hello(standby, primary, nonce_s)
+
+
+def check_proof(key: bytes, nonce_s: bytes, nonce_p: bytes, primary: str, standby: str, payload: bytes) -> None:
+    """The primary's proof of the key for this connection's challenges; AuthError otherwise."""
+    if not hmac.compare_digest(payload, primary_proof(key, nonce_s, nonce_p, primary, standby)):
+        raise AuthError(f"primary {primary!r} does not prove the key")
+
+
+def _checked_key(key: bytes) -> bytes:
+    if not key:
+        raise ValueError("the state sync needs the pair's shared key")
+    return key
+
+
+class RefusalLog:
+    """Counts refusals and logs them at most once per interval: a peer hammering the port does not flood the log."""
+
+    def __init__(self, what: str, clock: Clock, interval_s: float = REFUSAL_LOG_INTERVAL_S) -> None:
+        self.what = what
+        self.clock = clock
+        self.interval_s = interval_s
+        self.count = 0
+        self._logged_at: float | None = None
+        self._suppressed = 0
+
+    def refused(self, peer: object, reason: str) -> None:
+        self.count += 1
+        now = self.clock()
+        if self._logged_at is not None and now - self._logged_at < self.interval_s:
+            self._suppressed += 1
+            return
+        more = f" ({self._suppressed} more refused since the last message)" if self._suppressed else ""
+        log.warning("%s: refused %s: %s%s", self.what, peer, reason, more)
+        self._logged_at, self._suppressed = now, 0
 
 
 def advertised_endpoint(bind_host: str, pod_ip: str, port: int) -> str:
@@ -171,13 +291,17 @@ class StateSyncServer:
         gate: StandbyGate,
         host: str,
         port: int,
+        key: bytes,
         clock: Clock = time.monotonic,
     ) -> None:
         self.pod_name = pod_name
         self.lock = lock
         self.gate = gate
         self.host, self.port = host, port
+        self.key = _checked_key(key)
         self.clock = clock
+        self.refusals = RefusalLog("state sync", clock)
+        self._pending = 0  # connections in their handshake
         self.images_sent = 0
         self._server: asyncio.Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -259,18 +383,41 @@ class StateSyncServer:
             writer.write(encode_frame(IMAGE, self._seq.to_bytes(8, "big") + image))
             self.images_sent += 1
 
+    @property
+    def peers_refused(self) -> int:
+        return self.refusals.count
+
+    async def _handshake(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> str:
+        """The authenticated standby's name (see the module docstring); AuthError, a timeout or a read error else."""
+        nonce_p = new_nonce()
+        writer.write(encode_frame(NONCE, nonce_p))
+        await asyncio.wait_for(writer.drain(), HANDSHAKE_TIMEOUT_S)
+        kind, payload = await asyncio.wait_for(read_frame(reader, MAX_HANDSHAKE_FRAME_BYTES), HANDSHAKE_TIMEOUT_S)
+        if kind != HELLO:
+            raise AuthError(f"expected a hello, got frame kind {kind!r}")
+        hello = check_hello(self.key, nonce_p, self.pod_name, payload)
+        writer.write(encode_frame(PROOF, primary_proof(self.key, hello.nonce, nonce_p, self.pod_name, hello.standby)))
+        await asyncio.wait_for(writer.drain(), HANDSHAKE_TIMEOUT_S)
+        return hello.standby
+
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
-        standby = ""
+        if self._pending >= MAX_PENDING_HANDSHAKES:
+            self.refusals.refused(peer, f"{MAX_PENDING_HANDSHAKES} handshakes already under way")
+            writer.close()
+            return
+        self._pending += 1
         try:
-            kind, payload = await asyncio.wait_for(read_frame(reader), 5.0)
-            hello = json.loads(payload) if kind == HELLO else None
-            if not isinstance(hello, dict) or hello.get("primary") != self.pod_name or not hello.get("standby"):
-                log.warning("state sync: refused %s (not a standby of this pod: %r)", peer, hello)
-                return
-            standby = str(hello["standby"])
+            standby = await self._handshake(reader, writer)
+        except (asyncio.IncompleteReadError, ConnectionError, TimeoutError, FrameError) as exc:
+            self.refusals.refused(peer, str(exc) or type(exc).__name__)
+            writer.close()
+            return
+        finally:
+            self._pending -= 1
+        try:
             if self._writer is not None:
-                self._writer.close()  # one standby at a time: the newer connection wins
+                self._writer.close()  # one standby at a time: the newer authenticated connection wins
             self._writer, self._standby = writer, standby
             log.info("state sync: standby %s connected from %s", standby, peer)
             self._ready.set()
@@ -284,8 +431,7 @@ class StateSyncServer:
                     self._acked_generation = max(self._acked_generation, sent[1])
                     self._acked.set()
         except (asyncio.IncompleteReadError, ConnectionError, TimeoutError, FrameError, ValueError) as exc:
-            if standby:
-                log.warning("state sync: standby %s disconnected (%s)", standby, type(exc).__name__)
+            log.warning("state sync: standby %s disconnected (%s)", standby, type(exc).__name__)
         finally:
             if self._writer is writer:
                 self._writer, self._standby = None, ""
@@ -301,13 +447,16 @@ class StandbyFollower:
         lock: LeaseLock,
         timing: StandbyTiming,
         follow: Callable[[bytes], None],
+        key: bytes,
         clock: Clock = time.monotonic,
     ) -> None:
         self.pod_name = pod_name
         self.lock = lock
         self.timing = timing
         self.follow = follow
+        self.key = _checked_key(key)
         self.clock = clock
+        self.refusals = RefusalLog("state sync (standby)", clock)
         self.primary = ""
         self.last_heard: float | None = None
         self.images_received = 0
@@ -386,14 +535,29 @@ class StandbyFollower:
             else:
                 try:
                     await self._receive(primary, reader, writer)
+                except AuthError as exc:
+                    self.refusals.refused(f"primary {primary} at {endpoint[0]}:{endpoint[1]}", str(exc))
                 except (OSError, asyncio.IncompleteReadError, TimeoutError, FrameError) as exc:
                     log.debug("state sync with %s: %s", primary, exc)
                 finally:
                     writer.close()
             await asyncio.sleep(RECONNECT_DELAY_S)
 
+    async def _handshake(self, primary: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Answer the primary's challenge and check its proof (see the module docstring); AuthError if it fails."""
+        kind, nonce_p = await asyncio.wait_for(read_frame(reader, MAX_HANDSHAKE_FRAME_BYTES), HANDSHAKE_TIMEOUT_S)
+        if kind != NONCE or len(nonce_p) != NONCE_BYTES:
+            raise AuthError(f"expected a {NONCE_BYTES}-byte nonce, got frame kind {kind!r}")
+        nonce_s = new_nonce()
+        writer.write(encode_frame(HELLO, hello_payload(self.key, nonce_p, nonce_s, self.pod_name, primary)))
+        await asyncio.wait_for(writer.drain(), HANDSHAKE_TIMEOUT_S)
+        kind, proof = await asyncio.wait_for(read_frame(reader, MAX_HANDSHAKE_FRAME_BYTES), HANDSHAKE_TIMEOUT_S)
+        if kind != PROOF:
+            raise AuthError(f"primary {primary!r} answered the hello with frame kind {kind!r}, not a proof")
+        check_proof(self.key, nonce_s, nonce_p, primary, self.pod_name, proof)
+
     async def _receive(self, primary: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(encode_frame(HELLO, json.dumps({"standby": self.pod_name, "primary": primary}).encode()))
+        await self._handshake(primary, reader, writer)
         while True:
             kind, payload = await read_frame(reader)
             if kind == YOURS:

@@ -93,7 +93,9 @@ class PodRuntime:
         if settings.standby_timing is not None:
             self.gate = StandbyGate(self.lock, settings.standby_timing)
             sync_port = settings.port(SYNC_PORT)
-            self.sync = StateSyncServer(settings.pod_name, self.lock, self.gate, settings.bind_host, sync_port)
+            self.sync = StateSyncServer(
+                settings.pod_name, self.lock, self.gate, settings.bind_host, sync_port, settings.sync_key
+            )
             endpoint = advertised_endpoint(settings.bind_host, settings.pod_ip, sync_port)
             self.lock.update({ANNOTATION_SYNC_ENDPOINT: endpoint})
 
@@ -187,7 +189,11 @@ class PodRuntime:
             runtime.lead()  # the Lease was free: this runtime is the primary from its first scan
         else:
             self.follower = StandbyFollower(
-                self.settings.pod_name, self.lock, self.settings.standby_timing, runtime.engine.follow
+                self.settings.pod_name,
+                self.lock,
+                self.settings.standby_timing,
+                runtime.engine.follow,
+                self.settings.sync_key,
             )
             self._standby_tasks.append(asyncio.create_task(self._follow(self.follower), name="standby"))
         self._standby_tasks.append(asyncio.create_task(self._report_sync(runtime), name="standby-metrics"))

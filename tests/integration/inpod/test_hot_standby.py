@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -26,9 +28,16 @@ import pytest
 from kubernetes import client
 from pymodbus.client import AsyncModbusTcpClient
 
-from shopfloor_api.runtime_contract import ANNOTATION_STANDBY, ANNOTATION_STATE, SYNC_PORT
+from shopfloor_api.runtime_contract import (
+    ANNOTATION_STANDBY,
+    ANNOTATION_STATE,
+    ANNOTATION_SYNC_ENDPOINT,
+    ENV_SYNC_KEY_FILE,
+    SYNC_PORT,
+)
 from shopfloor_localsite.plant.device import PointMap, RemoteIODevice
 from shopfloor_localsite.plant.write_record import overlaps, writers_in_order
+from shopfloor_vplc.hot_standby import HELLO, NONCE, encode_frame, hello_payload, parse_endpoint, read_frame
 from shopfloor_vplc.pod import RUNTIME_KEY
 from tests.support.mosquitto import free_port
 from tests.support.waiting import async_wait_for
@@ -74,6 +83,7 @@ class Runtime:
     address: str  # the pod's address: its field-device connections leave from it
     modbus_port: int
     http_port: int
+    sync_port: int
     process: subprocess.Popen[bytes]
     log: Path
 
@@ -125,7 +135,11 @@ async def until(predicate: Callable[[], bool], what: str, timeout: float = 60) -
 
 def launch(runtimes: dict[str, Runtime], kubeconfig: Path, namespace: str, pod: str, address: str) -> Runtime:
     """Start one runtime process as a pod of the PLC would run it (the operator's environment for HotStandby)."""
-    modbus_port, http_port = free_port(), free_port()
+    modbus_port, http_port, sync_port = free_port(), free_port(), free_port()
+    # The pair's shared key, as the operator's Secret <plc>-sync would be mounted: one file for both runtimes.
+    key_file = kubeconfig.parent / f"{namespace}-{PLC}-sync.key"
+    if not key_file.exists():
+        key_file.write_bytes(secrets.token_bytes(32))
     env = {
         **os.environ,
         "SHOPFLOOR_NAME": PLC,
@@ -134,18 +148,19 @@ def launch(runtimes: dict[str, Runtime], kubeconfig: Path, namespace: str, pod: 
         "SHOPFLOOR_POD_IP": address,
         "SHOPFLOOR_KUBECONFIG": str(kubeconfig),
         "SHOPFLOOR_BIND_HOST": "127.0.0.1",
-        "SHOPFLOOR_PORT_MAP": f"5020={modbus_port},8080={http_port},{SYNC_PORT}={free_port()}",
+        "SHOPFLOOR_PORT_MAP": f"5020={modbus_port},8080={http_port},{SYNC_PORT}={sync_port}",
         "SHOPFLOOR_LEASE_DURATION": "3",
         "SHOPFLOOR_REDUNDANCY": "HotStandby",
         "SHOPFLOOR_TAKEOVER_AFTER": "0.5",
         "SHOPFLOOR_SYNC_INTERVAL": "0.02",
+        ENV_SYNC_KEY_FILE: str(key_file),
         "PYTHONUNBUFFERED": "1",
     }
     log = Path(os.environ.get("SHOPFLOOR_TEST_LOG_DIR", str(kubeconfig.parent))) / f"{namespace}-{pod}.log"
     with log.open("wb") as out:
         command = [sys.executable, "-m", "shopfloor_vplc.cli", "run", "--in-pod"]
         process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
-    runtimes[pod] = Runtime(pod, address, modbus_port, http_port, process, log)
+    runtimes[pod] = Runtime(pod, address, modbus_port, http_port, sync_port, process, log)
     return runtimes[pod]
 
 
@@ -306,3 +321,52 @@ async def test_a_lost_standby_holds_the_primary_back_only_until_the_lease_no_lon
         print(f"hot standby switchover (primary stopped): the new primary wrote after {switched_s * 1000:.0f} ms")
         timeline = [(w.monotonic_ns // 1_000_000, w.peer_host, w.values) for w in device.writes_since(mark - 5)]
         assert not overlaps(device.writes, lambda host: holder_of(host) or host), timeline
+
+
+async def rogue_hello(endpoint: tuple[str, int], payload: Callable[[bytes], bytes]) -> bytes:
+    """Connect to the sync port as a peer without the key would, send the hello `payload(nonce)` and return all the
+    primary sent after its nonce until it closed the connection."""
+    reader, writer = await asyncio.open_connection(*endpoint)
+    try:
+        kind, nonce = await asyncio.wait_for(read_frame(reader), 5)
+        assert kind == NONCE
+        writer.write(encode_frame(HELLO, payload(nonce)))
+        try:
+            return await asyncio.wait_for(reader.read(), 10)
+        except ConnectionResetError:
+            return b""
+    finally:
+        writer.close()
+
+
+async def test_a_peer_without_the_key_naming_the_standby_is_refused_and_the_standby_stays_in_sync(
+    kube_api: client.ApiClient, kubeconfig: Path, namespace: str, device: RemoteIODevice, runtimes: dict[str, Runtime]
+) -> None:
+    async with primary_and_standby(kube_api, kubeconfig, namespace, device, runtimes) as (primary, standby):
+        advertised = (await asyncio.to_thread(lease, kube_api, namespace))[ANNOTATION_SYNC_ENDPOINT]
+        endpoint = parse_endpoint(advertised)
+        assert endpoint == ("127.0.0.1", primary.sync_port), advertised
+        wrong_key = secrets.token_bytes(32)
+        attempts: list[Callable[[bytes], bytes]] = [
+            # The hello of an unauthenticated link, and one with a mac under another key: both name the real
+            # standby, which is how a rogue would have replaced it ("the newer connection wins").
+            lambda nonce: json.dumps({"standby": standby.pod, "primary": primary.pod}).encode(),
+            lambda nonce: hello_payload(wrong_key, nonce, secrets.token_bytes(32), standby.pod, primary.pod),
+        ]
+        for attempt in attempts:
+            assert await rogue_hello(endpoint, attempt) == b"", "a refused peer gets nothing but the nonce"
+        mark = len(device.writes)
+        mirrored_before = await async_wait_for(lambda: read_u32(standby, 0), timeout=20, what="the standby's Count")
+        assert isinstance(mirrored_before, int)
+
+        async def still_in_sync() -> bool:
+            # Checked on every poll: the Lease never stops naming the real standby.
+            assert (await asyncio.to_thread(lease, kube_api, namespace))[ANNOTATION_STANDBY] == standby.pod
+            mirrored = await read_u32(standby, 0)
+            return wrote(device, primary, mark) and mirrored is not None and mirrored > mirrored_before + 50
+
+        await async_wait_for(still_in_sync, timeout=30, interval=0.05, what="the standby following, the primary")
+        log = primary.log.read_text()
+        assert "state sync: refused" in log, log[-2000:]
+        assert f"standby {standby.pod} disconnected" not in log, "the real standby's connection was never replaced"
+        assert not wrote(device, standby), "the standby never took over: one writer"
