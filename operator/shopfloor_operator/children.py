@@ -9,7 +9,7 @@ import threading
 import time
 from typing import Any
 
-from shopfloor_operator.kube import Kube, KubeError
+from shopfloor_operator.kube import Kube, KubeError, path_of
 
 REAPPLY_AFTER_SECONDS = 600.0
 
@@ -51,6 +51,14 @@ class ChildApplier:
             return
         self.kube.create(manifest)
         self._remember(key, "exists")
+
+    def ensure_absent(self, manifest: dict[str, Any]) -> None:
+        """Delete once (a child the workload no longer wants); gone already is fine."""
+        key = self._key(manifest)
+        if self._fresh(key, "absent"):
+            return
+        self.kube.delete(path_of(manifest))
+        self._remember(key, "absent")
 
     def forget(self, manifest: dict[str, Any]) -> None:
         with self._lock:

@@ -25,6 +25,7 @@ REQUEST_TIMEOUT = (5.0, 30.0)  # connect, read
 _RESOURCES = {
     ("v1", "ServiceAccount"): ("/api/v1", "serviceaccounts"),
     ("v1", "ConfigMap"): ("/api/v1", "configmaps"),
+    ("v1", "Secret"): ("/api/v1", "secrets"),
     ("v1", "Service"): ("/api/v1", "services"),
     ("v1", "Pod"): ("/api/v1", "pods"),
     ("v1", "Event"): ("/api/v1", "events"),

@@ -73,6 +73,12 @@ class PlcReconciler:
         workload = plc_pod_workload(plc, self.settings)
         hot_standby = workload.hot_standby is not None
         apply_children(self.applier, workload, self.settings, config.retain_config_map(workload))
+        # Before any pod: a hot-standby pod does not start without its key. Back to one runtime (status.redundancy
+        # still tells of the pair) the key goes; only then, so a Secret of the same name that is not ours is left be.
+        if hot_standby:
+            self.applier.ensure_exists(config.sync_secret(workload))
+        elif "redundancy" in status:
+            self.applier.ensure_absent(config.sync_secret(workload))
 
         check = check_program(plc.spec.program, self._lookup(plc.metadata.namespace))
         if check.revision is not None:

@@ -1,4 +1,5 @@
-"""The runtime ConfigMap (what the workload runs), the retain ConfigMap and the Lease the workload reports through.
+"""The runtime ConfigMap (what the workload runs), the retain ConfigMap, the Lease the workload reports through and
+the hot standby pair's key Secret.
 
 The runtime ConfigMap holds a complete manifest, so a pod runs exactly what `shopfloor-vplc run FILE` runs on a
 laptop: key `virtualplc.yaml` (or `protocolbridge.yaml`) plus `revision`. For a VirtualPLC it also keeps the last
@@ -7,13 +8,21 @@ known good manifest, from which the operator rolls back.
 
 from __future__ import annotations
 
+import base64
+import secrets
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
 from shopfloor_api.protocolbridge import ProtocolBridge
-from shopfloor_api.runtime_contract import BRIDGE_MANIFEST_KEY, PLC_MANIFEST_KEY, LockTiming
+from shopfloor_api.runtime_contract import (
+    BRIDGE_MANIFEST_KEY,
+    PLC_MANIFEST_KEY,
+    SYNC_KEY,
+    SYNC_KEY_BYTES,
+    LockTiming,
+)
 from shopfloor_api.virtualplc import VirtualPLC
 from shopfloor_operator.builders.workload import Workload
 
@@ -83,4 +92,19 @@ def lease(workload: Workload) -> dict[str, Any]:
         "kind": "Lease",
         "metadata": workload.metadata(workload.lease_name),
         "spec": {"leaseDurationSeconds": LockTiming(workload.lease_duration_s).lease_duration_seconds},
+    }
+
+
+def sync_secret(workload: Workload) -> dict[str, Any]:
+    """The key that authenticates the hot standby's sync link, random for each PLC. Created once and never updated
+    (immutable): a new key under a running pair would part primary and standby, and the operator never reads a
+    Secret back. Owned by the PLC, so it goes with it."""
+    key = base64.b64encode(secrets.token_bytes(SYNC_KEY_BYTES)).decode()
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": workload.metadata(workload.sync_secret_name),
+        "type": "Opaque",
+        "immutable": True,
+        "data": {SYNC_KEY: key},
     }

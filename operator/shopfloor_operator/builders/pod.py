@@ -19,6 +19,7 @@ SPEC_HASH_ANNOTATION = "shopfloor.io/pod-spec-hash"
 INCARNATION_ANNOTATION = "shopfloor.io/incarnation"
 SECRETS_DIR = "/etc/shopfloor/secrets"
 STATE_DIR = "/var/lib/shopfloor/state"
+SYNC_KEY_VOLUME = "sync-key"  # a fixed name: `secret-<plc>-sync` could pass the 63 characters of a volume name
 RUN_AS = 65532  # the distroless "nonroot" user
 HOSTNAME_TOPOLOGY_KEY = "kubernetes.io/hostname"
 
@@ -76,6 +77,14 @@ def _node_selector(workload: Workload, settings: OperatorSettings) -> dict[str, 
     return selector
 
 
+def sync_key_dir(workload: Workload) -> str:
+    return f"{SECRETS_DIR}/{workload.sync_secret_name}"
+
+
+def sync_key_file(workload: Workload) -> str:
+    return f"{sync_key_dir(workload)}/{contract.SYNC_KEY}"
+
+
 def _env(workload: Workload, settings: OperatorSettings) -> list[dict[str, Any]]:
     def field_ref(path: str) -> dict[str, Any]:
         return {"fieldRef": {"fieldPath": path}}
@@ -88,6 +97,7 @@ def _env(workload: Workload, settings: OperatorSettings) -> list[dict[str, Any]]
             {"name": contract.ENV_REDUNDANCY, "value": contract.REDUNDANCY_HOT_STANDBY},
             {"name": contract.ENV_TAKEOVER_AFTER, "value": f"{standby.takeover_after_s:g}"},
             {"name": contract.ENV_SYNC_INTERVAL, "value": f"{standby.sync_interval_s:g}"},
+            {"name": contract.ENV_SYNC_KEY_FILE, "value": sync_key_file(workload)},
         ]
         if standby is not None
         else []
@@ -154,7 +164,12 @@ def _container(workload: Workload, settings: OperatorSettings) -> dict[str, Any]
         + [
             {"name": f"secret-{name}", "mountPath": f"{SECRETS_DIR}/{name}", "readOnly": True}
             for name in workload.secret_names
-        ],
+        ]
+        + (
+            [{"name": SYNC_KEY_VOLUME, "mountPath": sync_key_dir(workload), "readOnly": True}]
+            if workload.hot_standby is not None
+            else []
+        ),
     }
 
 
@@ -174,7 +189,21 @@ def pod_spec(workload: Workload, settings: OperatorSettings) -> dict[str, Any]:
         "containers": [_container(workload, settings)],
         "volumes": [{"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}}]
         + ([{"name": "state", "emptyDir": {"sizeLimit": str(workload.state_bytes)}}] if workload.state_bytes else [])
-        + [{"name": f"secret-{name}", "secret": {"secretName": name}} for name in workload.secret_names],
+        + [{"name": f"secret-{name}", "secret": {"secretName": name}} for name in workload.secret_names]
+        + (
+            # Only the key, and the pod does not start without it (not optional): a pair never runs unauthenticated.
+            [
+                {
+                    "name": SYNC_KEY_VOLUME,
+                    "secret": {
+                        "secretName": workload.sync_secret_name,
+                        "items": [{"key": contract.SYNC_KEY, "path": contract.SYNC_KEY}],
+                    },
+                }
+            ]
+            if workload.hot_standby is not None
+            else []
+        ),
     }
     node_selector = _node_selector(workload, settings)
     if node_selector:

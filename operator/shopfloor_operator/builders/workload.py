@@ -6,7 +6,7 @@ import hashlib
 from dataclasses import dataclass, field, replace
 
 from shopfloor_api.common import NetworkPeer, Placement, Quantity
-from shopfloor_api.runtime_contract import DEFAULT_LEASE_DURATION_S, StandbyTiming
+from shopfloor_api.runtime_contract import DEFAULT_LEASE_DURATION_S, SYNC_SECRET_SUFFIX, StandbyTiming
 
 MANAGED_BY = "shopfloor-operator"
 
@@ -68,6 +68,11 @@ class Workload:
     @property
     def lease_name(self) -> str:
         return self.name
+
+    @property
+    def sync_secret_name(self) -> str:
+        """The hot standby pair's shared key (builders.config.sync_secret)."""
+        return f"{self.name}{SYNC_SECRET_SUFFIX}"
 
     @property
     def service_account_name(self) -> str:

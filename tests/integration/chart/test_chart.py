@@ -78,10 +78,20 @@ def test_operator_service_account_can_do_its_job(kubeconfig: Path, kube_api: cli
             ("create", "networking.k8s.io", "networkpolicies", ""),
             ("list", "", "nodes", ""),
             ("create", "", "events", ""),
+            ("create", "", "secrets", ""),  # a hot-standby PLC's key
+            ("delete", "", "secrets", ""),
         ]
         for verb, group, resource, subresource in needed:
             assert _allowed(kube_api, user, verb, group, resource, subresource), (verb, group, resource, subresource)
-        for verb, group, resource in [("create", "", "secrets"), ("delete", "", "nodes"), ("create", "", "nodes")]:
+        forbidden = [
+            ("get", "", "secrets"),  # it writes a key it never reads back, and reads no Secret of anyone else
+            ("list", "", "secrets"),
+            ("watch", "", "secrets"),
+            ("update", "", "secrets"),
+            ("delete", "", "nodes"),
+            ("create", "", "nodes"),
+        ]
+        for verb, group, resource in forbidden:
             assert not _allowed(kube_api, user, verb, group, resource, ""), (verb, group, resource)
     finally:
         kubectl(kubeconfig, "delete", "-f", "-", stdin=rbac)

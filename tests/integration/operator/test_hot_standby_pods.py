@@ -3,12 +3,13 @@ by the standby (played here: the test writes the Lease as the standby's runtime 
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime
 
 import pytest
 from kubernetes import client
 
-from shopfloor_api.runtime_contract import ANNOTATION_STANDBY
+from shopfloor_api.runtime_contract import ANNOTATION_STANDBY, ENV_SYNC_KEY_FILE, SYNC_KEY
 from shopfloor_st import source_revision
 from tests.support.waiting import wait_for
 
@@ -56,6 +57,13 @@ def test_hot_standby_runs_two_pods_and_follows_the_lease(start_operator: Operato
         env = {variable.name: variable.value for variable in pod.spec.containers[0].env}
         assert env["SHOPFLOOR_REDUNDANCY"] == "HotStandby" and env["SHOPFLOOR_TAKEOVER_AFTER"] == "0.5"
         assert "sync" in {port.name for port in pod.spec.containers[0].ports}
+        assert env[ENV_SYNC_KEY_FILE] == f"/etc/shopfloor/secrets/twin-sync/{SYNC_KEY}"
+        volumes = {volume.name: volume for volume in pod.spec.volumes}
+        assert volumes["sync-key"].secret.secret_name == "twin-sync"
+    # The pair's key: created before the pods, owned by the PLC (it goes with it), 32 random bytes.
+    secret = cluster.core.read_namespaced_secret("twin-sync", cluster.namespace)
+    assert [owner.name for owner in secret.metadata.owner_references] == ["twin"] and secret.immutable
+    assert len(base64.b64decode(secret.data[SYNC_KEY])) == 32
 
     # The runtime of one pod takes the Lease: it is the primary, the other its standby, not yet in sync.
     revision = source_revision(GOOD_SOURCE)
@@ -98,6 +106,19 @@ def test_hot_standby_runs_two_pods_and_follows_the_lease(start_operator: Operato
     wait_for(lambda: redundancy(cluster, "twin").get("standby") == fresh.metadata.name, what="the new standby")
     assert cluster.status("virtualplcs", "twin")["podName"] == standby
     assert len(cluster.live_pods("twin")) == 2
+    assert cluster.core.read_namespaced_secret("twin-sync", cluster.namespace).data == secret.data, "never rotated"
+
+    # Back to a single runtime: the key goes.
+    cluster.patch_spec("virtualplcs", "twin", {"redundancy": {"mode": "None"}})
+
+    def key_gone() -> bool:
+        try:
+            cluster.core.read_namespaced_secret("twin-sync", cluster.namespace)
+        except client.ApiException as error:
+            return error.status == 404
+        return False
+
+    wait_for(key_gone, timeout=60, what="twin-sync deleted")
 
 
 @pytest.mark.timeout(60)

@@ -1,13 +1,17 @@
 """Hot standby in the builders: the runtime's environment, the sync port, required anti-affinity between the PLC's
-own pods, and a NetworkPolicy that opens the sync port to those pods only. A single runtime's pod is unchanged."""
+own pods, a NetworkPolicy that opens the sync port to those pods only, and the pair's key Secret and its mount. A
+single runtime's pod is unchanged."""
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from shopfloor_api import runtime_contract as contract
+from shopfloor_operator.builders import config
 from shopfloor_operator.builders.network import network_policy
 from shopfloor_operator.builders.pod import SPEC_HASH_ANNOTATION, pod
+from shopfloor_operator.children import ChildApplier
 from shopfloor_operator.plc import plc_pod_workload
 from shopfloor_operator.settings import OperatorSettings
 
@@ -99,3 +103,63 @@ def test_the_sync_port_is_open_to_the_plcs_own_pods_only(settings: OperatorSetti
     assert all(port["port"] != "sync" for rule in others for port in rule["ports"])
     single = network_policy(plc_pod_workload(plc_manifest(), settings), settings)["spec"]["ingress"]
     assert all(port["port"] != "sync" for rule in single for port in rule["ports"])
+
+
+def test_the_pairs_key_secret_is_random_immutable_and_owned_by_the_plc(settings: OperatorSettings) -> None:
+    workload = plc_pod_workload(plc_manifest(redundancy=HOT), settings)
+    secret = config.sync_secret(workload)
+    assert secret["metadata"]["name"] == "mixer-1-sync" == workload.sync_secret_name
+    assert secret["metadata"]["ownerReferences"] == [workload.owner_reference()], "deleted with the PLC"
+    assert secret["immutable"] is True and secret["type"] == "Opaque"
+    key = base64.b64decode(secret["data"][contract.SYNC_KEY])
+    assert len(key) == contract.SYNC_KEY_BYTES == 32
+    assert key != base64.b64decode(config.sync_secret(workload)["data"][contract.SYNC_KEY]), "random for each"
+
+
+def test_hot_standby_pods_mount_the_key_read_only_and_name_its_file(settings: OperatorSettings) -> None:
+    workload = plc_pod_workload(plc_manifest(redundancy=HOT), settings)
+    built = pod(workload, settings, 0)
+    assert env(built)[contract.ENV_SYNC_KEY_FILE] == "/etc/shopfloor/secrets/mixer-1-sync/sync.key"
+    volumes = {volume["name"]: volume for volume in built["spec"]["volumes"]}
+    assert volumes["sync-key"]["secret"] == {
+        "secretName": "mixer-1-sync",
+        "items": [{"key": contract.SYNC_KEY, "path": contract.SYNC_KEY}],
+    }, "not optional: the pod does not start without its key"
+    mounts = {mount["name"]: mount for mount in container(built)["volumeMounts"]}
+    assert mounts["sync-key"] == {
+        "name": "sync-key",
+        "mountPath": "/etc/shopfloor/secrets/mixer-1-sync",
+        "readOnly": True,
+    }
+    single = pod(plc_pod_workload(plc_manifest(), settings), settings, 0)
+    assert contract.ENV_SYNC_KEY_FILE not in env(single)
+    assert "sync-key" not in {volume["name"] for volume in single["spec"]["volumes"]}
+    assert "sync-key" not in {mount["name"] for mount in container(single)["volumeMounts"]}
+
+
+class RecordingKube:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+
+    def create(self, manifest: dict[str, Any]) -> bool:
+        self.calls.append(("create", manifest["metadata"]["name"]))
+        return True
+
+    def delete(self, path: str) -> None:
+        self.calls.append(("delete", path))
+
+
+def test_the_key_is_created_once_and_deleted_once_when_the_pair_goes(settings: OperatorSettings) -> None:
+    kube = RecordingKube()
+    applier = ChildApplier(kube)  # type: ignore[arg-type]
+    workload = plc_pod_workload(plc_manifest(redundancy=HOT), settings)
+    for _ in range(3):  # every pass: one create (a 409 on an existing Secret keeps its key), then remembered
+        applier.ensure_exists(config.sync_secret(workload))
+    for _ in range(3):
+        applier.ensure_absent(config.sync_secret(workload))
+    applier.ensure_exists(config.sync_secret(workload))
+    assert kube.calls == [
+        ("create", "mixer-1-sync"),
+        ("delete", "/api/v1/namespaces/line-1/secrets/mixer-1-sync"),
+        ("create", "mixer-1-sync"),
+    ]
