@@ -367,8 +367,13 @@ class StateSyncServer:
                 await asyncio.wait_for(writer.drain(), 1.0)
 
     async def _send_forever(self) -> None:
+        # A primary whose scan stopped (faulted: safe state written, waiting for a new revision) still holds the Lease
+        # and drives nothing: the newest image goes again, so its standby stays in sync (ready to take over should
+        # the faulted primary's node die) instead of being unnamed as if it were gone.
+        heartbeat_s = max(self.gate.timing.sync_interval_s, self.gate.timing.drive_window_s / 4)
         while True:
-            await self._ready.wait()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._ready.wait(), heartbeat_s)
             self._ready.clear()
             writer, image, generation = self._writer, self._newest, self.generation
             # A fenced primary says nothing more: its silence lets the standby take over.

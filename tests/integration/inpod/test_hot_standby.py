@@ -29,6 +29,7 @@ from kubernetes import client
 from pymodbus.client import AsyncModbusTcpClient
 
 from shopfloor_api.runtime_contract import (
+    ANNOTATION_ACTIVE_REVISION,
     ANNOTATION_STANDBY,
     ANNOTATION_STATE,
     ANNOTATION_SYNC_ENDPOINT,
@@ -37,6 +38,7 @@ from shopfloor_api.runtime_contract import (
 )
 from shopfloor_localsite.plant.device import PointMap, RemoteIODevice
 from shopfloor_localsite.plant.write_record import overlaps, writers_in_order
+from shopfloor_st import source_revision
 from shopfloor_vplc.hot_standby import HELLO, NONCE, encode_frame, hello_payload, parse_endpoint, read_frame
 from shopfloor_vplc.pod import RUNTIME_KEY
 from tests.support.mosquitto import free_port
@@ -49,13 +51,19 @@ PLC = "press-1"
 CYCLE_S = 0.01
 # Count goes up by one per scan; Pump toggles every 10 scans, so the primary writes its output every 100 ms; the
 # timer runs for an hour, its elapsed time is the process' age.
+# Trip (a Modbus coil) divides by zero: the PLC faults, writes its safe state and waits for a new revision.
 PROGRAM = """PROGRAM Main
 VAR
   Count : UDINT;
   Pump : BOOL;
   Age : TON;
   AgeMs : UDINT;
+  Trip : BOOL;
+  Zero : UDINT;
 END_VAR
+IF Trip THEN
+  Count := Count / Zero;
+END_IF;
 Count := Count + 1;
 Pump := (Count MOD 20) < 10;
 Age(IN := TRUE, PT := T#1H);
@@ -65,6 +73,7 @@ END_PROGRAM
 MODBUS_MAP = [
     {"variable": "Count", "table": "inputRegisters", "address": 0},
     {"variable": "AgeMs", "table": "inputRegisters", "address": 2},
+    {"variable": "Trip", "table": "coils", "address": 0},
 ]
 
 
@@ -88,7 +97,7 @@ class Runtime:
     log: Path
 
 
-def runtime_configmap(device_port: int) -> dict[str, Any]:
+def runtime_configmap(device_port: int, program: str = PROGRAM) -> dict[str, Any]:
     rio = {
         "name": "rio-1",
         "modbus": {"host": "127.0.0.1", "port": device_port},
@@ -97,7 +106,7 @@ def runtime_configmap(device_port: int) -> dict[str, Any]:
         "onLoss": "HoldLastValue",
     }
     io = {"modbus": {"port": 5020, "map": MODBUS_MAP}, "fieldDevices": [rio]}
-    manifest = plc_manifest(PROGRAM, name=PLC, cycleTime="10ms", io=io, safeState={"Pump": False})
+    manifest = plc_manifest(program, name=PLC, cycleTime="10ms", io=io, safeState={"Pump": False})
     return {"metadata": {"name": f"{PLC}-runtime"}, "data": {RUNTIME_KEY: manifest}}
 
 
@@ -370,3 +379,52 @@ async def test_a_peer_without_the_key_naming_the_standby_is_refused_and_the_stan
         assert "state sync: refused" in log, log[-2000:]
         assert f"standby {standby.pod} disconnected" not in log, "the real standby's connection was never replaced"
         assert not wrote(device, standby), "the standby never took over: one writer"
+
+
+async def test_a_faulted_primary_keeps_its_standby_and_an_online_change_reaches_both(
+    kube_api: client.ApiClient, kubeconfig: Path, namespace: str, device: RemoteIODevice, runtimes: dict[str, Runtime]
+) -> None:
+    async with primary_and_standby(kube_api, kubeconfig, namespace, device, runtimes) as (primary, standby):
+        trip = AsyncModbusTcpClient("127.0.0.1", port=primary.modbus_port, timeout=2, retries=0)
+        assert await trip.connect()
+        assert not (await trip.write_coil(0, True)).isError()
+        trip.close()
+        faulted = await until_lease(kube_api, namespace, "the primary faulted", **{ANNOTATION_STATE: "Faulted"})
+        assert faulted["holder"] == primary.pod
+        faulted_at = time.monotonic()
+
+        # The faulted primary is alive and holds its Lease: its standby must not take over and drive the outputs out
+        # of their safe state, and stays in sync (the primary still sends its state). Watched for four takeover
+        # periods.
+        async def held_while_faulted() -> bool:
+            now = await asyncio.to_thread(lease, kube_api, namespace)
+            assert now["holder"] == primary.pod, "the standby took over from a faulted primary"
+            assert now[ANNOTATION_STANDBY] == standby.pod, "a faulted primary keeps its standby in sync"
+            return time.monotonic() - faulted_at > 2.0
+
+        await async_wait_for(held_while_faulted, timeout=30, interval=0.05, what="four takeover periods")
+        assert not [w for w in device.writes if w.peer_host == standby.address]
+
+        # The fix, as an online change: both runtimes watch the runtime ConfigMap; the primary runs again.
+        fixed = PROGRAM.replace("Count := Count / Zero;", "Trip := FALSE;").replace(
+            "Count := Count + 1;", "Count := Count + 3;"
+        )
+        core = client.CoreV1Api(kube_api)
+        core.replace_namespaced_config_map(f"{PLC}-runtime", namespace, runtime_configmap(device.port, fixed))
+        revision = source_revision(fixed)
+        await until_lease(kube_api, namespace, "the primary running the fix", **{ANNOTATION_ACTIVE_REVISION: revision})
+        await until_lease(kube_api, namespace, "the primary running", **{ANNOTATION_STATE: "Running"})
+        await until_lease(kube_api, namespace, "the standby in sync again", **{ANNOTATION_STANDBY: standby.pod})
+
+        primary.process.send_signal(signal.SIGKILL)
+        taken = await until_lease(kube_api, namespace, "the standby holding the Lease", holder=standby.pod)
+        assert taken[ANNOTATION_ACTIVE_REVISION] == revision, "the standby had swapped to the same revision"
+        first = await async_wait_for(lambda: read_u32(standby, 0), timeout=20, what="Count")
+        assert isinstance(first, int)
+
+        async def counting_by_three() -> int | None:
+            later = await read_u32(standby, 0)
+            return later if later is not None and later > first else None
+
+        later = await async_wait_for(counting_by_three, timeout=20, what="Count moving on")
+        assert isinstance(later, int) and (later - first) % 3 == 0, "the standby runs the new revision"
