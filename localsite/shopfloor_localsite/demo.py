@@ -268,6 +268,45 @@ class Story:
             self.say(f"event {event}")
         self.site.power_on(node)
 
+    # -- 7. hot standby ----------------------------------------------------------------------------------------
+
+    def hot_standby(self) -> None:
+        self.step("Hot standby: tank-1 gets a second runtime that follows its state; then the primary loses power")
+        realtime = [node.name for node in self.site.plane.options.nodes if node.realtime]
+        self.probe.wait(lambda: all(self.site.plane.node_ready(n) for n in realtime), 90, "the real-time nodes Ready")
+        self.probe.patch_spec(LINE, "tank-1", {"redundancy": {"mode": "HotStandby"}})
+
+        def pair() -> dict[str, Any] | None:
+            status = self.probe.status(LINE, "tank-1")
+            redundancy = status.get("redundancy") or {}
+            in_sync = redundancy.get("inSync") and status.get("phase") == "Running"
+            return {**status, **redundancy} if in_sync else None
+
+        ready = self.probe.wait(pair, 120, "tank-1's standby in sync")
+        primary, standby = ready["podName"], ready["standby"]
+        self.say(f"primary {primary} on {ready['nodeName']}, standby {standby} on {ready['standbyNode']}, in sync")
+        device = self.site.device("tank-io")
+        book = PodAddressBook(self.site.api, "app.kubernetes.io/instance=tank-1")
+        book.refresh()
+        mark = len(device.writes)
+        fills = self.probe.read_modbus(LINE, "tank-1", "inputRegisters", 2, "UDINT")
+        self.say(f"fills so far {fills}; cutting {ready['nodeName']}'s power")
+        cut_ns = time.monotonic_ns()
+        self.site.power_off(ready["nodeName"])
+
+        def standby_wrote() -> int | None:
+            mine = (w for w in device.writes[mark:] if w.monotonic_ns > cut_ns and book(w.peer_host).endswith(standby))
+            return next((w.monotonic_ns for w in mine), None)
+
+        first = self.probe.wait(standby_wrote, 30, "the standby driving tank-io")
+        self.probe.wait(lambda: self.probe.status(LINE, "tank-1").get("podName") == standby, 30, "status")
+        fills_after = self.probe.read_modbus(LINE, "tank-1", "inputRegisters", 2, "UDINT")
+        writes = device.writes[mark:]
+        self.say(f"the standby {standby} drove tank-io {(first - cut_ns) / 1e6:.0f} ms after the power cut")
+        self.say(f"Fills {fills} -> {fills_after} (the state it followed, not a restart); "
+                 f"overlapping writes: {len(overlaps(writes, book))}")  # fmt: skip
+        self.site.power_on(ready["nodeName"])
+
 
 async def read_opcua(port: int, workdir: Path, names: list[str]) -> dict[str, Any]:
     from asyncua import Client
@@ -334,6 +373,7 @@ def main(argv: list[str] | None = None) -> int:
             story.bad_program()
             story.partition()
             story.node_failure()
+            story.hot_standby()
         print(f"\nThe story took {time.monotonic() - story.started:.0f}s.")
         if not args.once:
             print("The site stays up; Ctrl-C stops everything.")
