@@ -7,6 +7,7 @@ from typing import Any
 
 from shopfloor_operator.leases import LeaseObservations, LeaseView
 from shopfloor_operator.podplan import CreatePod, DeletePod, HandOver, KeepPod, NodeView, PodView, WaitPod, plan_pod
+from tests.unit.operator.pod_views import running_pod
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 GRACE = timedelta(seconds=10)
@@ -36,15 +37,7 @@ def lease(holder: str, version: str = "1", renewed: str = "t1", acquired: str = 
 
 
 def pod(name: str = "p-0", incarnation: int = 0, **changes: object) -> PodView:
-    fields: dict[str, Any] = {
-        "name": name,
-        "incarnation": incarnation,
-        "phase": "Running",
-        "node_name": "edge-rt-1",
-        "deleting": False,
-        "ready": True,
-    }
-    return PodView(**{**fields, **changes})
+    return running_pod(name, incarnation, **changes)
 
 
 def view(holder: str = "p-0", *, expired: bool = False, taken: bool = True, expires_in: float = 2.0) -> LeaseView:

@@ -18,6 +18,7 @@ from shopfloor_operator.podplan import (
     plan_pod,
     primary_of,
 )
+from tests.unit.operator.pod_views import running_pod
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 GRACE = timedelta(seconds=10)
@@ -39,16 +40,7 @@ READY = nodes()
 
 
 def pod(name: str, incarnation: int, node: str, **changes: Any) -> PodView:
-    fields: dict[str, Any] = {
-        "name": name,
-        "incarnation": incarnation,
-        "phase": "Running",
-        "node_name": node,
-        "deleting": False,
-        "ready": True,
-        "hot_standby": True,
-    }
-    return PodView(**{**fields, **changes})
+    return running_pod(name, incarnation, node, **{"hot_standby": True, **changes})
 
 
 PRIMARY = pod("p-0", 0, "edge-rt-1")

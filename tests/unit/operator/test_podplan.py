@@ -2,23 +2,12 @@
 
 from datetime import UTC, datetime, timedelta
 
-from shopfloor_operator.podplan import CreatePod, DeletePod, KeepPod, NodeView, PodView, WaitPod, plan_pod
+from shopfloor_operator.podplan import CreatePod, DeletePod, KeepPod, NodeView, WaitPod, plan_pod
+from tests.unit.operator.pod_views import running_pod as running
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 GRACE = timedelta(seconds=10)
 READY = {"edge-rt-1": NodeView("edge-rt-1", True, NOW - timedelta(hours=1))}
-
-
-def running(name: str = "p-0", incarnation: int = 0, node: str = "edge-rt-1", **changes: object) -> PodView:
-    fields = {
-        "name": name,
-        "incarnation": incarnation,
-        "phase": "Running",
-        "node_name": node,
-        "deleting": False,
-        "ready": True,
-    }
-    return PodView(**{**fields, **changes})  # type: ignore[arg-type]
 
 
 def test_create_when_none() -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Mapping
 
 import pytest
 
@@ -21,6 +20,7 @@ from shopfloor_vplc.hot_standby import (
     parse_endpoint,
     read_frame,
 )
+from tests.unit.vplc.lock_recorder import LockRecorder
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -33,23 +33,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-class LockRecorder:
-    """What the gate uses of a LeaseLock: its gates, its write listeners and its report annotations."""
-
-    def __init__(self) -> None:
-        self.gates: list[object] = []
-        self.written_listeners: list[object] = []
-        self.annotations: dict[str, str] = {}
-
-    def update(self, annotations: Mapping[str, str]) -> None:
-        self.annotations.update(annotations)
-
-    def written(self) -> None:
-        """The lock's next write succeeded, with the annotations as they are now."""
-        for listener in self.written_listeners:
-            listener(dict(self.annotations))  # type: ignore[operator]
 
 
 def gate_with(clock: Clock) -> tuple[StandbyGate, LockRecorder]:

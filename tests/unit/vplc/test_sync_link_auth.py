@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -36,6 +36,7 @@ from shopfloor_vplc.hot_standby import (
     standby_mac,
 )
 from tests.support.waiting import async_wait_for
+from tests.unit.vplc.lock_recorder import LockRecorder
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -114,32 +115,17 @@ def test_a_proof_with_another_key_for_another_challenge_or_reflected_is_refused(
 
 def test_the_server_and_the_follower_need_a_key() -> None:
     with pytest.raises(ValueError, match="shared key"):
-        StateSyncServer(PRIMARY, StubLock(), None, "127.0.0.1", 0, b"")  # type: ignore[arg-type]
+        StateSyncServer(PRIMARY, LockRecorder(), None, "127.0.0.1", 0, b"")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="shared key"):
-        StandbyFollower(STANDBY, StubLock(), StandbyTiming(), lambda image: None, b"")  # type: ignore[arg-type]
+        StandbyFollower(STANDBY, LockRecorder(), StandbyTiming(), lambda image: None, b"")  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------------------------------------- the listener
 
 
-class StubLock:
-    """What the server and the gate use of a LeaseLock: held in time, annotations recorded."""
-
-    def __init__(self) -> None:
-        self.gates: list[object] = []
-        self.written_listeners: list[object] = []
-        self.annotations: dict[str, str] = {}
-
-    def update(self, annotations: Mapping[str, str]) -> None:
-        self.annotations.update(annotations)
-
-    def holds_in_time(self) -> bool:
-        return True
-
-
 @pytest.fixture
 async def server() -> AsyncIterator[tuple[StateSyncServer, int]]:
-    lock = StubLock()
+    lock = LockRecorder()
     gate = StandbyGate(lock, StandbyTiming(), asyncio.get_running_loop().time)  # type: ignore[arg-type]
     sync = StateSyncServer(PRIMARY, lock, gate, "127.0.0.1", 0, KEY)  # type: ignore[arg-type]
     await sync.start()
