@@ -117,54 +117,66 @@ def redundancy(probe: SiteProbe, line: str) -> dict[str, Any] | None:
     return {**pair, "primary": status["podName"], "primaryNode": status["nodeName"], "epoch": status["lock"]["epoch"]}
 
 
-def test_hot_standby_takes_over_within_a_second_of_power_loss_with_its_state(
+def standby_takes_over(
+    line: str, probe: SiteProbe, site: EdgeSite, faults: SiteFaults, plant_writes: PlantWrites, fault: str
+) -> dict[str, Any]:
+    """With tank-1's pair in sync: cut the primary's power or uplink; the standby drives the valve with the state
+    it followed, and tank-io's record shows one writer at a time. Returns the takeover's figures."""
+    pair = probe.wait(lambda: redundancy(probe, line), 120, "tank-1's standby in sync")
+    assert pair["standbyNode"] != pair["primaryNode"], "the pair is on two nodes"
+    # From here on only: the pods before (a cold restart switched tank-1 to a pair; the last fault's) are behind us,
+    # and a reused pod address of theirs cannot be mistaken for the standby's.
+    since = len(plant_writes(DEVICE))
+    primary_pod, standby_pod = f"{line}/{pair['primary']}", f"{line}/{pair['standby']}"
+
+    def writers() -> list[str]:
+        return writers_in_order(plant_writes(DEVICE)[since:], plant_writes.writer)
+
+    probe.wait(lambda: primary_pod in writers(), 60, "the primary writing its valve")
+    fills_before = probe.read_modbus(line, PLC, "inputRegisters", 2, "UDINT")
+    assert fills_before is not None
+    assert standby_pod not in writers(), "a standby never writes"
+    cut_ns = time.monotonic_ns()
+    (faults.power_off if fault == "power" else faults.partition)(pair["primaryNode"])
+
+    def first_standby_write() -> int | None:
+        mine = (w for w in plant_writes(DEVICE)[since:] if plant_writes.writer(w.peer_host) == standby_pod)
+        return next((w.monotonic_ns for w in mine), None)
+
+    first_ns = probe.wait(first_standby_write, 30, "the standby driving the valve")
+    moved = probe.wait(lambda: serving_elsewhere(probe, line, {"podName": pair["primary"]}), 60, "status")
+    assert moved["podName"] == pair["standby"], "the standby took over: no new pod was needed"
+    assert moved["lock"]["epoch"] == pair["epoch"] + 1
+    fills_after = probe.read_modbus(line, PLC, "inputRegisters", 2, "UDINT")
+    # Bumpless: the refill counter goes on from the primary's (a cold start would restore the checkpoint, which may
+    # be behind by the checkpoint interval).
+    assert fills_after is not None and fills_before <= fills_after <= fills_before + 1
+    if fault == "partition":
+        # The cut-off primary keeps running, fenced, and never writes again, before or after the heal.
+        probe.wait(lambda: probe.metric(line, pair["primary"], "shopfloor_vplc_fenced") == 1.0, 20, "old one fenced")
+        faults.heal(pair["primaryNode"], close_after=3.0)
+        assert site.runner is not None
+        runner = site.runner
+        probe.wait(lambda: not [w for w in runner.workloads() if w["pod"] == pair["primary"]], 60, "old one gone")
+        assert probe.lease(line, PLC)["holder"] == pair["standby"], "the healed runtime never took the Lease back"
+    overlapping = overlaps(plant_writes(DEVICE)[since:], plant_writes.writer)
+    print(
+        f"hot standby, {fault}: the standby drove the valve {(first_ns - cut_ns) / 1e6:.0f} ms after the cut; "
+        f"Fills {fills_before} -> {fills_after}; overlapping writes: {len(overlapping)}"
+    )
+    assert not overlapping, overlapping[:5]
+    assert writers() == [primary_pod, standby_pod]
+    return {"took_over_s": (first_ns - cut_ns) / 1e9}
+
+
+def test_hot_standby_takes_over_with_its_state_after_a_power_loss_and_after_a_partition(
     line: str, probe: SiteProbe, site: EdgeSite, faults: SiteFaults, plant_writes: PlantWrites
 ) -> None:
     probe.patch_spec(line, PLC, {"redundancy": {"mode": "HotStandby"}})
     try:
-        pair = probe.wait(lambda: redundancy(probe, line), 120, "tank-1's standby in sync")
-        assert pair["standbyNode"] != pair["primaryNode"], "the pair is on two nodes"
-        # From here on: the cold restart that switched tank-1 to a pair is behind us (and a reused pod address of
-        # the pod it replaced cannot be mistaken for the standby's).
-        since = len(plant_writes(DEVICE))
-        primary_pod, standby_pod = f"{line}/{pair['primary']}", f"{line}/{pair['standby']}"
-
-        def writers() -> list[str]:
-            return writers_in_order(plant_writes(DEVICE)[since:], plant_writes.writer)
-
-        probe.wait(lambda: primary_pod in writers(), 60, "the primary writing its valve")
-        fills_before = probe.read_modbus(line, PLC, "inputRegisters", 2, "UDINT")
-        assert fills_before is not None
-        assert standby_pod not in writers(), "a standby never writes"
-        cut_ns = time.monotonic_ns()
-        faults.power_off(pair["primaryNode"])
-
-        def first_standby_write() -> int | None:
-            return next(
-                (
-                    w.monotonic_ns
-                    for w in plant_writes(DEVICE)[since:]
-                    if plant_writes.writer(w.peer_host) == standby_pod
-                ),
-                None,
-            )
-
-        first_ns = probe.wait(first_standby_write, 30, "the standby driving the valve")
-        took_over_s = (first_ns - cut_ns) / 1e9
-        moved = probe.wait(lambda: serving_elsewhere(probe, line, {"podName": pair["primary"]}), 60, "status")
-        assert moved["podName"] == pair["standby"], "the standby took over: no new pod was needed"
-        assert moved["lock"]["epoch"] == pair["epoch"] + 1
-        fills_after = probe.read_modbus(line, PLC, "inputRegisters", 2, "UDINT")
-        # Bumpless: the refill counter goes on from the primary's (a cold start would restore the checkpoint,
-        # which may be behind by the checkpoint interval).
-        assert fills_after is not None and fills_before <= fills_after <= fills_before + 1
-        overlapping = overlaps(plant_writes(DEVICE)[since:], plant_writes.writer)
-        print(
-            f"hot standby power loss: the standby drove the valve {took_over_s * 1000:.0f} ms after the cut; "
-            f"Fills {fills_before} -> {fills_after}; overlapping writes: {len(overlapping)}"
-        )
-        assert not overlapping, overlapping[:5]
-        assert writers() == [primary_pod, standby_pod]
+        standby_takes_over(line, probe, site, faults, plant_writes, "power")
+        faults.restore()  # the node is back: the operator's new standby gets in sync there
+        standby_takes_over(line, probe, site, faults, plant_writes, "partition")
     finally:
         faults.restore()
         probe.patch_spec(line, PLC, {"redundancy": {"mode": "None"}})
