@@ -133,6 +133,13 @@ def standby_takes_over(
         return writers_in_order(plant_writes(DEVICE)[since:], plant_writes.writer)
 
     probe.wait(lambda: primary_pod in writers(), 60, "the primary writing its valve")
+    # The standby fails its readiness probe, so tank-1's Service leads to the primary only.
+    runner = site.runner
+    assert runner is not None
+    primary_endpoints = probe.endpoints(line, PLC, pod=pair["primary"])
+    assert primary_endpoints is not None
+    probe.wait(lambda: runner.readiness.get(standby_pod) is False, 20, "the standby not Ready")
+    assert runner.service_target(f"{PLC}.{line}", 502) == ("127.0.0.1", primary_endpoints.modbus)
     fills_before = probe.read_modbus(line, PLC, "inputRegisters", 2, "UDINT")
     assert fills_before is not None
     assert standby_pod not in writers(), "a standby never writes"
@@ -155,8 +162,6 @@ def standby_takes_over(
         # The cut-off primary keeps running, fenced, and never writes again, before or after the heal.
         probe.wait(lambda: probe.metric(line, pair["primary"], "shopfloor_vplc_fenced") == 1.0, 20, "old one fenced")
         faults.heal(pair["primaryNode"], close_after=3.0)
-        assert site.runner is not None
-        runner = site.runner
         probe.wait(lambda: not [w for w in runner.workloads() if w["pod"] == pair["primary"]], 60, "old one gone")
         assert probe.lease(line, PLC)["holder"] == pair["standby"], "the healed runtime never took the Lease back"
     overlapping = overlaps(plant_writes(DEVICE)[since:], plant_writes.writer)

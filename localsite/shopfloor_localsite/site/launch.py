@@ -56,6 +56,9 @@ class PodLaunch(BaseModel):
     labels: dict[str, str]
     container_ports: dict[str, int]
     volumes: list[MountedVolume]
+    # The container's readinessProbe (httpGet), as the runner probes it: the path and the port's name or number.
+    readiness_path: str = ""
+    readiness_port: str = ""
 
 
 def is_site_workload(pod: Mapping[str, Any]) -> bool:
@@ -166,6 +169,8 @@ def plan_launch(pod: Mapping[str, Any], lookup: Lookup) -> PodLaunch:
         env=_env(pod, container, lookup),
         container_ports=ports,
         volumes=_volumes(pod, container),
+        readiness_path=str(((container.get("readinessProbe") or {}).get("httpGet") or {}).get("path") or ""),
+        readiness_port=str(((container.get("readinessProbe") or {}).get("httpGet") or {}).get("port") or ""),
     )
 
 

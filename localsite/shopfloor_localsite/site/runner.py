@@ -23,6 +23,7 @@ import shutil
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,6 +107,9 @@ class SiteRunner:
     powered_off: set[str] = field(default_factory=set)
     _healing: set[str] = field(default_factory=set)
     _service_entries: dict[tuple[str, int], tuple[str, int]] = field(default_factory=dict)
+    # The last readiness probe of each workload (`namespace/pod`) that has one; a Service leaves out the unready.
+    readiness: dict[str, bool] = field(default_factory=dict)
+    probe_interval: float = 0.5
     _failing: bool = False
     # Completed passes, for tests that must see the runner act (or not act) on a change.
     passes: int = 0
@@ -121,6 +125,7 @@ class SiteRunner:
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="site-runner", daemon=True)
         self._thread.start()
+        threading.Thread(target=self._probe_loop, name="site-readiness", daemon=True).start()
 
     def stop(self) -> None:
         self._stop.set()
@@ -146,6 +151,19 @@ class SiteRunner:
                     self._event("reconcile works again")
                 self._failing = False
             self._stop.wait(self.interval)
+
+    def _probe_loop(self) -> None:
+        """What a kubelet's readiness probes do for Services: a workload whose probe fails (a hot standby, a runtime
+        not running its program) is left out of the endpoint map until it passes again."""
+        while not self._stop.wait(self.probe_interval):
+            with self._lock:
+                targets = {key: w for key, w in self.attached.items() if w.launch.readiness_path}
+            results = {key: _probe_ready(workload) for key, workload in targets.items()}
+            with self._lock:
+                changed = {k: v for k, v in results.items() if k in self.attached and self.readiness.get(k) != v}
+                self.readiness = {k: v for k, v in {**self.readiness, **results}.items() if k in self.attached}
+            if changed:
+                self._event(", ".join(f"{k}: {'Ready' if v else 'not Ready'}" for k, v in sorted(changed.items())))
 
     def _event(self, message: str) -> None:
         self.events.append(SiteEvent(time.time(), message))
@@ -286,9 +304,11 @@ class SiteRunner:
         entries: dict[tuple[str, int], tuple[str, int]] = {}
         for service in services:
             selector = service.spec.selector or {}
-            for workload in self.attached.values():
+            for key, workload in self.attached.items():
                 labels = workload.launch.labels
                 if workload.launch.namespace != service.metadata.namespace or not selector:
+                    continue
+                if self.readiness.get(key) is False:
                     continue
                 if any(labels.get(k) != v for k, v in selector.items()):
                     continue
@@ -444,6 +464,11 @@ class SiteRunner:
         with self._lock:
             return {key: workload.process.log_tail(lines) for key, workload in self.attached.items()}
 
+    def service_target(self, name: str, port: int) -> tuple[str, int] | None:
+        """Where `name` (a Service's `name.namespace`) on `port` leads now, as the nodes' endpoint maps say."""
+        with self._lock:
+            return self._service_entries.get((name, port))
+
     def workloads(self) -> list[dict[str, Any]]:
         """What runs where, for the site table."""
         with self._lock:
@@ -461,6 +486,25 @@ class SiteRunner:
                 }
                 for w in self.attached.values()
             ]
+
+
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback only: never a proxy
+
+
+def _probe_ready(workload: AttachedWorkload) -> bool:
+    """One HTTP readiness probe of `workload` on its loopback port (a port given by name or number)."""
+    launch = workload.launch
+    port_name = launch.readiness_port
+    if port_name not in workload.host_ports:
+        port_name = next((n for n, p in launch.container_ports.items() if str(p) == port_name), port_name)
+    port = workload.host_ports.get(port_name)
+    if port is None or not workload.process.running():
+        return False
+    try:
+        with _DIRECT.open(f"http://127.0.0.1:{port}{launch.readiness_path}", timeout=0.5) as response:
+            return bool(200 <= response.status < 400)
+    except (OSError, ValueError):  # refused, timed out, or an HTTP error status (a standby's 503)
+        return False
 
 
 def _write_if_changed(path: Path, text: str) -> None:
