@@ -98,17 +98,17 @@ def pod_step(
     `previous_holder` is the Lease holder the last pass recorded (status.lock.holder)."""
     pods, nodes, lease, lease_view = observed.pods, observed.nodes, observed.lease, observed.lock
     views = [pod_view(p) for p in pods]
-    live = [p for p, v in zip(pods, views, strict=True) if not v.deleting]
+    live_pairs = [(p, v) for p, v in zip(pods, views, strict=True) if not v.deleting]
+    live = [p for p, _ in live_pairs]
     desired = workload.pod_count
     drift: dict[str, str] = {}
     if desired > 1:
-        for live_pod in live:
-            view = pod_view(live_pod)
+        for live_pod, view in live_pairs:
             reason = pod_drift(pod(workload, settings, view.incarnation), live_pod, SPEC_HASH_ANNOTATION)
             if reason:
                 drift[view.name] = reason
     elif replace_reason is None and len(live) == 1:
-        current = pod(workload, settings, pod_view(live[0]).incarnation)
+        current = pod(workload, settings, live_pairs[0][1].incarnation)
         replace_reason = pod_drift(current, live[0], SPEC_HASH_ANNOTATION)
     grace = timedelta(seconds=settings.node_lost_grace.seconds)
     known = [v.incarnation for v in views] + ([incarnation] if incarnation is not None else [])
