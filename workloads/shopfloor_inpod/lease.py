@@ -386,8 +386,7 @@ class LeaseLock:
             self._held_once = True
             self.epoch = int((self._record.get("spec") or {}).get("leaseTransitions") or 0)
         self._call_soon(self._extend, started)
-        if self._changed is not None and self._loop is not None:
-            self._loop.call_soon_threadsafe(self._changed.set)  # renew on the holder's rhythm from now on
+        self.poke()  # renew on the holder's rhythm from now on
         return True
 
     def hand_to(self, successor: str) -> bool:
@@ -416,7 +415,7 @@ class LeaseLock:
 
     def poke(self) -> None:
         """Try to acquire or renew now instead of at the next interval (from any thread): the Lease was just handed
-        to this pod."""
+        to this pod, or taken over by it."""
         if self._loop is not None and self._changed is not None:
             self._loop.call_soon_threadsafe(self._changed.set)
 
