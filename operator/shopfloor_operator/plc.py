@@ -38,12 +38,9 @@ PROGRAM_REVISION_ANNOTATION = "shopfloor.io/program-revision"
 
 
 def plc_pod_workload(plc: VirtualPLC, settings: OperatorSettings) -> Workload:
-    """The PLC as its pods' builder sees it: with hot standby, two pods and their timing."""
-    workload = plc_workload(plc, settings).with_pod_annotations(
-        {RUNTIME_CONFIG_ANNOTATION: spec_hash(runtime_config(plc))}
-    )
-    redundancy = plc.spec.redundancy
-    return workload.with_hot_standby(redundancy.timing() if redundancy.hot_standby else None)
+    """The PLC as its pods' builder sees it: with the hash of its runtime configuration (and, with hot standby, two
+    pods and their timing, from plc_workload)."""
+    return plc_workload(plc, settings).with_pod_annotations({RUNTIME_CONFIG_ANNOTATION: spec_hash(runtime_config(plc))})
 
 
 class PlcReconciler:

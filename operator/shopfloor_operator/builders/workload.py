@@ -49,9 +49,6 @@ class Workload:
     def with_pod_annotations(self, annotations: dict[str, str]) -> Workload:
         return replace(self, pod_annotations={**self.pod_annotations, **annotations})
 
-    def with_hot_standby(self, timing: StandbyTiming | None) -> Workload:
-        return replace(self, hot_standby=timing)
-
     @property
     def pod_count(self) -> int:
         """How many runtime pods the workload wants alive."""

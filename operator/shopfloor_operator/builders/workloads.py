@@ -41,6 +41,7 @@ def plc_workload(plc: VirtualPLC, settings: OperatorSettings) -> Workload:
         allowed_clients=list(spec.allowed_clients),
         secret_names=secrets,
         lease_duration_s=spec.failover.lease_duration.seconds,
+        hot_standby=spec.redundancy.timing() if spec.redundancy.hot_standby else None,
     )
 
 
