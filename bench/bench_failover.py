@@ -57,14 +57,21 @@ def first_write_after(site: EdgeSite, book: PodAddressBook, pod: str, after_ns: 
     return None
 
 
-def fail_once(site: EdgeSite, probe: SiteProbe, fault: str, hold_s: float) -> dict[str, Any]:
-    old = probe.status(LINE, PLC)
+def cut_while_writing(site: EdgeSite, probe: SiteProbe, pod: str, node: str, fault: str) -> tuple[PodAddressBook, int]:
+    """Once `pod` is writing tank-io (its record cleared first), cut `node`'s power or uplink; returns the address
+    book naming the writers and the moment of the cut (monotonic ns)."""
     book = PodAddressBook(site.api, f"app.kubernetes.io/instance={PLC}")
     book.refresh()
     site.device(DEVICE).writes.clear()
-    probe.wait(lambda: first_write_after(site, book, old["podName"], 0), 60, "tank-1 writing")
+    probe.wait(lambda: first_write_after(site, book, pod, 0), 60, f"{pod} writing")
     started_ns = time.monotonic_ns()
-    (site.power_off if fault == "power" else site.partition)(old["nodeName"])
+    (site.power_off if fault == "power" else site.partition)(node)
+    return book, started_ns
+
+
+def fail_once(site: EdgeSite, probe: SiteProbe, fault: str, hold_s: float) -> dict[str, Any]:
+    old = probe.status(LINE, PLC)
+    book, started_ns = cut_while_writing(site, probe, old["podName"], old["nodeName"], fault)
 
     def serving() -> Any:
         status = probe.status(LINE, PLC)
@@ -109,12 +116,7 @@ def pair_in_sync(probe: SiteProbe) -> dict[str, Any] | None:
 
 def fail_pair_once(site: EdgeSite, probe: SiteProbe, fault: str) -> dict[str, Any]:
     pair = probe.wait(lambda: pair_in_sync(probe), 180, "tank-1's standby in sync")
-    book = PodAddressBook(site.api, f"app.kubernetes.io/instance={PLC}")
-    book.refresh()
-    site.device(DEVICE).writes.clear()
-    probe.wait(lambda: first_write_after(site, book, pair["primary"], 0), 60, "the primary writing")
-    started_ns = time.monotonic_ns()
-    (site.power_off if fault == "power" else site.partition)(pair["primaryNode"])
+    book, started_ns = cut_while_writing(site, probe, pair["primary"], pair["primaryNode"], fault)
     first = probe.wait(lambda: first_write_after(site, book, pair["standby"], started_ns), 60, "the standby writing")
     probe.wait(lambda: probe.status(LINE, PLC).get("podName") == pair["standby"], 60, "status naming the standby")
     status_s = (time.monotonic_ns() - started_ns) / 1e9

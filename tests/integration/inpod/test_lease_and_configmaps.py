@@ -3,8 +3,6 @@ The Lease lock has its own module (test_lease_lock.py)."""
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 from kubernetes import client
 
@@ -27,7 +25,7 @@ async def test_watcher_delivers_the_configmap_and_each_change(kube_api: client.A
     watcher = ConfigMapWatcher(kube_api, namespace, "mixer-1-runtime", on_data)
     watcher.start()
     try:
-        await asyncio.sleep(0.2)
+        # Created at once: whether the watch is up yet or not, the watcher's first list or its watch delivers it.
         core.create_namespaced_config_map(namespace, {"metadata": {"name": "mixer-1-runtime"}, "data": {"k": "1"}})
         core.create_namespaced_config_map(namespace, {"metadata": {"name": "other"}, "data": {"k": "x"}})
         await async_wait_for(_true_when(lambda: {"k": "1"} in received), timeout=10, what="first version")

@@ -69,34 +69,29 @@ def read_write_pdu(read: tuple[int, int], write: tuple[int, int], data: int | No
     return pdu(23, "HHHHB", *read, *write, byte_count, data=bytes(byte_count if data is None else data))
 
 
-def bit_reads(function: int, read: str) -> list[Case]:
+def reads(function: int, read: str, most: int, malformed: tuple[str, bytes]) -> list[Case]:
+    """The cases of one read function: `most` is the largest quantity the spec allows (2000 bits, 125 registers)."""
+
     def call(address: int, count: int) -> ClientCall:
         return lambda c: getattr(c, read)(address, count=count)
 
     return [
         Case(f"FC{function} reads", call(0, 4), OK),
         Case(f"FC{function} quantity 0", pdu(function, "HH", 0, 0), VALUE),
-        Case(f"FC{function} quantity 2001", pdu(function, "HH", 0, 2001), VALUE),
-        Case(f"FC{function} quantity 2000, unmapped", call(0, 2000), ADDRESS),
+        Case(f"FC{function} quantity {most + 1}", pdu(function, "HH", 0, most + 1), VALUE),
+        Case(f"FC{function} quantity {most}, unmapped", call(0, most), ADDRESS),
         Case(f"FC{function} unmapped address", call(UNMAPPED, 1), ADDRESS),
         Case(f"FC{function} past address 65535", pdu(function, "HH", 0xFFFF, 2), ADDRESS),
-        Case(f"FC{function} PDU too short", pdu(function, "H", 0), VALUE),
+        Case(f"FC{function} {malformed[0]}", malformed[1], VALUE),
     ]
+
+
+def bit_reads(function: int, read: str) -> list[Case]:
+    return reads(function, read, 2000, ("PDU too short", pdu(function, "H", 0)))
 
 
 def register_reads(function: int, read: str) -> list[Case]:
-    def call(address: int, count: int) -> ClientCall:
-        return lambda c: getattr(c, read)(address, count=count)
-
-    return [
-        Case(f"FC{function} reads", call(0, 4), OK),
-        Case(f"FC{function} quantity 0", pdu(function, "HH", 0, 0), VALUE),
-        Case(f"FC{function} quantity 126", pdu(function, "HH", 0, 126), VALUE),
-        Case(f"FC{function} quantity 125, unmapped", call(0, 125), ADDRESS),
-        Case(f"FC{function} unmapped address", call(UNMAPPED, 1), ADDRESS),
-        Case(f"FC{function} past address 65535", pdu(function, "HH", 0xFFFF, 2), ADDRESS),
-        Case(f"FC{function} PDU too long", pdu(function, "HHB", 0, 1, 0), VALUE),
-    ]
+    return reads(function, read, 125, ("PDU too long", pdu(function, "HHB", 0, 1, 0)))
 
 
 CASES: list[Case] = [

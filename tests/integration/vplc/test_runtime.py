@@ -28,12 +28,17 @@ def when(predicate: object) -> object:
 
 async def test_modbus_client_reads_and_writes_the_running_program(tmp_path: Path) -> None:
     async with running_plc(tmp_path) as runtime, modbus_client(runtime) as client:
-        first = (await client.read_input_registers(0, count=2)).registers
-        await asyncio.sleep(0.05)
-        second = (await client.read_input_registers(0, count=2)).registers
-        assert client.convert_from_registers(second, client.DATATYPE.INT32) > client.convert_from_registers(
-            first, client.DATATYPE.INT32
-        )
+
+        async def count() -> int:
+            registers = (await client.read_input_registers(0, count=2)).registers
+            return int(client.convert_from_registers(registers, client.DATATYPE.INT32))
+
+        first = await count()
+
+        async def counted_on() -> bool:
+            return await count() > first
+
+        await async_wait_for(counted_on, timeout=15, what="the scan counter moving on")
         assert not (await client.write_register(0, 7)).isError()
         await async_wait_for(when(lambda: runtime.engine.snapshot.values["Setpoint"] == 7), timeout=15)
         ratio = (await client.read_holding_registers(2, count=2)).registers
@@ -108,7 +113,8 @@ async def test_online_change_keeps_state_under_a_polling_modbus_client(tmp_path:
         assert not refused.accepted and "Nope" in refused.reason
         unmapped = await runtime.apply_source(TANK.replace("  Setpoint : INT := 500;\n", ""))
         assert not unmapped.accepted and "Setpoint" in unmapped.reason
-        await asyncio.sleep(0.05)
+        polled = len(counts)
+        await async_wait_for(when(lambda: len(counts) >= polled + 10), timeout=15, what="polls after the changes")
         polling = False
         await poller
         assert runtime.engine.program.revision == outcome.revision

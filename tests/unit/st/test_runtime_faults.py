@@ -1,6 +1,7 @@
 import pytest
 
 from shopfloor_st import RuntimeFault, compile_source
+from tests.support.waiting import wait_for
 
 
 def fault_of(body: str, decls: str = "", prelude: str = "") -> RuntimeFault:
@@ -59,7 +60,6 @@ def test_state_before_the_fault_is_kept() -> None:
 
 def test_abort_stops_an_endless_loop_from_another_thread() -> None:
     import threading
-    import time
 
     source = "PROGRAM Main\nVAR n : DINT; END_VAR\nWHILE TRUE DO\n  n := n + 1;\nEND_WHILE;\nEND_PROGRAM"
     instance = compile_source(source, "loop.st").instantiate()
@@ -73,9 +73,7 @@ def test_abort_stops_an_endless_loop_from_another_thread() -> None:
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
-    while instance.get("n") == 0 and time.monotonic() < deadline:
-        time.sleep(0.001)
+    wait_for(lambda: instance.get("n") != 0, timeout=10, interval=0.001, what="the loop running")
     instance.abort()
     thread.join(timeout=10)
     assert not thread.is_alive()

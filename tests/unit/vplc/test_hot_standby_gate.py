@@ -119,11 +119,11 @@ def test_timing_rejects_a_sync_interval_too_long_for_the_takeover() -> None:
 
 
 def test_endpoints() -> None:
-    assert advertised_endpoint("0.0.0.0", "10.1.2.3", 8093) == "10.1.2.3:8093"
-    assert advertised_endpoint("127.0.0.1", "10.1.2.3", 40000) == "127.0.0.1:40000"
-    assert advertised_endpoint("::", "fd00::7", 8093) == "[fd00::7]:8093"
-    assert parse_endpoint("[fd00::7]:8093") == ("fd00::7", 8093)
-    assert parse_endpoint("10.1.2.3:8093") == ("10.1.2.3", 8093)
+    assert advertised_endpoint("0.0.0.0", "127.0.31.7", 8093) == "127.0.31.7:8093"
+    assert advertised_endpoint("127.0.0.1", "127.0.31.7", 40000) == "127.0.0.1:40000"
+    assert advertised_endpoint("::", "::1", 8093) == "[::1]:8093"
+    assert parse_endpoint("[::1]:8093") == ("::1", 8093)
+    assert parse_endpoint("127.0.31.7:8093") == ("127.0.31.7", 8093)
     assert parse_endpoint("") is None
     assert parse_endpoint("no-port") is None
 
