@@ -117,8 +117,8 @@ def plan_lease(
             f"Lease of {lease.holder} expired (not renewed within {duration}){_node_hint(pods, lease.holder, nodes)}"
         )
         # With hot standby, the standby the holder last reported in sync has the freshest state.
-        in_sync = [pod for pod in live if pod.name == lease.standby and pod.name != lease.holder]
-        waiting = next(iter(in_sync), None) or next((pod for pod in live if pod.name != lease.holder), None)
+        in_sync = next((pod for pod in live if pod.name == lease.standby != lease.holder), None)
+        waiting = in_sync or next((pod for pod in live if pod.name != lease.holder), None)
         victim = holder_pod.name if holder_pod is not None else None
         if waiting is not None:
             return HandOver(waiting.incarnation, lease.holder, lease.version, victim, False, reason)
@@ -266,10 +266,10 @@ def _plan_pair(
         # the two): a superseded runtime never takes a Lease again, so it is no standby either. A graceful stop.
         reason = f"pod {superseded.name} lost the Lease to its standby {holder}"
         return DeletePod(superseded.name, reason, replacement=True)
-    if len(live) < 2 and not waits:
-        return CreatePod(next_incarnation)  # a missing slot; the next pass fills the next one
     if waits:
         return min(waits.values(), key=lambda wait: wait.recheck_after)
+    if len(live) < 2:
+        return CreatePod(next_incarnation)  # a missing slot; the next pass fills the next one
     primary = primary_of(live, holder)
     assert primary is not None
     reasons = {pod.name: drift.get(pod.name) or replace_reason or "" for pod in live}
