@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -69,7 +70,15 @@ async def test_safe_state_wins_over_later_scan_outputs(remote_io: RemoteIO) -> N
         await asyncio.to_thread(field.enter_safe_state, {"Pump": False, "Speed": 0})
         await asyncio.to_thread(field.write_outputs, {"Pump": True, "Speed": 99})  # a scan finishing late
         await async_wait_for(remote_io_coil_is(remote_io, False), timeout=15, what="pump off (safe state)")
-        await asyncio.sleep(0.1)
+        # The device has been polled since (polls and writes take turns on one connection): a late write queued
+        # before would have reached it by now.
+        safe_at = time.monotonic()
+        link = field.links[0]
+
+        async def polled_since() -> bool:
+            return link.last_success is not None and link.last_success > safe_at
+
+        await async_wait_for(polled_since, timeout=15, what="a poll after the safe state")
         assert await remote_io.coil(0) is False
         assert await remote_io.register(5) == 0
     finally:
