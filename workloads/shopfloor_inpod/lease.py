@@ -57,6 +57,11 @@ def _without_retries(api: client.ApiClient) -> client.ApiClient:
     return client.ApiClient(configuration)
 
 
+def _transitions(record: Mapping[str, Any]) -> int:
+    """The Lease's `leaseTransitions` (0 when unset): the epoch of its holder."""
+    return int((record.get("spec") or {}).get("leaseTransitions") or 0)
+
+
 class LockState(StrEnum):
     WAITING = "Waiting"  # not the holder (yet): outputs are not driven
     HOLDING = "Holding"  # the holder, renewed in time: drives the outputs
@@ -267,7 +272,7 @@ class LeaseLock:
                 current = spec.get("holderIdentity") or ""
                 if current and current != self.holder:
                     self._record = None
-                    self._lost_to(current, int(spec.get("leaseTransitions") or 0))
+                    self._lost_to(current, _transitions(record))
                     return False
                 try:
                     self._record = self._write(record, acquire=current != self.holder)
@@ -278,7 +283,7 @@ class LeaseLock:
                     self._record = None
                     continue
                 self._held_once = True
-                self.epoch = int((self._record.get("spec") or {}).get("leaseTransitions") or 0)
+                self.epoch = _transitions(self._record)
                 self.renewals += 1
                 return True
         except (ApiException, HTTPError, OSError) as exc:
@@ -346,9 +351,7 @@ class LeaseLock:
             "leaseDurationSeconds": self.timing.lease_duration_seconds,
         }
         if acquire:
-            spec.update(
-                acquireTime=now, leaseTransitions=int((record.get("spec") or {}).get("leaseTransitions") or 0) + 1
-            )
+            spec.update(acquireTime=now, leaseTransitions=_transitions(record) + 1)
         written = self.coordination.replace_namespaced_lease(
             self.name, self.namespace, self._with_report(record, **spec), _request_timeout=self.timing.request_timeout_s
         )
@@ -384,7 +387,7 @@ class LeaseLock:
                 log.warning("Lease %s/%s not taken over: %s", *self._key, getattr(exc, "reason", exc))
                 return False
             self._held_once = True
-            self.epoch = int((self._record.get("spec") or {}).get("leaseTransitions") or 0)
+            self.epoch = _transitions(self._record)
         self._call_soon(self._extend, started)
         self.poke()  # renew on the holder's rhythm from now on
         return True
@@ -398,7 +401,7 @@ class LeaseLock:
             if self._record is None:
                 return False
             now = micro_time(datetime.datetime.now(datetime.UTC))
-            transitions = int((self._record.get("spec") or {}).get("leaseTransitions") or 0) + 1
+            transitions = _transitions(self._record) + 1
             body = self._with_report(
                 self._record, holderIdentity=successor, acquireTime=now, renewTime=now, leaseTransitions=transitions
             )
