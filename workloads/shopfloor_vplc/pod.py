@@ -196,7 +196,9 @@ class PodRuntime:
                 self.settings.sync_key,
             )
             self._standby_tasks.append(asyncio.create_task(self._follow(self.follower), name="standby"))
-        self._standby_tasks.append(asyncio.create_task(self._report_sync(runtime), name="standby-metrics"))
+        gate = self.gate
+        if gate is not None:  # read at each scrape (on the event loop, like the gate's own changes)
+            runtime.metrics.standby_in_sync.set_function(lambda: 1 if gate.in_sync else 0)
 
     async def _switch_over(self) -> bool:
         """On a clean stop, a primary with a standby in sync hands it the Lease with the newest state: drive
@@ -224,11 +226,6 @@ class PodRuntime:
         await follower.run()
         if self.runtime is not None:
             self.runtime.metrics.takeovers.inc(follower.takeovers)
-
-    async def _report_sync(self, runtime: PlcRuntime) -> None:
-        while True:
-            runtime.metrics.standby_in_sync.set(1 if self.gate is not None and self.gate.in_sync else 0)
-            await asyncio.sleep(0.5)
 
     async def run(self, stop: asyncio.Event) -> None:
         self.lock.update(state_annotations(PlcState.LOADING, "", ""))
