@@ -19,13 +19,13 @@ import concurrent.futures
 import logging
 import sys
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from shopfloor_vplc import clock
 from shopfloor_vplc.image import EMPTY_SNAPSHOT, EngineView, PlcState, Snapshot, WriteQueue
+from shopfloor_vplc.log_throttle import LogThrottle
 from shopfloor_vplc.program import InstanceLike, ProgramLike, ResolvedAccess
 from shopfloor_vplc.realtime import RealtimeStatus, apply_realtime
 from shopfloor_vplc.watchdog import ScanAborted, Watchdog
@@ -122,7 +122,7 @@ class ScanEngine(EngineView):
         self._mirroring = config.follower  # what the scan thread does (it alone changes this)
         self._pending_image: collections.deque[bytes] = collections.deque(maxlen=1)  # the newest image wins
         self._last_sync_capture_ns: int | None = None
-        self._refusal_logged_at: dict[str, float] = {}
+        self._refusals_logged = LogThrottle(REFUSED_IMAGE_LOG_INTERVAL_S)
         self._thread = threading.Thread(target=self._run, name="vplc-scan", daemon=True)
         self.watchdog = Watchdog(config.watchdog_ns, self._watchdog_expired)
         self.started = threading.Event()
@@ -266,10 +266,7 @@ class ScanEngine(EngineView):
 
     def _image_refused(self, reason: str, message: str) -> None:
         self._images_counted()
-        last = self._refusal_logged_at.get(reason)
-        monotonic = time.monotonic()
-        if last is None or monotonic - last >= REFUSED_IMAGE_LOG_INTERVAL_S:
-            self._refusal_logged_at[reason] = monotonic
+        if self._refusals_logged.admit(reason) is not None:
             log.warning("state image refused (%d so far): %s", self.images_refused, message)
 
     def _capture_for_standby(self, scan_ns: int) -> None:

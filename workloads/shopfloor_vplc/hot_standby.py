@@ -57,6 +57,7 @@ from typing import Any
 
 from shopfloor_api.runtime_contract import ANNOTATION_STANDBY, ANNOTATION_SYNC_ENDPOINT, StandbyTiming
 from shopfloor_inpod.lease import LeaseLock, LockState
+from shopfloor_vplc.log_throttle import LogThrottle
 
 log = logging.getLogger(__name__)
 
@@ -180,21 +181,15 @@ class RefusalLog:
 
     def __init__(self, what: str, clock: Clock, interval_s: float = REFUSAL_LOG_INTERVAL_S) -> None:
         self.what = what
-        self.clock = clock
-        self.interval_s = interval_s
         self.count = 0
-        self._logged_at: float | None = None
-        self._suppressed = 0
+        self._throttle = LogThrottle(interval_s, clock)
 
     def refused(self, peer: object, reason: str) -> None:
         self.count += 1
-        now = self.clock()
-        if self._logged_at is not None and now - self._logged_at < self.interval_s:
-            self._suppressed += 1
-            return
-        more = f" ({self._suppressed} more refused since the last message)" if self._suppressed else ""
-        log.warning("%s: refused %s: %s%s", self.what, peer, reason, more)
-        self._logged_at, self._suppressed = now, 0
+        held_back = self._throttle.admit()
+        if held_back is not None:
+            more = f" ({held_back} more refused since the last message)" if held_back else ""
+            log.warning("%s: refused %s: %s%s", self.what, peer, reason, more)
 
 
 def advertised_endpoint(bind_host: str, pod_ip: str, port: int) -> str:
