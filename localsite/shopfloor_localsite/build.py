@@ -27,7 +27,7 @@ from pathlib import Path
 
 from shopfloor_localsite.versions import ETCD_VERSION, HELM_VERSION, KUBERNETES_VERSION, KWOK_VERSION
 
-KUBE_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
+KUBE_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kubelet")
 ALL_BINARIES = (*KUBE_COMMANDS, "etcd", "kwok", "helm")
 WRAPPER_GO_VERSION = "1.24.0"
 
@@ -53,6 +53,7 @@ class Binaries:
     kube_controller_manager: Path
     kube_scheduler: Path
     kubectl: Path
+    kubelet: Path
     kwok: Path
     kwok_stages: Path
     helm: Path
@@ -64,6 +65,7 @@ class Binaries:
             self.kube_controller_manager,
             self.kube_scheduler,
             self.kubectl,
+            self.kubelet,
             self.kwok,
             self.helm,
         ]
@@ -106,6 +108,7 @@ def locate() -> Binaries:
         kube_controller_manager=pick("kube-controller-manager", kube_dir()),
         kube_scheduler=pick("kube-scheduler", kube_dir()),
         kubectl=pick("kubectl", kube_dir()),
+        kubelet=pick("kubelet", kube_dir()),
         kwok=pick("kwok", kwok_dir()),
         kwok_stages=kwok_dir() / "stages",
         helm=pick("helm", helm_dir()),
@@ -226,6 +229,8 @@ def build_kubernetes(work: Path, log_file: Path) -> None:
     out = module / "out"
     out.mkdir(exist_ok=True)
     for name in KUBE_COMMANDS:
+        if (target / name).exists():
+            continue  # a cache from before this command was added
         started = time.monotonic()
         _log(f"kubernetes: compiling {name} (the first one takes longest; shared packages are reused)")
         _run(

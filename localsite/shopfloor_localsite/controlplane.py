@@ -31,8 +31,10 @@ from shopfloor_localsite.pki import ControlPlanePki, create_pki
 from shopfloor_localsite.processes import ManagedProcess, free_port, wait_until
 
 WORKDIR_PREFIX = "shopfloor-cp-"
-SERVICE_CIDR = "127.96.0.0/16"
-SERVICE_IP = "127.96.0.1"
+# Service addresses are never routed on this machine (no kube-proxy): the site's endpoint map serves simulated
+# pods, and a real node's forwarder answers the `kubernetes` Service's address inside that node's network only.
+SERVICE_CIDR = "10.96.0.0/16"
+SERVICE_IP = "10.96.0.1"
 # Simulated pod addresses live in loopback space; nothing listens on them, but a workload may bind its client
 # sockets to its pod address, so a peer sees which pod is talking.
 POD_CIDR = "127.128.0.1/16"
@@ -176,6 +178,9 @@ class LocalControlPlane:
                 "--allow-privileged=true",
                 "--profiling=false",
                 "--endpoint-reconciler-type=none",
+                # The API server never dials a node (logs, exec, port-forward): a real node's address exists only
+                # inside its own network namespace, and no node reports a DNS name, so such calls fail at once.
+                "--kubelet-preferred-address-types=InternalDNS",
                 f"--v={2 if self.options.verbose else 0}",
             ],
         )

@@ -222,3 +222,23 @@ def opcua_application_certificate(
         serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
     )
     return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+def load_authority(pki: ControlPlanePki) -> Authority:
+    """The control plane's CA, read back from its files (to issue certificates for parts that join later)."""
+    certificate = x509.load_pem_x509_certificate(pki.ca_cert.read_bytes())
+    key = serialization.load_pem_private_key(pki.ca_key.read_bytes(), password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise TypeError("the control plane CA key is not an EC key")
+    return Authority(certificate, key)
+
+
+def issue_node_client(pki: ControlPlanePki, node_name: str, directory: Path) -> tuple[Path, Path]:
+    """A kubelet's client certificate: user system:node:<name> in group system:nodes, what the Node authorizer
+    expects. Returns (certificate file, key file)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    cert, key = issue(load_authority(pki), f"system:node:{node_name}", client=True, organization="system:nodes")
+    cert_file, key_file = directory / f"{node_name}.crt", directory / f"{node_name}.key"
+    write_cert(cert_file, cert)
+    write_key(key_file, key)
+    return cert_file, key_file
