@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -9,6 +11,7 @@ from shopfloor_st import model as m
 from shopfloor_st.errors import Diagnostic
 from shopfloor_st.runtime import f32
 from shopfloor_st.st_types import (
+    BOOL,
     ELEMENTARY,
     ArrayType,
     Elementary,
@@ -20,9 +23,18 @@ from shopfloor_st.st_types import (
     StType,
     common_type,
     eval_type,
+    fits_width,
+    reinterpret_bits,
 )
 
 __all__ = ["Context", "Scope", "Symbol"]
+
+_BITWISE: dict[str, Callable[[Any, Any], Any]] = {
+    "AND": operator.and_,
+    "&": operator.and_,
+    "OR": operator.or_,
+    "XOR": operator.xor,
+}
 
 
 @dataclass
@@ -75,7 +87,43 @@ class Context:
         self.diagnostics.append(Diagnostic(self.filename, line, col, message))
 
     def warn(self, line: int, col: int, message: str) -> None:
-        self.diagnostics.append(Diagnostic(self.filename, line, col, message, "warning"))
+        warning = Diagnostic(self.filename, line, col, message, "warning")
+        if warning not in self.diagnostics:  # constant folding may look at an expression more than once
+            self.diagnostics.append(warning)
+
+    def string_constant(self, text: str, target: StringType, line: int, col: int) -> str:
+        """A string constant stored in `target`: cut to its length, with a warning (CODESYS help, "Data type:
+        STRING", cuts a longer literal; its static analysis rule SA0026 flags it)."""
+        if len(text) <= target.length:
+            return text
+        self.warn(line, col, f"string constant of {len(text)} characters cut to {target}")
+        return text[: target.length]
+
+    def integer_constant(
+        self, value: int, target: Elementary, line: int, col: int, pattern: bool = False
+    ) -> int | None:
+        """An untyped integer constant as a value of the integer type `target`; None when it cannot be one.
+
+        A constant that fits is itself; a NOT of constants (`pattern`) is its low bits. One that fits target's
+        width only with the other signedness is its bit pattern, with a warning, as CODESYS converts it with its
+        warning C0195 or C0196 (CODESYS help, "Attribute: warning disable": `test2 : UINT := -1` compiles with
+        C0195): `INT := 16#FFFF` is -1, `WORD := -1` is 65535.
+        """
+        base = target.base
+        if base.low <= value <= base.high:
+            return value
+        if target.subrange is not None or not (pattern or fits_width(value, base)):
+            return None
+        bits = reinterpret_bits(value, base)
+        if not pattern:
+            code, change = ("C0196", "unsigned to signed") if base.signed else ("C0195", "signed to unsigned")
+            self.warn(
+                line,
+                col,
+                f"constant {value} does not fit {base}: its bit pattern is taken, {bits} "
+                f"(CODESYS warns {code}: implicit conversion from {change} type, possible change of sign)",
+            )
+        return bits
 
     @property
     def errors(self) -> list[Diagnostic]:
@@ -166,7 +214,22 @@ class Context:
             inner = self.const_value(expr.operand, scope)
             if inner is None or not isinstance(inner[0], int | float) or isinstance(inner[0], bool):
                 return None
-            return (-inner[0] if expr.op == "-" else inner[0]), inner[1]
+            signed = -inner[0] if expr.op == "-" else inner[0]
+            return signed, (LiteralType(inner[1].kind, signed) if isinstance(inner[1], LiteralType) else inner[1])
+        if isinstance(expr, m.Call) and isinstance(expr.func, m.Name) and expr.func.name.upper() not in self.functions:
+            from shopfloor_st.stdfunc import OPERATOR_FUNCTIONS, operator_expression
+
+            if expr.func.name.upper() not in OPERATOR_FUNCTIONS:
+                return None
+            tree = operator_expression(expr)  # `XOR(TRUE, FALSE)` folds as `TRUE XOR FALSE`
+            return None if isinstance(tree, str) else self.const_value(tree, scope)
+        if isinstance(expr, m.Unary) and expr.op == "NOT":
+            inner = self.const_value(expr.operand, scope)
+            return None if inner is None else _fold_not(*inner)
+        if isinstance(expr, m.Binary) and expr.op in _BITWISE:
+            left = self.const_value(expr.left, scope)
+            right = self.const_value(expr.right, scope) if left is not None else None
+            return None if left is None or right is None else self._fold_bitwise(expr, left, right)
         if isinstance(expr, m.Binary) and expr.op in ("+", "-", "*", "/", "MOD"):
             left = self.const_value(expr.left, scope)
             right = self.const_value(expr.right, scope) if left is not None else None
@@ -201,12 +264,60 @@ class Context:
             return value, typ
         return None
 
+    def _fold_bitwise(
+        self, expr: m.Binary, left: tuple[Any, StType], right: tuple[Any, StType]
+    ) -> tuple[Any, StType] | None:
+        """`AND`, `OR`, `XOR` of two constants: BOOL, or integers and bit strings (CODESYS "Operator: AND":
+        `2#1001_0011 AND 2#1000_1010` is 2#1000_0010). An untyped constant beside a typed one takes its type, by
+        its bit pattern if need be (see integer_constant)."""
+        (a, a_type), (b, b_type) = left, right
+        apply = _BITWISE[expr.op]
+        if a_type == BOOL and b_type == BOOL:
+            return bool(apply(bool(a), bool(b))), BOOL
+        if not (_integer_constant(a, a_type) and _integer_constant(b, b_type)):
+            return None
+        if isinstance(a_type, LiteralType) and isinstance(b_type, LiteralType):
+            value = apply(a, b)
+            return value, LiteralType("int", value, pattern=value < 0 and (a_type.pattern or b_type.pattern))
+        if isinstance(a_type, LiteralType) or isinstance(b_type, LiteralType):
+            typed = b_type if isinstance(a_type, LiteralType) else a_type
+            literal_value, literal = (a, a_type) if isinstance(a_type, LiteralType) else (b, b_type)
+            assert isinstance(typed, Elementary) and isinstance(literal, LiteralType)
+            converted = self.integer_constant(literal_value, typed, expr.line, expr.col, literal.pattern)
+            if converted is None:
+                return None
+            a, b = (converted, b) if isinstance(a_type, LiteralType) else (a, converted)
+            return apply(a, b), typed.base
+        typ = common_type(a_type, b_type)
+        if not (isinstance(typ, Elementary) and typ.is_integral):
+            return None
+        return apply(a, b), typ
+
     def const_int(self, expr: m.Expr, scope: Scope | None) -> int | None:
         folded = self.const_value(expr, scope)
         if folded is None or not isinstance(folded[0], int) or isinstance(folded[0], bool):
             self.error(expr.line, expr.col, "expected a constant integer expression")
             return None
         return folded[0]
+
+
+def _integer_constant(value: Any, typ: StType) -> bool:
+    """An integer or bit-string constant (typed or not), not a BOOL or a REAL."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        return False
+    return (isinstance(typ, LiteralType) and typ.kind == "int") or (isinstance(typ, Elementary) and typ.is_integral)
+
+
+def _fold_not(value: Any, typ: StType) -> tuple[Any, StType] | None:
+    """NOT of a constant: BOOL, the bits of a typed integer, or an untyped bit pattern (`NOT 0` is all ones)."""
+    if typ == BOOL:
+        return (not value), BOOL
+    if not _integer_constant(value, typ):
+        return None
+    if isinstance(typ, LiteralType):
+        return ~value, LiteralType("int", ~value, pattern=~value < 0)
+    assert isinstance(typ, Elementary)
+    return (~value if typ.signed else value ^ ((1 << typ.bits) - 1)), typ.base
 
 
 def is_elementary(typ: StType) -> bool:

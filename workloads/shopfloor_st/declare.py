@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from math import prod
+from typing import Any
 
 from shopfloor_st import model as m
 from shopfloor_st.context import Context, Scope, Symbol
@@ -13,6 +14,7 @@ from shopfloor_st.st_types import (
     Elementary,
     EnumType,
     FbType,
+    LiteralType,
     StringType,
     StructType,
     StType,
@@ -129,7 +131,7 @@ def declare_vars(ctx: Context, scope: Scope, decls: list[m.VarDecl], ref_for: di
                 folded = ctx.const_value(decl.init.expr, scope)
                 if folded is not None and isinstance(typ, Elementary | StringType | EnumType):
                     try:
-                        symbol.value = coerce(folded[0], typ, decl.name)
+                        symbol.value = coerce(_initial_constant(ctx, folded, typ, decl.init), typ, decl.name)
                     except ValueError as exc:
                         ctx.error(decl.init.line, decl.init.col, str(exc))
         scope.symbols[key] = symbol
@@ -171,12 +173,11 @@ def init_code(ctx: Context, scope: Scope | None, typ: StType, init: m.Init | Non
         if folded is None:
             ctx.error(init.line, init.col, f"initial value of {name!r} must be a constant expression")
             return default_code(ctx, typ)
-        value, vtype = folded
-        if isinstance(typ, EnumType) and vtype is not typ:
-            ctx.error(init.line, init.col, f"type mismatch: cannot initialise {typ} {name!r} with {vtype}")
+        if isinstance(typ, EnumType) and folded[1] is not typ:
+            ctx.error(init.line, init.col, f"type mismatch: cannot initialise {typ} {name!r} with {folded[1]}")
             return default_code(ctx, typ)
         try:
-            return literal_code(coerce(value, typ, name))
+            return literal_code(coerce(_initial_constant(ctx, folded, typ, init), typ, name))
         except ValueError as exc:
             ctx.error(init.line, init.col, str(exc))
             return default_code(ctx, typ)
@@ -186,6 +187,8 @@ def init_code(ctx: Context, scope: Scope | None, typ: StType, init: m.Init | Non
             return default_code(ctx, typ)
         sizes = [hi - lo + 1 for lo, hi in typ.dims]
         flat: list[m.Init | None] = [item for count, item in init.items for _ in range(count)]
+        if len(sizes) > 1 and any(isinstance(item, m.ArrayInit) for item in flat):
+            return _nested_array_code(ctx, scope, typ, init, flat, name)
         if len(flat) > prod(sizes):
             ctx.error(init.line, init.col, f"{len(flat)} initial values for {prod(sizes)} elements of {name!r}")
             flat = flat[: prod(sizes)]
@@ -209,6 +212,35 @@ def init_code(ctx: Context, scope: Scope | None, typ: StType, init: m.Init | Non
             parts.append(f"{member.attr}={init_code(ctx, scope, member.type, value, field_name)}")
         return f"{head}{''.join(', ' + p for p in parts)})"
     return default_code(ctx, typ)
+
+
+def _nested_array_code(
+    ctx: Context, scope: Scope | None, typ: ArrayType, init: m.ArrayInit, rows: list[m.Init | None], name: str
+) -> str:
+    """`[[1, 2, 3], [4, 5, 6]]`: one initialiser per index of the first dimension, as an array of arrays is
+    initialised (CODESYS help, "Compiler Error C0232"); accepted for a multi-dimensional array too."""
+    row_type = typ.peel(1)
+    size = typ.dims[0][1] - typ.dims[0][0] + 1
+    if len(rows) > size:
+        ctx.error(init.line, init.col, f"{len(rows)} initial values for {size} elements of {name!r}")
+        rows = rows[:size]
+    codes = [init_code(ctx, scope, row_type, row, name) if row else default_code(ctx, row_type) for row in rows]
+    codes += [default_code(ctx, row_type) for _ in range(size - len(codes))]
+    return "[" + ", ".join(codes) + "]"
+
+
+def _initial_constant(ctx: Context, folded: tuple[Any, StType], typ: StType, init: m.Init) -> Any:
+    """A folded initial value as the variable's value, by the rules of an assignment: an untyped integer by its bit
+    pattern when only that fits, a string constant cut to the variable's length (with their warnings)."""
+    value, vtype = folded
+    if isinstance(vtype, LiteralType) and vtype.kind == "int" and isinstance(typ, Elementary) and typ.is_integral:
+        converted = ctx.integer_constant(int(value), typ, init.line, init.col, vtype.pattern)
+        return value if converted is None else converted
+    if isinstance(vtype, LiteralType) and vtype.pattern:
+        raise ValueError(f"type mismatch: NOT of a constant is a bit string, not a {typ}")
+    if isinstance(value, str) and isinstance(typ, StringType):
+        return ctx.string_constant(value, typ, init.line, init.col)
+    return value
 
 
 def _nest(codes: list[str], sizes: list[int]) -> str:

@@ -135,6 +135,16 @@ class ExprGen:
         src = value.type
         if src is None or target is None:
             return value.code
+        if (
+            isinstance(src, LiteralType)
+            and src.kind == "int"
+            and isinstance(target, Elementary)
+            and target.is_integral
+            and value.code == literal_code(src.value)
+        ):
+            constant = self.ctx.integer_constant(int(src.value), target, node.line, node.col, src.pattern)
+            if constant is not None:
+                return literal_code(constant)
         if not implicitly_converts(src, target):
             if (
                 isinstance(src, LiteralType)
@@ -180,10 +190,7 @@ class ExprGen:
         if isinstance(target, StringType) and isinstance(src, StringType):
             text = _string_constant(value.code)
             if text is not None:  # a literal: cut it here rather than on every scan
-                if len(text) <= target.length:
-                    return value.code
-                self.ctx.warn(node.line, node.col, f"string constant of {len(text)} characters cut to {target}")
-                return literal_code(text[: target.length])
+                return literal_code(self.ctx.string_constant(text, target, node.line, node.col))
             if target.length < src.length:
                 return f"({value.code})[:{target.length}]"
         return value.code
@@ -196,7 +203,7 @@ class ExprGen:
             value, typ = folded
             if isinstance(typ, Elementary) and typ.is_integral and isinstance(value, int):
                 return Value(literal_code(value), typ, raw=not typ.low <= value <= typ.high)
-            return Value(literal_code(value), LiteralType(typ.kind, value) if isinstance(typ, LiteralType) else typ)
+            return Value(literal_code(value), typ)
         method = getattr(self, "expr_" + type(node).__name__.lower())
         return method(node)
 

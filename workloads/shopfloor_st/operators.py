@@ -14,8 +14,10 @@ from shopfloor_st.st_types import (
     EnumType,
     LiteralType,
     StringType,
+    StType,
     common_type,
     eval_type,
+    fits_width,
 )
 
 if TYPE_CHECKING:
@@ -38,7 +40,7 @@ def binary(gen: ExprGen, node: m.Binary) -> Value:
     if op in _LOGIC:
         if lt == BOOL and rt == BOOL:
             return Value(f"({left.code} {_LOGIC[op]} {right.code})", BOOL)
-        typ = common_type(lt, rt)
+        typ = _bitwise_type(lt, rt)
         if isinstance(typ, Elementary) and typ.is_integral:  # on the evaluated values, like + - *
             a, b = gen.operand(left, typ, node), gen.operand(right, typ, node)
             return Value(f"({a} {_LOGIC[op]} {b})", typ, wide=left.raw or left.wide or right.raw or right.wide)
@@ -75,6 +77,22 @@ def binary(gen: ExprGen, node: m.Binary) -> Value:
         code = f"_rdiv({a}, {b}, {line}, {col})" if op == "/" else f"({a} {op} {b})"
         return Value(f"_f32({code})" if typ == REAL else code, typ)
     return gen.error(node, f"unknown operator {op}")
+
+
+def _bitwise_type(a: StType, b: StType) -> StType | None:
+    """The type of `a AND b` (OR, XOR): an untyped constant beside an integer takes the integer's type when it fits
+    its width, as a mask does (`i AND 16#FF00` on an INT is an INT; the constant's bit pattern, with a warning: see
+    Context.integer_constant); otherwise the common type."""
+    for typed, other in ((a, b), (b, a)):
+        if (
+            isinstance(typed, Elementary)
+            and typed.is_integral
+            and isinstance(other, LiteralType)
+            and other.kind == "int"
+            and (other.pattern or fits_width(int(other.value), typed.base))
+        ):
+            return typed.base
+    return common_type(a, b)
 
 
 def _real_operand(gen: ExprGen, value: Value, typ: Elementary, node: m.Node) -> str:

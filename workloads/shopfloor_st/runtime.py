@@ -135,6 +135,30 @@ def ror(value: int, count: int, bits: int) -> int:
     return rol(value, bits - (count % bits), bits)
 
 
+def bcd_to_int(value: int, line: int, col: int) -> int:
+    """`WORD_BCD_TO_UINT` and the other BCD decodings: each nibble is a decimal digit; one above 9 faults."""
+    if not is_valid_bcd(value):
+        raise RuntimeFault(f"16#{value:X} is not a BCD value (a digit above 9)", line, col)
+    return int(f"{value:x}")
+
+
+def int_to_bcd(value: int, bits: int, line: int, col: int) -> int:
+    """`UINT_TO_BCD_WORD` and the other BCD encodings: one decimal digit per nibble; a value that does not fit (or
+    is negative) faults."""
+    if not 0 <= value < 10 ** (bits // 4):
+        raise RuntimeFault(f"{value} does not fit {bits // 4} BCD digits", line, col)
+    return int(str(value), 16)
+
+
+def is_valid_bcd(value: int) -> bool:
+    return all(int(digit, 16) <= 9 for digit in f"{value:x}")
+
+
+def swap_bytes(value: int, width: int, signed: bool) -> int:
+    """The value with its `width` bytes in the opposite order (TO_BIG_ENDIAN on this little-endian runtime)."""
+    return int.from_bytes(value.to_bytes(width, "little", signed=signed), "big", signed=signed)
+
+
 def find(haystack: str, needle: str) -> int:
     """FIND: 1-based position of the first match, 0 when absent."""
     return haystack.find(needle) + 1 if needle else 0
@@ -235,6 +259,10 @@ HELPERS: dict[str, Any] = {
     "_trunc": trunc_to_int,
     "_trunc_to": trunc_to,
     "_rol": rol,
+    "_bcd2i": bcd_to_int,
+    "_i2bcd": int_to_bcd,
+    "_valid_bcd": is_valid_bcd,
+    "_bswap": swap_bytes,
     "_ror": ror,
     "_find": find,
     "_mid": mid,

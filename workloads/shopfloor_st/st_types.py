@@ -26,8 +26,11 @@ __all__ = [
     "StructType",
     "common_type",
     "eval_type",
+    "fits_width",
     "implicitly_converts",
     "literal_int_type",
+    "reinterpret_bits",
+    "smallest_bit_string",
 ]
 
 
@@ -125,10 +128,16 @@ class FbType:
 
 @dataclass(frozen=True)
 class LiteralType:
-    """An untyped numeric constant (`5`, `1.5`) that takes the type its context needs, if the value fits."""
+    """An untyped numeric constant (`5`, `1.5`) that takes the type its context needs, if the value fits.
+
+    `pattern`: a NOT of untyped constants (`NOT 16#0F`), a bit pattern with as many leading ones as the context's
+    type has bits, so it converts to any integer type by its low bits (CODESYS "Operator: NOT": `NOT 2#1001_0011`
+    stored in a BYTE is 2#0110_1100).
+    """
 
     kind: str  # "int" | "real"
     value: int | float
+    pattern: bool = False
 
     def __str__(self) -> str:
         return "ANY_INT" if self.kind == "int" else "ANY_REAL"
@@ -180,7 +189,9 @@ def implicitly_converts(src: StType, dst: StType) -> bool:
             return src.kind == dst.kind or dst.kind == "real"
         if isinstance(dst, Elementary):
             if dst.kind == "real":
-                return True
+                return not src.pattern
+            if src.pattern:
+                return dst.is_integral and dst.subrange is None
             return src.kind == "int" and dst.is_integral and dst.low <= int(src.value) <= dst.high
         return False
     if isinstance(src, StringType) and isinstance(dst, StringType):
@@ -214,6 +225,25 @@ def literal_int_type(value: int) -> Elementary:
         if typ.low <= value <= typ.high:
             return typ
     return ELEMENTARY["ULINT"]
+
+
+def reinterpret_bits(value: int, typ: Elementary) -> int:
+    """The low `typ.bits` bits of `value` read as a `typ` (two's complement when signed): 16#FFFF as INT is -1."""
+    masked = value & ((1 << typ.bits) - 1)
+    return masked - (1 << typ.bits) if typ.signed and masked >> (typ.bits - 1) else masked
+
+
+def fits_width(value: int, typ: Elementary) -> bool:
+    """Does `value` fit `typ`'s bits as a signed or as an unsigned number (-32768..65535 for 16 bits)?"""
+    return -(1 << (typ.bits - 1)) <= value < (1 << typ.bits)
+
+
+def smallest_bit_string(value: int) -> Elementary:
+    """The narrowest of BYTE, WORD, DWORD, LWORD whose width holds `value` (as a signed or an unsigned number)."""
+    for name in ("BYTE", "WORD", "DWORD"):
+        if fits_width(value, ELEMENTARY[name]):
+            return ELEMENTARY[name]
+    return ELEMENTARY["LWORD"]
 
 
 def common_type(a: StType, b: StType) -> StType | None:

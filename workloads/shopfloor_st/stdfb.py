@@ -231,7 +231,8 @@ class R_TRIG:
 
 
 class F_TRIG:
-    """Falling edge. M starts TRUE (as in the standard's definition), so a CLK that starts FALSE is no edge."""
+    """Falling edge. M starts TRUE, so a CLK that starts FALSE is no edge: CODESYS's Standard library (IEC 61131-3
+    ed. 1); ed. 2 makes that first FALSE an edge (CODESYS help, "SF_F_TRIG": special behaviour in the 1st cycle)."""
 
     __slots__ = ("_g", "v_CLK", "v_M", "v_Q")
     MEMBERS = R_TRIG.MEMBERS
@@ -254,6 +255,8 @@ class SR:
     MEMBERS = (("S1", "VAR_INPUT", "BOOL"), ("R", "VAR_INPUT", "BOOL"), ("Q1", "VAR_OUTPUT", "BOOL"))
     HIDDEN_STATE = ()
 
+    ALIASES = {"SET1": "S1", "RESET": "R"}  # CODESYS's Standard library names these inputs SET1 and RESET
+
     def __init__(self, g: Any = None) -> None:
         self._g = g
         self.v_S1 = self.v_R = self.v_Q1 = False
@@ -268,6 +271,8 @@ class RS:
     __slots__ = ("_g", "v_Q1", "v_R1", "v_S")
     MEMBERS = (("S", "VAR_INPUT", "BOOL"), ("R1", "VAR_INPUT", "BOOL"), ("Q1", "VAR_OUTPUT", "BOOL"))
     HIDDEN_STATE = ()
+
+    ALIASES = {"SET": "S", "RESET1": "R1"}  # CODESYS's Standard library names these inputs SET and RESET1
 
     def __init__(self, g: Any = None) -> None:
         self._g = g

@@ -6,12 +6,14 @@ import re
 from typing import TYPE_CHECKING
 
 from shopfloor_st import model as m
-from shopfloor_st.exprgen import Value, wrap_code
+from shopfloor_st.exprgen import Value, literal_code, wrap_code
 from shopfloor_st.st_types import (
     BOOL,
     DINT,
     ELEMENTARY,
     INT,
+    LREAL,
+    REAL,
     TIME,
     Elementary,
     EnumType,
@@ -20,12 +22,14 @@ from shopfloor_st.st_types import (
     StType,
     common_type,
     implicitly_converts,
+    reinterpret_bits,
+    smallest_bit_string,
 )
 
 if TYPE_CHECKING:
     from shopfloor_st.exprgen import ExprGen
 
-__all__ = ["STANDARD_FUNCTIONS", "StandardCall"]
+__all__ = ["OPERATOR_FUNCTIONS", "STANDARD_FUNCTIONS", "StandardCall", "operator_expression"]
 
 _MATH = {
     "SQRT": "_math.sqrt",
@@ -59,13 +63,16 @@ _PARAMS: dict[str, tuple[str, ...]] = {
     "REPLACE": ("IN1", "IN2", "L", "P"),
     "MOVE": ("IN",),
     **{name: ("IN",) for name in _MATH},
+    "ATAN2": ("IN1", "IN2"),
+    "IS_VALID": ("IN",),
+    "IS_VALID_BCD": ("IN",),
     "NE": ("IN1", "IN2"),
 }
 _VARIADIC = {"MIN": 2, "MAX": 2, "CONCAT": 2, "MUX": 2, **{name: 2 for name in ("GT", "GE", "EQ", "LE", "LT")}}
 _COMPARISONS = {"GT": ">", "GE": ">=", "EQ": "=", "LE": "<=", "LT": "<", "NE": "<>"}
 # the function forms of the operators (IEC 61131-3 ed. 3, arithmetic and bitwise Boolean functions):
 # name -> (operator, extensible); SUB, DIV, MOD take IN1 and IN2, NOT takes IN
-_OPERATOR_FUNCTIONS: dict[str, tuple[str, bool]] = {
+OPERATOR_FUNCTIONS: dict[str, tuple[str, bool]] = {
     "ADD": ("+", True),
     "MUL": ("*", True),
     "AND": ("AND", True),
@@ -92,7 +99,14 @@ _STRING_FUNCTIONS: dict[str, tuple[str, str, StType]] = {
 _TRUNC = re.compile(r"(?:(REAL|LREAL)_)?TRUNC_(SINT|INT|DINT|LINT|USINT|UINT|UDINT|ULINT|BYTE|WORD|DWORD|LWORD)")
 # IEC 61131-3 arithmetic functions of TIME: name -> operator; MUL_TIME and DIV_TIME take a number as IN2
 _TIME_FUNCTIONS = {"ADD_TIME": "+", "SUB_TIME": "-", "MUL_TIME": "*", "DIV_TIME": "/"}
-STANDARD_FUNCTIONS = frozenset([*_PARAMS, *_VARIADIC, *_OPERATOR_FUNCTIONS])
+# IEC 61131-3 ed. 3 BCD conversions: <B>_BCD_TO_<U> decodes a bit string, <U>_TO_BCD_<B> encodes an integer
+_BIT_STRINGS = "BYTE|WORD|DWORD|LWORD"
+_INTEGERS = "SINT|INT|DINT|LINT|USINT|UINT|UDINT|ULINT"
+_FROM_BCD = re.compile(rf"({_BIT_STRINGS})_BCD_TO_({_INTEGERS})")
+_TO_BCD = re.compile(rf"({_INTEGERS})_TO_BCD_({_BIT_STRINGS})")
+# IEC 61131-3 ed. 3 endianness conversions -> whether they reverse the bytes (this runtime is little-endian)
+_ENDIANNESS = {"TO_BIG_ENDIAN": True, "FROM_BIG_ENDIAN": True, "TO_LITTLE_ENDIAN": False, "FROM_LITTLE_ENDIAN": False}
+STANDARD_FUNCTIONS = frozenset([*_PARAMS, *_VARIADIC, *OPERATOR_FUNCTIONS])
 _CONVERTIBLE: dict[str, StType] = {**ELEMENTARY, "STRING": StringType()}
 
 
@@ -103,6 +117,13 @@ class StandardCall:
     def call(self, node: m.Call) -> Value | None:
         assert isinstance(node.func, m.Name)
         name = node.func.name.upper()
+        bcd = _FROM_BCD.fullmatch(name) or _TO_BCD.fullmatch(name)
+        if bcd is not None:
+            args = self.args(node, ("IN",))
+            return Value("None", None) if args is None else self.bcd(node, name, args[0], bcd[1], bcd[2])
+        if name in _ENDIANNESS:
+            args = self.args(node, ("IN",))
+            return Value("None", None) if args is None else self.endianness(node, name, args[0])
         if "_TO_" in name or name.startswith("TO_"):
             src_name, _, dst_name = name.rpartition("TO_")
             src_name = src_name.rstrip("_")
@@ -110,7 +131,7 @@ class StandardCall:
                 args = self.args(node, ("IN",))
                 return None if args is None else self.conversion(node, args[0], src_name, _CONVERTIBLE[dst_name])
             return None
-        if name in _OPERATOR_FUNCTIONS:
+        if name in OPERATOR_FUNCTIONS:
             return self.operator_function(node, name)
         trunc = _TRUNC.fullmatch(name)
         if trunc is not None:
@@ -170,31 +191,8 @@ class StandardCall:
 
     def operator_function(self, node: m.Call, name: str) -> Value:
         """`ADD(a, b, c)` is `a + b + c`, `MOD(IN1 := a, IN2 := b)` is `a MOD b`, `NOT(x)` is `NOT x`."""
-        op, extensible = _OPERATOR_FUNCTIONS[name]
-        if any(a.output for a in node.args):
-            return self.gen.error(node, f"{name} has no outputs")
-        count = len(node.args)
-        if name == "NOT":
-            params: tuple[str, ...] = ("IN",)
-        elif extensible and count >= 2:
-            params = _inputs(count)
-        else:
-            params = ("IN1", "IN2")
-        if count != len(params):
-            wanted = "at least 2" if extensible else str(len(params))
-            return self.gen.error(node, f"{name} expects {wanted} argument(s), got {count}")
-        exprs = [a.value for a in node.args]
-        if any(a.name is not None for a in node.args):
-            by_name = {a.name.upper(): a for a in node.args if a.name}
-            if any(a.name is None for a in node.args) or set(by_name) != set(params):
-                return self.gen.error(node, f"{name} takes the parameters {', '.join(params)}")
-            exprs = [by_name[p].value for p in params]
-        if name == "NOT":
-            return self.gen.expr(m.Unary(node.line, node.col, "NOT", exprs[0]))
-        tree = exprs[0]
-        for operand in exprs[1:]:
-            tree = m.Binary(node.line, node.col, op, tree, operand)
-        return self.gen.expr(tree)
+        tree = operator_expression(node)
+        return self.gen.error(node, tree) if isinstance(tree, str) else self.gen.expr(tree)
 
     # ---- conversions ---------------------------------------------------------------------------------------------
 
@@ -292,6 +290,50 @@ class StandardCall:
             return self.gen.error(node, f"{name}: IN2 must be a number, not {second.type}")
         return time_arith(self.gen, node, _TIME_FUNCTIONS[name], first, second)
 
+    def f_atan2(self, node: m.Call, args: list[Value]) -> Value:
+        """ATAN2(Y, X): the angle of the point (X, Y), in -pi..pi (IEC 61131-3 ed. 3)."""
+        if not all(self.gen.numeric(arg.type) for arg in args):
+            return self.gen.error(node, f"ATAN2 needs numbers, not {args[0].type} and {args[1].type}")
+        typ = LREAL if LREAL in (args[0].type, args[1].type) else REAL
+        y, x = (self.gen.convert(arg, typ, node, "convert") for arg in args)
+        call = f"_math.atan2({y}, {x})"
+        return Value(f"_f32({call})" if typ == REAL else call, typ)
+
+    def f_is_valid(self, node: m.Call, args: list[Value]) -> Value:
+        """IS_VALID(x): FALSE for a REAL or LREAL that is NaN or infinite (IEC 61131-3 ed. 3, validate functions)."""
+        (arg,) = args
+        if not (isinstance(arg.type, Elementary) and arg.type.kind == "real"):
+            return self.gen.error(node, f"IS_VALID needs REAL or LREAL, not {arg.type}")
+        return Value(f"_math.isfinite({arg.code})", BOOL)
+
+    def f_is_valid_bcd(self, node: m.Call, args: list[Value]) -> Value:
+        """IS_VALID_BCD(x): TRUE when every nibble of the bit string is a decimal digit."""
+        (arg,) = args
+        if not (isinstance(arg.type, Elementary) and arg.type.kind == "bits"):
+            return self.gen.error(node, f"IS_VALID_BCD needs a bit string (BYTE, WORD, DWORD, LWORD), not {arg.type}")
+        return Value(f"_valid_bcd({self.gen.settle(arg)})", BOOL)
+
+    def bcd(self, node: m.Call, name: str, arg: Value, src_name: str, dst_name: str) -> Value:
+        """WORD_BCD_TO_UINT(16#1234) = 1234, UINT_TO_BCD_WORD(1234) = 16#1234; a digit above 9, a negative value or
+        one with too many digits faults."""
+        src, dst = ELEMENTARY[src_name], ELEMENTARY[dst_name]
+        if arg.type is not None and not implicitly_converts(arg.type, src):
+            return self.gen.error(node, f"{name}: expected {src}, got {arg.type}")
+        code, line, col = self.gen.convert(arg, src, node, "convert"), node.line, node.col
+        if src.kind == "bits":
+            return Value(wrap_code(f"_bcd2i({code}, {line}, {col})", dst), dst)
+        return Value(f"_i2bcd({code}, {dst.bits}, {line}, {col})", dst)
+
+    def endianness(self, node: m.Call, name: str, arg: Value) -> Value:
+        """TO_BIG_ENDIAN(x) and FROM_BIG_ENDIAN(x) reverse the bytes of x's type; the LITTLE_ENDIAN forms are x."""
+        typ = arg.type
+        if not (isinstance(typ, Elementary) and typ.is_integral):
+            return self.gen.error(node, f"{name} needs a typed integer or bit string, not {typ}")
+        code = self.gen.fit(arg, typ.base)
+        if not _ENDIANNESS[name] or typ.bits == 8:
+            return Value(code, typ)
+        return Value(f"_bswap({code}, {typ.bits // 8}, {typ.signed})", typ)
+
     def f_expt(self, node: m.Call, args: list[Value]) -> Value:
         from shopfloor_st.operators import binary
 
@@ -349,6 +391,18 @@ class StandardCall:
     def _shift(self, node: m.Call, args: list[Value], name: str) -> Value:
         value, count = args
         typ = value.type
+        if isinstance(typ, LiteralType) and typ.kind == "int" and value.code == literal_code(typ.value):
+            # CODESYS gives an untyped constant its smallest type; its static analysis rule SA0024 flags constants
+            # like this one, whose result depends on that width (`ROL(1, n)` rotates a BYTE: write DWORD#1)
+            constant = int(typ.value)
+            typ = smallest_bit_string(constant)
+            self.gen.ctx.warn(
+                node.line,
+                node.col,
+                f"{name} works on the untyped constant {constant} as a {typ}, its smallest type; "
+                f"write a typed literal ({typ}#..., DWORD#...) to choose the width",
+            )
+            value = Value(literal_code(reinterpret_bits(constant, typ)), typ)
         if not (isinstance(typ, Elementary) and typ.is_integral):
             return self.gen.error(node, f"{name} needs a bit string or integer, not {typ}")
         a, n = self.gen.settle(value), self.gen.settle(count)
@@ -431,6 +485,37 @@ class StandardCall:
 
     def f_move(self, node: m.Call, args: list[Value]) -> Value:
         return args[0]
+
+
+def operator_expression(node: m.Call) -> m.Expr | str:
+    """The operator expression a function form of an operator stands for (`ADD(a, b, c)` is `a + b + c`,
+    `MOD(IN1 := a, IN2 := b)` is `a MOD b`, `NOT(IN := x)` is `NOT x`), or what is wrong with the call."""
+    assert isinstance(node.func, m.Name)
+    name = node.func.name.upper()
+    op, extensible = OPERATOR_FUNCTIONS[name]
+    if any(a.output for a in node.args):
+        return f"{name} has no outputs"
+    count = len(node.args)
+    if name == "NOT":
+        params: tuple[str, ...] = ("IN",)
+    elif extensible and count >= 2:
+        params = _inputs(count)
+    else:
+        params = ("IN1", "IN2")
+    if count != len(params):
+        return f"{name} expects {'at least 2' if extensible else len(params)} argument(s), got {count}"
+    exprs = [a.value for a in node.args]
+    if any(a.name is not None for a in node.args):
+        by_name = {a.name.upper(): a for a in node.args if a.name}
+        if any(a.name is None for a in node.args) or set(by_name) != set(params):
+            return f"{name} takes the parameters {', '.join(params)}"
+        exprs = [by_name[p].value for p in params]
+    if name == "NOT":
+        return m.Unary(node.line, node.col, "NOT", exprs[0])
+    tree = exprs[0]
+    for operand in exprs[1:]:
+        tree = m.Binary(node.line, node.col, op, tree, operand)
+    return tree
 
 
 def _inputs(count: int) -> tuple[str, ...]:

@@ -57,3 +57,23 @@ def test_too_many_initial_values(errors) -> None:
 def test_index_must_be_integer(errors) -> None:
     source = "PROGRAM Main\nVAR a : ARRAY[1..2] OF INT; r : REAL; END_VAR\na[r] := 1;\nEND_PROGRAM"
     assert errors(source) == ["bad.st:3:3: array index must be an integer, not REAL"]
+
+
+def test_nested_initialisers_for_arrays_of_arrays(run) -> None:
+    # CODESYS help, "Compiler Error C0232": an array of arrays is initialised with one nested [...] per element
+    decls = (
+        "a : ARRAY[0..1] OF ARRAY[0..2] OF INT := [[1, 2, 3], [4, 5, 6]];"
+        " m : ARRAY[1..2, 1..2] OF INT := [[1, 2], [3]];"
+        " c : ARRAY[0..1] OF ARRAY[0..1] OF ARRAY[0..1] OF INT := [[[1, 2], [3, 4]], [[5, 6]]];"
+        " r : ARRAY[0..2] OF ARRAY[0..1] OF BOOL := [2([TRUE, FALSE])];"
+    )
+    snap = run(decls, "")
+    assert snap["a"] == [[1, 2, 3], [4, 5, 6]]
+    assert snap["m"] == [[1, 2], [3, 0]]  # elements left out take their default
+    assert snap["c"] == [[[1, 2], [3, 4]], [[5, 6], [0, 0]]]
+    assert snap["r"] == [[True, False], [True, False], [False, False]]
+
+
+def test_nested_initialiser_with_too_many_elements(errors) -> None:
+    source = "PROGRAM Main\nVAR a : ARRAY[0..1] OF ARRAY[0..1] OF INT := [[1], [2], [3]]; END_VAR\nEND_PROGRAM"
+    assert errors(source) == ["bad.st:2:46: 3 initial values for 2 elements of 'a'"]

@@ -67,3 +67,34 @@ def test_counter_inputs_reset_and_load(run) -> None:
     assert snap["d"]["CV"] == 3 and snap["e"]["CV"] == 2
     snap = run("c : CTU;", "c(CU := TRUE, PV := 5); c(CU := FALSE, RESET := TRUE);")
     assert snap["c"]["CV"] == 0
+
+
+def test_bistable_inputs_set1_reset_and_set_reset1(run) -> None:
+    # CODESYS Standard library: SR(SET1, RESET) is set-dominant, RS(SET, RESET1) reset-dominant; IEC: S1/R, S/R1
+    decls = "sr : SR; rs : RS; both : SR; pos : RS; q : BOOL;"
+    body = (
+        "sr(SET1 := TRUE, RESET := TRUE); rs(SET := TRUE, RESET1 := TRUE); both.SET1 := TRUE; both(R := FALSE);"
+        " pos(TRUE, FALSE); q := both.Q1 AND pos.Q1;"
+    )
+    snap = run(decls, body)
+    assert snap["sr"]["Q1"] is True and snap["rs"]["Q1"] is False
+    assert snap["q"] is True
+
+
+def test_the_timer_edge_and_counter_interfaces_are_codesys_standards(run) -> None:
+    # CODESYS Standard library: TON/TOF/TP(IN, PT; Q, ET), R_TRIG/F_TRIG(CLK; Q), named as in IEC 61131-3
+    decls = "ton : TON; tof : TOF; tp : TP; r : R_TRIG; f : F_TRIG; e1 : TIME; e2 : TIME; e3 : TIME; q : BOOL;"
+    body = (
+        "ton(IN := TRUE, PT := T#20ms, Q => q, ET => e1); tof(IN := FALSE, PT := T#20ms, ET => e2);"
+        " tp(IN := TRUE, PT := T#20ms, ET => e3); r(CLK := TRUE); f(CLK := FALSE);"
+    )
+    snap = run(decls, body, scans=2)
+    assert (snap["e1"], snap["e2"], snap["e3"], snap["q"]) == (10, 0, 10, False)
+    assert snap["r"]["Q"] is False and snap["f"]["Q"] is False
+
+
+def test_f_trig_sees_no_edge_in_a_first_call_with_clk_false(run) -> None:
+    # CODESYS help, "SF_F_TRIG": CODESYS's Standard F_TRIG (IEC 61131-3 ed. 1) sees no falling edge when CLK is
+    # FALSE in the first cycle; ed. 2's F_TRIG (and SF_F_TRIG) does
+    snap = run("f : F_TRIG; q : BOOL;", "f(CLK := FALSE); q := f.Q;")
+    assert snap["q"] is False

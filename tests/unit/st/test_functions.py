@@ -142,10 +142,15 @@ def test_time_arithmetic_functions(run, expr: str, expected: int) -> None:
         ("r := MUL_TIME(5, t);", "MUL_TIME: IN1 must be TIME, not ANY_INT"),
         ("r := DIV_TIME(t, t);", "DIV_TIME: IN2 must be a number, not TIME"),
         ("r := SUB_TIME(t);", "SUB_TIME expects 2 argument(s), got 1"),
+        ("b := IS_VALID(i);", "IS_VALID needs REAL or LREAL, not INT"),
+        ("b := IS_VALID_BCD(i);", "IS_VALID_BCD needs a bit string (BYTE, WORD, DWORD, LWORD), not INT"),
+        ("i := TO_BIG_ENDIAN(16#0102);", "TO_BIG_ENDIAN needs a typed integer or bit string, not ANY_INT"),
+        ("i := UINT_TO_BCD_WORD(x);", "UINT_TO_BCD_WORD: expected UINT, got REAL"),
+        ("x := ATAN2(x, 'y');", "ATAN2 needs numbers, not REAL and STRING"),
     ],
 )
-def test_time_function_errors(errors, body: str, message: str) -> None:
-    source = f"PROGRAM Main\nVAR t : TIME; r : TIME; END_VAR\n{body}\nEND_PROGRAM"
+def test_standard_function_errors(errors, body: str, message: str) -> None:
+    source = f"PROGRAM Main\nVAR t : TIME; r : TIME; i : INT; b : BOOL; x : REAL; END_VAR\n{body}\nEND_PROGRAM"
     assert [e.split(": ", 1)[1] for e in errors(source)] == [message]
 
 
@@ -156,3 +161,55 @@ def test_selection_and_equality_on_enumerations(run) -> None:
         prelude="TYPE Mode : (Idle, Run); END_TYPE",
     )
     assert (snap["m"], snap["n"], snap["e"], snap["f"]) == ("Run", "Run", True, False)
+
+
+# IEC 61131-3 ed. 3 standard functions beyond CODESYS's operators: ATAN2, validation, BCD, endianness
+
+
+def test_atan2_is_the_angle_of_a_point(run) -> None:
+    snap = run("a : REAL; b : LREAL; c : REAL;", "a := ATAN2(1.0, 1.0); b := ATAN2(LREAL#-1, 0); c := ATAN2(0, -1);")
+    assert snap["a"] == pytest.approx(0.785398163) and snap["b"] == pytest.approx(-1.5707963267948966)
+    assert snap["c"] == pytest.approx(3.14159265)
+
+
+def test_is_valid_and_is_valid_bcd(run) -> None:
+    decls = "r : REAL := 1.5; a : BOOL; b : BOOL; c : BOOL; d : BOOL; w : WORD := 16#0999;"
+    body = "a := IS_VALID(r); b := IS_VALID(LN(0.0)); c := IS_VALID_BCD(w); d := IS_VALID_BCD(WORD#16#12A4);"
+    snap = run(decls, body)
+    assert (snap["a"], snap["b"], snap["c"], snap["d"]) == (True, False, True, False)
+
+
+@pytest.mark.parametrize(
+    ("decl", "expr", "expected"),
+    [
+        ("UINT", "WORD_BCD_TO_UINT(16#1234)", 1234),
+        ("USINT", "BYTE_BCD_TO_USINT(BYTE#16#99)", 99),
+        ("DINT", "DWORD_BCD_TO_DINT(16#9999_9999)", 99_999_999),
+        ("WORD", "UINT_TO_BCD_WORD(4321)", 0x4321),
+        ("BYTE", "USINT_TO_BCD_BYTE(7)", 0x07),
+        ("LWORD", "ULINT_TO_BCD_LWORD(1234567890)", 0x1234567890),
+    ],
+)
+def test_bcd_conversions(run, decl: str, expr: str, expected: int) -> None:
+    assert run(f"x : {decl};", f"x := {expr};")["x"] == expected
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("u := WORD_BCD_TO_UINT(16#12A4);", "16#12A4 is not a BCD value"),
+        ("w := UINT_TO_BCD_WORD(10000);", "10000 does not fit 4 BCD digits"),
+        ("w := INT_TO_BCD_WORD(i);", "-1 does not fit 4 BCD digits"),
+    ],
+)
+def test_a_value_bcd_cannot_hold_is_a_runtime_fault(run, body: str, message: str) -> None:
+    with pytest.raises(RuntimeFault, match=message):
+        run("u : UINT; w : WORD; i : INT := -1;", body)
+
+
+def test_endianness_conversions_on_a_little_endian_runtime(run) -> None:
+    decls = "d : DINT := 16#0102_0304; i : INT := -2; b : BYTE := 5; e : DINT; f : DINT; j : INT; k : BYTE; l : DINT;"
+    body = "e := TO_BIG_ENDIAN(d); f := FROM_BIG_ENDIAN(e); j := TO_BIG_ENDIAN(i); k := TO_BIG_ENDIAN(b);"
+    body += " l := TO_LITTLE_ENDIAN(d) + FROM_LITTLE_ENDIAN(d) - d;"
+    snap = run(decls, body)
+    assert (snap["e"], snap["f"], snap["j"], snap["k"], snap["l"]) == (0x0403_0201, 0x0102_0304, -257, 5, 0x0102_0304)

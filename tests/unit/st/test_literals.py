@@ -42,9 +42,10 @@ def test_typed_literal_out_of_range_is_a_compile_error(errors) -> None:
     assert errors(source) == ["bad.st:3:6: constant 200 is out of the range of SINT"]
 
 
-def test_untyped_constant_must_fit_target(errors) -> None:
-    source = "PROGRAM Main\nVAR x : SINT; END_VAR\nx := 128;\nEND_PROGRAM"
-    assert errors(source) == ["bad.st:3:6: constant 128 is out of the range of SINT"]
+def test_untyped_constant_must_fit_the_targets_width(errors) -> None:
+    # 128 fits SINT's 8 bits as an unsigned number: its bit pattern is taken (test_bit_patterns.py); 256 does not fit
+    source = "PROGRAM Main\nVAR x : SINT; END_VAR\nx := 256;\nEND_PROGRAM"
+    assert errors(source) == ["bad.st:3:6: constant 256 is out of the range of SINT"]
 
 
 def test_initial_values_and_comments(run) -> None:
@@ -77,3 +78,14 @@ def test_typed_real_literal_without_a_point_is_a_real(run) -> None:
     body = "r := REAL#7 / 2; l := LREAL#7 / 2; s := x / REAL#2; i := REAL_TO_INT(REAL#7 / 2); k := c / 2;"
     snap = run(decls, body)
     assert (snap["r"], snap["l"], snap["s"], snap["i"], snap["k"]) == (3.5, 3.5, 3.5, 4, 3.5)
+
+
+def test_boolean_and_bitwise_constants_fold_in_declarations(run) -> None:
+    # an initial value is any constant expression: AND, OR, XOR, NOT of constants too (IEC 61131-3 ed. 3)
+    decls = (
+        "a : BOOL := TRUE XOR FALSE; b : BOOL := TRUE AND NOT FALSE; c : BOOL := FALSE OR (TRUE & FALSE);"
+        " d : BOOL := XOR(TRUE, TRUE); e : BOOL := NOT(IN := FALSE); END_VAR VAR CONSTANT ON : BOOL := TRUE;"
+        " BOTH : BOOL := ON AND NOT FALSE;"
+    )
+    snap = run(decls, "")
+    assert snap == {"a": True, "b": True, "c": False, "d": False, "e": True, "ON": True, "BOTH": True}
