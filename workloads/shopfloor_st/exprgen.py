@@ -181,6 +181,13 @@ class ExprGen:
             return literal_code(int(src.value))
         if isinstance(target, Elementary) and target.kind == "real" and isinstance(src, Elementary):
             if src.is_integral:
+                if src.bits > (32 if target.name == "LREAL" else 16):  # REAL holds 24 bits exactly, LREAL 53
+                    self.ctx.warn(
+                        node.line,
+                        node.col,
+                        f"implicit conversion from {src.base} to {target}: possible loss of information "
+                        f"(CODESYS warns C0197){'; an LREAL holds every DINT' if src.bits == 32 else ''}",
+                    )
                 return f"_f32({self.settle(value)})" if target.name == "REAL" else f"float({self.settle(value)})"
             return value.code
         if isinstance(target, Elementary) and target.is_integral and isinstance(src, Elementary) and src.is_integral:

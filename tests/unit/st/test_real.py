@@ -3,6 +3,8 @@ import struct
 
 import pytest
 
+from shopfloor_st import compile_source
+
 
 def f32(x: float) -> float:
     return struct.unpack("<f", struct.pack("<f", x))[0]
@@ -82,3 +84,18 @@ def test_untyped_real_constant_is_an_lreal_in_arithmetic(run) -> None:
     snap = run("r : REAL := 9.0; p : REAL; q : REAL;", "p := r * 0.1; q := r * REAL#0.1;")
     assert snap["p"] == 0.8999999761581421  # REAL(9.0 * 0.1)
     assert snap["q"] == 0.9000000357627869  # 9.0 * REAL(0.1), rounded
+
+
+def test_an_integer_wider_than_the_mantissa_converts_with_a_warning(run) -> None:
+    # CODESYS help, "Compiler Error C0197": DINT to REAL, "possible loss of information"; REAL holds 24 bits exactly
+    source = (
+        "PROGRAM Main\nVAR d : DINT := 16777217; r : REAL; l : LREAL; i : INT; k : LINT; END_VAR\n"
+        "r := d; l := d; r := i; l := k;\nEND_PROGRAM\n"
+    )
+    program = compile_source(source, "w.st")
+    assert [str(w) for w in program.warnings] == [
+        "w.st:3:6: implicit conversion from DINT to REAL: possible loss of information (CODESYS warns C0197);"
+        " an LREAL holds every DINT",
+        "w.st:3:30: implicit conversion from LINT to LREAL: possible loss of information (CODESYS warns C0197)",
+    ]
+    assert run("d : DINT := 16777217; r : REAL;", "r := d;")["r"] == 16777216.0
