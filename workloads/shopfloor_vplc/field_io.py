@@ -34,6 +34,19 @@ from shopfloor_vplc.modbus_codec import Binding, Table
 
 log = logging.getLogger(__name__)
 
+
+class _LibraryDetail(logging.Filter):
+    """pymodbus logs every failed exchange as an ERROR followed by a dump of the last frames (`>>>>> send: 0x0 ...`),
+    once per poll while a device misbehaves. A link reports the failure itself, naming the device, when the device
+    is lost; pymodbus's own lines are kept for whoever asks for its DEBUG detail."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return logging.getLogger("pymodbus").isEnabledFor(logging.DEBUG)
+
+
+# pymodbus logs through this one logger (pymodbus.logging.Log)
+logging.getLogger("pymodbus.logging").addFilter(_LibraryDetail())
+
 QUALITY_GOOD, QUALITY_UNCERTAIN, QUALITY_BAD = 0, 1, 2
 STARTUP_GRACE_S = 5.0
 

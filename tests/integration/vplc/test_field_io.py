@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 import pytest
@@ -122,3 +123,40 @@ async def test_a_device_that_comes_up_late_does_not_fault_the_start(remote_io: R
         assert field.latest_inputs()["IO_RIO_1_OK"] is True
     finally:
         await field.stop()
+
+
+async def test_a_misbehaving_device_logs_one_warning_and_no_frame_dumps(caplog: pytest.LogCaptureFixture) -> None:
+    """pymodbus logs each bad answer as an ERROR with a dump of the last frames (`>>>>> send: ...`); the runtime's
+    log (WARNING, as `shopfloor-vplc run` configures it) shows only the link's own line about the lost device."""
+    caplog.set_level(logging.WARNING)
+    writers: list[asyncio.StreamWriter] = []
+
+    async def answer_garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        while await reader.read(260):  # each request gets a frame with protocol id 7
+            writer.write(b"\x00\x01\x00\x07\x00\x05\x01garbage")
+
+    server = await asyncio.start_server(answer_garbage, "127.0.0.1", 0)
+    polls = 0
+
+    def polled() -> None:
+        nonlocal polls
+        polls += 1
+
+    field = FieldIO([device_config(server.sockets[0].getsockname()[1])])
+    field.on_polled(polled)
+    try:
+        await field.start(grace_s=0.5)
+        await async_wait_for(condition(lambda: field.lost_device() == "rio-1"), timeout=15, what="loss detected")
+        seen = polls
+        await async_wait_for(condition(lambda: polls >= seen + 10), timeout=15, what="ten more failed polls")
+    finally:
+        await field.stop()
+        for writer in writers:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+    assert not [r for r in caplog.records if ">>>>>" in r.getMessage()]
+    assert not [r for r in caplog.records if r.name.startswith("pymodbus")]
+    lost = [r for r in caplog.records if r.name == "shopfloor_vplc.field_io"]
+    assert len(lost) == 1 and "field device rio-1 lost" in lost[0].getMessage()
