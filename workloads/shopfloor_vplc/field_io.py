@@ -1,7 +1,10 @@
 """The I/O scanner: the PLC drives remote I/O devices as a Modbus TCP client, off the scan thread.
 
 Each device is polled at its pollInterval on the runtime's event loop; the scan copies the latest values in at its
-start and hands its outputs over after it, of which only changed values are written. Programs read a device's
+start and hands its outputs over after it, of which only changed values are written. Inputs at contiguous addresses
+of one table are read in one request (within the protocol's limits, never reading an address no variable is bound
+to), so a scan's inputs come from one exchange where they can; a device that refuses such a read gets its
+variables read one by one from then on. Programs read a device's
 health through two optional variables they may declare (DEVICE is the device name upper-cased, `-` as `_`):
 
 - `IO_<DEVICE>_OK : BOOL` — TRUE while the device answers its polls;
@@ -25,11 +28,13 @@ import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
+from shopfloor_bridge.modbus_codec import ModbusTag
+from shopfloor_bridge.modbus_plan import ReadRequest, plan_reads
 from shopfloor_vplc.modbus_codec import Binding, Table
 
 log = logging.getLogger(__name__)
@@ -114,6 +119,7 @@ class DeviceLink:
         self.safe = False
         self.on_polled: Callable[[], None] | None = None
         self.inputs: dict[str, Any] = {}
+        self._read_plan = _plan_reads(config.inputs)
         self._pending_outputs: dict[str, Any] = {}
         self._outputs_ready = asyncio.Event()
         self._io_lock = asyncio.Lock()
@@ -149,7 +155,9 @@ class DeviceLink:
         try:
             async with self._io_lock:
                 await self._ensure_connected()
-                values = {binding.variable: await self._read(binding) for binding in self.config.inputs}
+                values: dict[str, Any] = {}
+                for request in list(self._read_plan):
+                    values.update(await self._read(request))
         except (TimeoutError, ModbusException, OSError, ValueError) as exc:
             self._exchange_failed(str(exc))
             return
@@ -174,21 +182,40 @@ class DeviceLink:
         if not self.client.connected and not await self.client.connect():
             raise ConnectionError(f"cannot connect to {self.config.host}:{self.config.port}")
 
-    async def _read(self, binding: Binding) -> Any:
-        unit = self.config.unit_id
-        count = binding.width
-        if binding.table is Table.COILS:
-            response = await self.client.read_coils(binding.address, count=count, device_id=unit)
-        elif binding.table is Table.DISCRETE_INPUTS:
-            response = await self.client.read_discrete_inputs(binding.address, count=count, device_id=unit)
-        elif binding.table is Table.HOLDING_REGISTERS:
-            response = await self.client.read_holding_registers(binding.address, count=count, device_id=unit)
-        else:
-            response = await self.client.read_input_registers(binding.address, count=count, device_id=unit)
+    async def _read(self, request: ReadRequest) -> dict[str, Any]:
+        """The values of the variables one planned request covers."""
+        response = await self._request(request.table, request.address, request.count)
+        if response.isError() and len(request.tags) > 1:
+            # Some devices refuse a read across variables they keep apart: read this block one variable at a time.
+            log.info(
+                "field device %s refused a read of %s %d..%d (%s); reading its %d variables one by one",
+                self.config.name, request.table.value, request.address, request.address + request.count - 1,
+                response, len(request.tags),
+            )  # fmt: skip
+            index = self._read_plan.index(request)
+            self._read_plan[index : index + 1] = singles = _plan_reads(_bindings(request), one_by_one=True)
+            return {name: value for single in singles for name, value in (await self._read(single)).items()}
         if response.isError():
-            raise ModbusException(f"{binding.table.value} {binding.address}: {response}")
-        words = [int(b) for b in response.bits[:count]] if binding.is_bits else list(response.registers)
-        return binding.decode(words)
+            raise ModbusException(f"{request.table.value} {request.address}: {response}")
+        if request.table in (Table.COILS, Table.DISCRETE_INPUTS):
+            words = [int(bit) for bit in response.bits[: request.count]]
+        else:
+            words = list(response.registers)
+        values = {}
+        for binding in _bindings(request):
+            offset = binding.address - request.address
+            values[binding.variable] = binding.decode(words[offset : offset + binding.width])
+        return values
+
+    async def _request(self, table: Table, address: int, count: int) -> Any:
+        unit = self.config.unit_id
+        if table is Table.COILS:
+            return await self.client.read_coils(address, count=count, device_id=unit)
+        if table is Table.DISCRETE_INPUTS:
+            return await self.client.read_discrete_inputs(address, count=count, device_id=unit)
+        if table is Table.HOLDING_REGISTERS:
+            return await self.client.read_holding_registers(address, count=count, device_id=unit)
+        return await self.client.read_input_registers(address, count=count, device_id=unit)
 
     def queue_outputs(self, values: Mapping[str, Any]) -> None:
         """On the event loop: remember the newest value of each output and wake the writer."""
@@ -386,6 +413,18 @@ class FieldIO:
 
 
 _UNSET = object()
+
+
+def _plan_reads(bindings: Sequence[Binding], one_by_one: bool = False) -> list[ReadRequest]:
+    """The bridge's read planner (contiguous addresses of one table share a request, within the protocol's limits);
+    it reads only a tag's table, address and width, which a Binding has too."""
+    if one_by_one:
+        return [plan_reads(cast("list[ModbusTag]", [binding]))[0] for binding in bindings]
+    return plan_reads(cast("list[ModbusTag]", list(bindings)))
+
+
+def _bindings(request: ReadRequest) -> list[Binding]:
+    return cast("list[Binding]", list(request.tags))
 
 
 def _log_failure(future: concurrent.futures.Future[None]) -> None:

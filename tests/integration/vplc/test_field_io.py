@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 import time
 
 import pytest
 
-from shopfloor_vplc.field_io import QUALITY_GOOD, QUALITY_UNCERTAIN, DeviceConfig, FieldIO
+from shopfloor_vplc.field_io import QUALITY_GOOD, QUALITY_UNCERTAIN, DeviceConfig, DeviceLink, FieldIO
 from shopfloor_vplc.modbus_codec import Binding, Table
 from tests.integration.vplc.conftest import RemoteIO
 from tests.support.waiting import async_wait_for
@@ -160,3 +161,90 @@ async def test_a_misbehaving_device_logs_one_warning_and_no_frame_dumps(caplog: 
     assert not [r for r in caplog.records if r.name.startswith("pymodbus")]
     lost = [r for r in caplog.records if r.name == "shopfloor_vplc.field_io"]
     assert len(lost) == 1 and "field device rio-1 lost" in lost[0].getMessage()
+
+
+# -- read consistency: contiguous inputs come from one exchange
+
+
+class RecordingDevice:
+    """A Modbus/TCP device that serves holding registers and coils from lists and records each read as
+    (function, address, count); with `max_count` it refuses longer reads with exception 2, as some devices refuse
+    a read across variables they keep apart."""
+
+    def __init__(self, registers: list[int], coils: list[bool], max_count: int = 2000) -> None:
+        self.registers, self.coils, self.max_count = registers, coils, max_count
+        self.reads: list[tuple[int, int, int]] = []
+        self.server: asyncio.Server | None = None
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while header := await reader.readexactly(7):
+                transaction, _, length, unit = struct.unpack(">HHHB", header)
+                pdu = await reader.readexactly(length - 1)
+                function, address, count = struct.unpack(">BHH", pdu[:5])
+                self.reads.append((function, address, count))
+                if count > self.max_count:
+                    answer = bytes([function | 0x80, 2])
+                elif function == 3:
+                    words = self.registers[address : address + count]
+                    answer = bytes([3, 2 * count]) + struct.pack(f">{count}H", *words)
+                else:
+                    bits = self.coils[address : address + count]
+                    packed = bytes(sum(b << i for i, b in enumerate(bits[n : n + 8])) for n in range(0, count, 8))
+                    answer = bytes([function, len(packed)]) + packed
+                writer.write(struct.pack(">HHHB", transaction, 0, len(answer) + 1, unit) + answer)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    async def __aenter__(self) -> int:
+        self.server = await asyncio.start_server(self.serve, "127.0.0.1", 0)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.server is not None
+        self.server.close()
+        await self.server.wait_closed()
+
+
+INPUTS = [
+    Binding("Level", Table.HOLDING_REGISTERS, 0, "INT"),
+    Binding("Flow", Table.HOLDING_REGISTERS, 1, "REAL"),  # registers 1 and 2
+    Binding("Count", Table.HOLDING_REGISTERS, 3, "UINT"),
+    Binding("Alarm", Table.HOLDING_REGISTERS, 10, "INT"),  # not contiguous: a request of its own
+    Binding("Run", Table.COILS, 0, "BOOL"),
+    Binding("Ready", Table.COILS, 1, "BOOL"),
+]
+REGISTERS = [0xFFFE, *struct.unpack(">HH", struct.pack(">f", 2.5)), 7, 0, 0, 0, 0, 0, 0, 42]
+EXPECTED = {"Level": -2, "Flow": 2.5, "Count": 7, "Alarm": 42, "Run": True, "Ready": False}
+
+
+def recording_config(port: int) -> DeviceConfig:
+    return DeviceConfig("rio-2", "127.0.0.1", port, 1, 0.01, INPUTS, [], hold_last_value=False, timeout_s=0.5)
+
+
+async def polled_twice(device: RecordingDevice) -> dict[str, object]:
+    """Two polls of one link to `device`; the values of the second."""
+    async with device as port:
+        link = DeviceLink(recording_config(port))
+        try:
+            await link.poll_once()
+            await link.poll_once()
+        finally:
+            link.close()
+    assert link.healthy
+    return link.inputs
+
+
+async def test_contiguous_inputs_are_read_in_one_request_per_block() -> None:
+    device = RecordingDevice(REGISTERS, [True, False])
+    assert await polled_twice(device) == EXPECTED
+    each_poll = [(1, 0, 2), (3, 0, 4), (3, 10, 1)]  # coils 0..1, registers 0..3, register 10
+    assert device.reads == each_poll * 2
+
+
+async def test_a_device_that_refuses_a_block_read_gets_its_variables_one_by_one() -> None:
+    device = RecordingDevice(REGISTERS, [True, False], max_count=2)
+    assert await polled_twice(device) == EXPECTED
+    singly = [(3, 0, 1), (3, 1, 2), (3, 3, 1)]
+    # the first poll tries the block once, then reads its variables; the next one reads them singly at once
+    assert device.reads == [(1, 0, 2), (3, 0, 4), *singly, (3, 10, 1), (1, 0, 2), *singly, (3, 10, 1)]
