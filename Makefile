@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .PHONY: help venv system-deps binaries lint format typecheck unit test test-integration test-e2e \
-        crds crds-check cluster-up cluster-down demo bench clean
+        crds crds-check cluster-up cluster-down demo bench clean images
 
 help:
 	@echo "make test          install everything, lint, type-check and run the whole suite"
@@ -17,6 +17,7 @@ help:
 	@echo "make cluster-up    start the local control plane in the background (kubeconfig: .cluster/kubeconfig)"
 	@echo "make cluster-down  stop it"
 	@echo "make binaries      build the control plane binaries from Go modules (cached per version)"
+	@echo "make images        build the operator, vPLC, bridge and pause images as OCI archives (root; cached by content)"
 	@echo "make crds          regenerate crds/ from the pydantic models"
 	@echo "make bench         run the benchmarks under bench/"
 
@@ -48,6 +49,10 @@ system-deps:
 
 binaries: $(STAMP)
 	$(PY) -m shopfloor_localsite.build
+
+# Images for `ctr images import` without Docker or a registry (needs root: debootstrap and chroot).
+images: $(STAMP)
+	$(PY) -m shopfloor_localsite.images
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
