@@ -682,12 +682,13 @@ def build_python_images(inputs: PythonImageInputs, work: Path) -> CachedBuild:
     target = images_dir() / f"python-{inputs.key(sources)}"
     _log("building the wheels (the project's and its runtime dependencies')")
     wheels = _build_wheels(sources, inputs.constraints, work)
+    step = time.monotonic()
     tree = work / "rootfs"
     _run(["cp", "-a", str(inputs.rootfs), str(tree)], "copying the root filesystem")
-    _log("installing them into the image and byte-compiling")
     _install_into(tree, wheels)
     _verify(tree)
-    _log("writing the layer")
+    _log(f"installed, byte-compiled and checked as the nonroot user in {time.monotonic() - step:.0f}s")
+    step = time.monotonic()
     layer = oci.write_layer(tree, work / "layer.tar.gz", compress=True, skip_contents_of=MOUNT_POINTS)
     out = work / "out"
     out.mkdir()
@@ -697,6 +698,10 @@ def build_python_images(inputs: PythonImageInputs, work: Path) -> CachedBuild:
         archive = out / f"{name}.tar"
         oci.write_layout_archive(archive, [image])
         images[name] = ImageArchive(ref, target / archive.name, image.manifest_descriptor.digest)
+    _log(
+        f"one layer ({_megabytes(layer.descriptor.size)} gzip, {_megabytes(layer.uncompressed_size)} unpacked) "
+        f"and {len(images)} archives in {time.monotonic() - step:.0f}s"
+    )
     seconds = time.monotonic() - started
     _write_record(out, images, layer.uncompressed_size, seconds)
     _finish(out, target)
