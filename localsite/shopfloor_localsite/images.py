@@ -371,6 +371,9 @@ def _cache_lock() -> Iterator[None]:
         except BlockingIOError:
             _log("waiting for another image build to finish")
             fcntl.flock(lock, fcntl.LOCK_EX)
+        # Scratch left by a build that was killed (a root filesystem copy is 350 MB); none is running now.
+        for stale in images_dir().glob(".work-*"):
+            shutil.rmtree(stale, ignore_errors=True)
         try:
             yield
         finally:
