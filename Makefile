@@ -14,7 +14,8 @@ PYTEST_ARGS ?=
 help:
 	@echo "make test          install everything, lint, type-check and run the whole suite"
 	@echo "make demo          the simulated edge site with the example production line (ONCE=1: run the story and exit)"
-	@echo "make cluster-up    start the local control plane in the background (kubeconfig: .cluster/kubeconfig)"
+	@echo "make cluster-up    start the local control plane in the background (kubeconfig: .cluster/kubeconfig;"
+	@echo "                   REAL_NODES=1 adds real-rt-1, a real kubelet and containerd)"
 	@echo "make cluster-down  stop it"
 	@echo "make binaries      build the control plane binaries from Go modules (cached per version)"
 	@echo "make images        build the operator, vPLC, bridge and pause images as OCI archives (root; cached by content)"
@@ -32,9 +33,11 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# Debian packages the suite talks to for real: Mosquitto (the MQTT broker) and Prometheus (promtool evaluates the
-# alert rules, a real Prometheus scrapes the real metrics for the dashboard tests). Their services stay off.
-DEBIAN_PACKAGES := mosquitto prometheus
+# Debian packages the suite talks to for real: Mosquitto (the MQTT broker), Prometheus (promtool evaluates the
+# alert rules, a real Prometheus scrapes the real metrics for the dashboard tests), mbpoll (libmodbus, a Modbus
+# client we did not write), and what a real edge node is made of: containerd, runc, the CNI plugins, and debootstrap
+# for the images' root filesystem. Their services stay off.
+DEBIAN_PACKAGES := mosquitto prometheus mbpoll containerd runc containernetworking-plugins debootstrap
 system-deps:
 	@missing=""; \
 	for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -86,8 +89,9 @@ crds: $(STAMP)
 crds-check: $(STAMP)
 	$(PY) -m shopfloor_api.crdgen --check crds
 
+# REAL_NODES=1 adds real-rt-1, a real kubelet with containerd (root; builds the images on first use).
 cluster-up: $(STAMP) binaries
-	$(PY) -m shopfloor_localsite.cli up --dir .cluster
+	$(PY) -m shopfloor_localsite.cli up --dir .cluster $(if $(REAL_NODES),--real-nodes $(REAL_NODES),)
 
 cluster-down: $(STAMP)
 	$(PY) -m shopfloor_localsite.cli down --dir .cluster

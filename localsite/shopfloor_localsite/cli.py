@@ -18,6 +18,7 @@ from types import FrameType
 from shopfloor_localsite.build import BuildError, ensure_binaries
 from shopfloor_localsite.controlplane import ControlPlaneOptions, LocalControlPlane
 from shopfloor_localsite.nodes import default_nodes
+from shopfloor_localsite.realnode_config import real_node_specs
 
 READY_MARKER = "ready"
 
@@ -38,7 +39,7 @@ def _read_pid(directory: Path) -> int | None:
     return pid
 
 
-def serve(directory: Path, realtime_nodes: int, general_nodes: int) -> int:
+def serve(directory: Path, realtime_nodes: int, general_nodes: int, real_nodes: int) -> int:
     """Run the control plane in the foreground until SIGTERM/SIGINT."""
     directory.mkdir(parents=True, exist_ok=True)
     stop_requested = False
@@ -49,7 +50,10 @@ def serve(directory: Path, realtime_nodes: int, general_nodes: int) -> int:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    plane = LocalControlPlane(ControlPlaneOptions(nodes=default_nodes(realtime_nodes, general_nodes)))
+    options = ControlPlaneOptions(
+        nodes=default_nodes(realtime_nodes, general_nodes), real_nodes=real_node_specs(real_nodes)
+    )
+    plane = LocalControlPlane(options)
     try:
         plane.start()
         kubeconfig = directory / "kubeconfig"
@@ -69,7 +73,7 @@ def serve(directory: Path, realtime_nodes: int, general_nodes: int) -> int:
             (directory / name).unlink(missing_ok=True)
 
 
-def up(directory: Path, realtime_nodes: int, general_nodes: int, timeout: float = 180) -> int:
+def up(directory: Path, realtime_nodes: int, general_nodes: int, real_nodes: int, timeout: float = 1800) -> int:
     if _read_pid(directory):
         print(f"already running; kubeconfig: {directory / 'kubeconfig'}")
         return 0
@@ -94,6 +98,8 @@ def up(directory: Path, realtime_nodes: int, general_nodes: int, timeout: float 
                 str(realtime_nodes),
                 "--general-nodes",
                 str(general_nodes),
+                "--real-nodes",
+                str(real_nodes),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -141,12 +147,13 @@ def main(argv: list[str] | None = None) -> int:
         command.add_argument("--dir", type=Path, default=Path(".cluster"))
         command.add_argument("--realtime-nodes", type=int, default=2)
         command.add_argument("--general-nodes", type=int, default=2)
+        command.add_argument("--real-nodes", type=int, default=0, help="real kubelets (real-rt-1..N); needs root")
     sub.add_parser("down").add_argument("--dir", type=Path, default=Path(".cluster"))
     args = parser.parse_args(argv)
     if args.command == "up":
-        return up(args.dir, args.realtime_nodes, args.general_nodes)
+        return up(args.dir, args.realtime_nodes, args.general_nodes, args.real_nodes)
     if args.command == "serve":
-        return serve(args.dir, args.realtime_nodes, args.general_nodes)
+        return serve(args.dir, args.realtime_nodes, args.general_nodes, args.real_nodes)
     return down(args.dir)
 
 

@@ -29,6 +29,8 @@ from shopfloor_localsite.kubeconfig import kubeconfig_document, write_kubeconfig
 from shopfloor_localsite.nodes import KWOK_MANAGED_LABEL, SimulatedNode, default_nodes, node_manifest
 from shopfloor_localsite.pki import ControlPlanePki, create_pki
 from shopfloor_localsite.processes import ManagedProcess, free_port, wait_until
+from shopfloor_localsite.realnode import RealNode
+from shopfloor_localsite.realnode_config import RealNodeSpec
 
 WORKDIR_PREFIX = "shopfloor-cp-"
 # Service addresses are never routed on this machine (no kube-proxy): the site's endpoint map serves simulated
@@ -56,6 +58,8 @@ class ControlPlaneOptions:
     # Kubernetes defaults to 50 s; an edge site that moves PLCs within 10 s needs to notice sooner.
     node_monitor_grace_seconds: int = 8
     node_lease_seconds: int = 4
+    # Real nodes (a kubelet and containerd on this machine) next to the simulated ones; see realnode.py.
+    real_nodes: list[RealNodeSpec] = field(default_factory=list)
     workdir: Path | None = None
     verbose: bool = False
 
@@ -113,6 +117,7 @@ class LocalControlPlane:
         self.startup_seconds = 0.0
         self._kwok_stages: Path | None = None
         self._apiserver: ManagedProcess | None = None
+        self.real_nodes: dict[str, RealNode] = {}
 
     @property
     def server(self) -> str:
@@ -245,6 +250,30 @@ class LocalControlPlane:
             "simulated nodes Ready",
             self.processes,
         )
+        if self.options.real_nodes:
+            self._start_real_nodes(binaries)
+
+    def _start_real_nodes(self, binaries: Binaries) -> None:
+        """Start each real node's containerd, import the images (built once, cached), then join its kubelet."""
+        from shopfloor_localsite.images import ensure_images, import_images  # the image build is real nodes' only
+
+        for spec in self.options.real_nodes:
+            node = RealNode(
+                spec,
+                self.workdir / spec.name,
+                binaries.kubelet,
+                self._pki,
+                self.api_port,
+                SERVICE_IP,
+                SERVICE_CIDR,
+                self.api_client(),
+            )
+            self.real_nodes[spec.name] = node
+            node.start()
+        images = ensure_images()
+        for node in self.real_nodes.values():
+            import_images(images.all(), "ctr", str(node.paths.containerd_socket))
+            node.join()
 
     def _kwok_config(self, binaries: Binaries) -> Path:
         path = self.workdir / "kwok.yaml"
@@ -336,6 +365,9 @@ class LocalControlPlane:
         return any(c.type == "Ready" and c.status == "True" for c in conditions)
 
     def stop(self) -> None:
+        for node in self.real_nodes.values():
+            node.stop()
+        self.real_nodes.clear()
         for proc in reversed(self.processes):
             proc.stop()
         self.processes.clear()

@@ -21,7 +21,7 @@ import ctypes
 import os
 import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 CLONE_NEWNET = 0x40000000
@@ -68,7 +68,7 @@ def network_namespace(path: str) -> Iterator[None]:
         os.close(own)
 
 
-def _listener(host: str, port: int) -> socket.socket:
+def listener(host: str, port: int) -> socket.socket:
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
@@ -96,16 +96,37 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
                 writer.write_eof()
 
 
-async def _serve(rule: ForwardRule, listener: socket.socket, netns: str) -> asyncio.Server:
+Target = Callable[[], "tuple[str, int] | None"]
+
+
+async def serve_relay(
+    sock: socket.socket,
+    connect_inside: bool,
+    target: Target,
+    netns: str,
+    source: Callable[[str], str] | None = None,
+) -> asyncio.Server:
+    """Relay every connection accepted on `sock` to `target()` (asked at each connect, so it can move),
+    dialled from inside the namespace at `netns` or from this process's own. No target: the connection is closed.
+    `source` maps the client's address to the local address the relayed connection is made from, so the peer
+    still sees who is talking."""
+
     async def relay(client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
-        # The connection leaves from the namespace the listener is not in.
-        if rule.listen_inside:
-            outgoing = _connect_socket(rule.target_host, rule.target_port)
-        else:
+        address = target()
+        if address is None:
+            client_writer.close()
+            return
+        host, port = address
+        if connect_inside:
             with network_namespace(netns):
-                outgoing = _connect_socket(rule.target_host, rule.target_port)
+                outgoing = _connect_socket(host, port)
+        else:
+            outgoing = _connect_socket(host, port)
+            if source is not None:
+                with contextlib.suppress(OSError):
+                    outgoing.bind((source(client_writer.get_extra_info("peername")[0]), 0))
         try:
-            await asyncio.get_running_loop().sock_connect(outgoing, (rule.target_host, rule.target_port))
+            await asyncio.get_running_loop().sock_connect(outgoing, (host, port))
             target_reader, target_writer = await asyncio.open_connection(sock=outgoing)
         except OSError:
             outgoing.close()
@@ -115,7 +136,11 @@ async def _serve(rule: ForwardRule, listener: socket.socket, netns: str) -> asyn
         for writer in (client_writer, target_writer):
             writer.close()
 
-    return await asyncio.start_server(relay, sock=listener)
+    return await asyncio.start_server(relay, sock=sock)
+
+
+def _fixed(host: str, port: int) -> Target:
+    return lambda: (host, port)
 
 
 def bind_listeners(rules: list[ForwardRule], netns: str) -> list[socket.socket]:
@@ -124,14 +149,17 @@ def bind_listeners(rules: list[ForwardRule], netns: str) -> list[socket.socket]:
     for rule in rules:
         if rule.listen_inside:
             with network_namespace(netns):
-                listeners.append(_listener(rule.listen_host, rule.listen_port))
+                listeners.append(listener(rule.listen_host, rule.listen_port))
         else:
-            listeners.append(_listener(rule.listen_host, rule.listen_port))
+            listeners.append(listener(rule.listen_host, rule.listen_port))
     return listeners
 
 
 async def forward(rules: list[ForwardRule], listeners: list[socket.socket], netns: str) -> None:
-    servers = [await _serve(rule, sock, netns) for rule, sock in zip(rules, listeners, strict=True)]
+    servers = [
+        await serve_relay(sock, not rule.listen_inside, _fixed(rule.target_host, rule.target_port), netns)
+        for rule, sock in zip(rules, listeners, strict=True)
+    ]
     print("ready", flush=True)
     await asyncio.gather(*(server.serve_forever() for server in servers))
 

@@ -23,6 +23,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,9 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from shopfloor_localsite.images import PAUSE_IMAGE
 from shopfloor_localsite.kubeconfig import kubeconfig_document, write_kubeconfig_file
+from shopfloor_localsite.node_services import API_NAME
 from shopfloor_localsite.pki import ControlPlanePki, issue_node_client
 from shopfloor_localsite.processes import ManagedProcess, free_port, wait_until
 from shopfloor_localsite.realnode_config import (
@@ -208,6 +211,7 @@ class RealNode:
         pki: ControlPlanePki,
         api_port: int,
         service_ip: str,
+        service_cidr: str,
         admin: client.ApiClient,
     ) -> None:
         self.spec = spec
@@ -216,13 +220,15 @@ class RealNode:
         self.pki = pki
         self.api_port = api_port
         self.service_ip = service_ip
+        self.service_cidr = service_cidr
         self.admin = admin
         self.netns = f"shopfloor-{spec.name}-{os.getpid()}"
         self.processes: list[ManagedProcess] = []
         self.containerd: ManagedProcess | None = None
         self.kubelet: ManagedProcess | None = None
         self._record: OwnerRecord | None = None
-        self._forwards: list[ManagedProcess] = []
+        self._forwards: dict[tuple[str, int], int] = {}
+        self._lock = threading.Lock()
 
     @property
     def netns_path(self) -> str:
@@ -242,7 +248,7 @@ class RealNode:
             self._prepare_cgroups()
             self._create_network()
             self._write_configs()
-            self._start_api_forwarder()
+            self._start_node_services()
             self._start_containerd()
         except BaseException:
             self.stop()
@@ -296,8 +302,9 @@ class RealNode:
         for link in ("node0", "node0-end"):
             _run("ip", "-n", ns, "link", "set", link, "up")
         _run("ip", "-n", ns, "route", "add", "default", "dev", "node0")
-        # The `kubernetes` Service's address: pods reach it through their bridge, the forwarder answers on it.
-        _run("ip", "-n", ns, "addr", "add", f"{self.service_ip}/32", "dev", "lo")
+        # Every Service address is local to the node (what kube-proxy's rules make it): pods reach them through their
+        # bridge, and the node's services process answers on them, DNS included.
+        _run("ip", "-n", ns, "route", "add", "local", self.service_cidr, "dev", "lo")
 
     def _write_configs(self) -> None:
         paths = self.paths
@@ -338,7 +345,7 @@ class RealNode:
         )
         write_kubeconfig_file(paths.kubelet_kubeconfig, document)
 
-    sandbox_image = "localhost/shopfloor/pause:3.10"
+    sandbox_image = PAUSE_IMAGE
 
     def _start_forwarder(self, name: str, into: list[str], out: list[str]) -> ManagedProcess:
         args = [sys.executable, "-m", "shopfloor_localsite.netns_forward", "--netns", self.netns_path]
@@ -347,13 +354,29 @@ class RealNode:
         wait_until(lambda: "ready" in proc.log_tail(5), 20, f"{name} listening", [proc])
         return proc
 
-    def _start_api_forwarder(self) -> None:
-        target = f"127.0.0.1:{self.api_port}"
-        self._start_forwarder(
-            "api-forwarder",
-            into=[f"127.0.0.1:{NODE_API_PORT}={target}", f"{self.service_ip}:443={target}"],
-            out=[],
+    @property
+    def endpoint_map(self) -> Path:
+        """The node's endpoint map: what its pods' names resolve to, and where its API traffic goes (the site
+        rewrites it to send that through the node's uplink)."""
+        return self.paths.root / "endpoints"
+
+    def _start_node_services(self) -> None:
+        self.endpoint_map.write_text(f"{API_NAME[0]}:{API_NAME[1]}=127.0.0.1:{self.api_port}\n")
+        proc = self._spawn(
+            "node-services",
+            [
+                sys.executable,
+                "-m",
+                "shopfloor_localsite.node_services",
+                f"--netns={self.netns_path}",
+                f"--map={self.endpoint_map}",
+                f"--dns={self.spec.cluster_dns}",
+                f"--network={self.spec.name_network}",
+                f"--api-address={self.service_ip}",
+                f"--kubelet-api=127.0.0.1:{NODE_API_PORT}",
+            ],
         )
+        wait_until(lambda: "ready" in proc.log_tail(5), 20, "node services listening", [proc])
 
     def _node_shell(self, inner: str) -> list[str]:
         """A command that joins the node's cgroups, gets a private mount namespace and the node's network, then
@@ -369,12 +392,14 @@ class RealNode:
 
     def _start_containerd(self) -> None:
         paths = self.paths
-        # The fixed paths of containerd's shims and the CNI library get the node's own directories.
+        # The fixed paths of containerd's shims, the CNI library and the pods' network namespaces (containerd 1.6
+        # has no setting for it) get the node's own directories.
         Path("/run/containerd").mkdir(exist_ok=True)
         Path("/var/lib/cni").mkdir(parents=True, exist_ok=True)
         inner = (
             f"mount --bind {paths.shim_state} /run/containerd && "
             f"mount --bind {paths.cni_state} /var/lib/cni && "
+            f"mount --bind {paths.pod_netns_dir} /run/netns && "
             "mount --make-rshared / && "
             f"exec containerd --config {paths.containerd_config}"
         )
@@ -439,13 +464,18 @@ class RealNode:
                 raise
 
     def forward(self, target_host: str, target_port: int) -> int:
-        """A loopback port on the host that reaches `target_host:target_port` inside the node's network."""
-        port = free_port()
-        proc = self._start_forwarder(
-            f"forward-{target_host}-{target_port}", into=[], out=[f"127.0.0.1:{port}={target_host}:{target_port}"]
-        )
-        self._forwards.append(proc)
-        return port
+        """A loopback port on the host that reaches `target_host:target_port` inside the node's network (one per
+        target, started on first use)."""
+        with self._lock:
+            if (target_host, target_port) not in self._forwards:
+                port = free_port()
+                self._start_forwarder(
+                    f"forward-{target_host}-{target_port}",
+                    into=[],
+                    out=[f"127.0.0.1:{port}={target_host}:{target_port}"],
+                )
+                self._forwards[(target_host, target_port)] = port
+            return self._forwards[(target_host, target_port)]
 
     # -- stop ----------------------------------------------------------------------------------------------------
 

@@ -37,6 +37,9 @@ class RealNodeSpec(BaseModel):
     # What one real-time pod may use of it: a SCHED_FIFO loop that never sleeps is throttled here, not the node.
     realtime_pod_budget_us: int = 400_000
     realtime_max_priority: int = Field(98, ge=1, le=99)
+    # Inside the node's namespace, in the Service range: the cluster DNS address and the addresses names get.
+    cluster_dns: str = "10.96.0.10"
+    name_network: str = "10.96.1.0/24"
 
     @property
     def cgroup_root(self) -> str:
@@ -47,6 +50,17 @@ class RealNodeSpec(BaseModel):
     def labels(self) -> dict[str, str]:
         """The labels of a real-time edge node (like the simulated edge-rt-N), and the mark of a real kubelet."""
         return {REALTIME_LABEL: "true", EDGE_ROLE_LABEL: "", REAL_NODE_LABEL: "true"}
+
+
+def real_node_specs(count: int) -> list[RealNodeSpec]:
+    """real-rt-1..N, each with its own node address and pod range (each node's network is its own namespace, but
+    the site tells pods apart by address). On 2 cores one node is what fits: each takes CPU 1 as exclusive."""
+    return [
+        RealNodeSpec(
+            name=f"real-rt-{i}", node_ip=f"10.250.0.{1 + i}", pod_cidr=f"10.250.{i}.0/24", pod_gateway=f"10.250.{i}.1"
+        )
+        for i in range(1, count + 1)
+    ]
 
 
 class RealNodePaths(BaseModel):
@@ -148,7 +162,6 @@ def containerd_config(paths: RealNodePaths, sandbox_image: str, realtime_runtime
                 "restrict_oom_score_adj": True,
                 "disable_apparmor": True,
                 "enable_selinux": False,
-                "netns_mounts_under": str(paths.pod_netns_dir),
                 "stream_server_address": "127.0.0.1",
                 "stream_server_port": "0",
                 "enable_cdi": False,
@@ -235,6 +248,8 @@ def kubelet_config(spec: RealNodeSpec, paths: RealNodePaths, client_ca: Path) ->
         "maxPods": spec.max_pods,
         "podLogsDir": str(paths.pod_logs),
         "resolvConf": str(paths.resolv_conf),
+        "clusterDNS": [spec.cluster_dns],
+        "clusterDomain": "cluster.local",
         "serializeImagePulls": False,
         "registerNode": True,
         "registerWithTaints": [{"key": REALTIME_TAINT_KEY, "value": "true", "effect": "NoSchedule"}],

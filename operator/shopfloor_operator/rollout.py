@@ -93,7 +93,9 @@ def plan(state: ProgramState, now: datetime) -> Action:
         return Steady()  # verified, or failed with nothing to roll back to: waits for a new spec
     report = state.report
     if state.switched_at is None:
-        if report.active_revision == state.deployed and report.healthy:
+        # A runtime reports through its Lease before the kubelet's first readiness probe passes: verification
+        # starts once both say so, or a new pod would fail "its readiness probe" before one was run.
+        if report.active_revision == state.deployed and report.healthy and state.pod_ready:
             return Switched(now)
         if report.state == "Faulted":
             return _failed(state, f"the runtime faulted loading {state.deployed}: {report.message}")

@@ -54,6 +54,9 @@ class RuntimeMetrics(EngineListener):
             "shopfloor_vplc_realtime_granted", "1 when the requested SCHED_FIFO and memory locking were granted.",
             registry=r,
         )  # fmt: skip
+        self.scan_cpu = Gauge(
+            "shopfloor_vplc_scan_cpu", "1 for each CPU the scan thread may run on (its affinity).", ["cpu"], registry=r
+        )
         self.online_changes = Counter(
             "shopfloor_vplc_online_changes_total", "Online changes by result.", ["result"], registry=r
         )

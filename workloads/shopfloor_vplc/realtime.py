@@ -21,6 +21,8 @@ class RealtimeStatus:
     fifo_granted: bool
     memory_locked: bool
     detail: str
+    # The CPUs the scan thread may run on: one, not shared with system CPUs, under the static CPU manager.
+    cpus: tuple[int, ...] = ()
 
     @property
     def granted(self) -> bool:
@@ -48,10 +50,24 @@ def set_fifo_priority(priority: int) -> tuple[bool, str]:
     return True, f"SCHED_FIFO {priority}"
 
 
+def scan_cpus() -> tuple[int, ...]:
+    """The calling thread's CPU affinity."""
+    try:
+        return tuple(sorted(os.sched_getaffinity(0)))
+    except (OSError, AttributeError):
+        return ()
+
+
+def format_cpus(cpus: tuple[int, ...]) -> str:
+    return ",".join(str(cpu) for cpu in cpus) or "unknown"
+
+
 def apply_realtime(priority: int) -> RealtimeStatus:
     """Apply SCHED_FIFO at `priority` (1..99) to the calling thread and lock memory; 0 asks for neither."""
+    cpus = scan_cpus()
+    on_cpus = f"CPUs {format_cpus(cpus)}"
     if priority <= 0:
-        return RealtimeStatus(0, False, False, "normal scheduling (realtimePriority 0)")
+        return RealtimeStatus(0, False, False, f"normal scheduling (realtimePriority 0); {on_cpus}", cpus)
     fifo, fifo_detail = set_fifo_priority(priority)
     locked, lock_detail = lock_memory()
-    return RealtimeStatus(priority, fifo, locked, f"{fifo_detail}; {lock_detail}")
+    return RealtimeStatus(priority, fifo, locked, f"{fifo_detail}; {lock_detail}; {on_cpus}", cpus)

@@ -149,6 +149,8 @@ class PlcRuntime:
         realtime = self.engine.realtime
         if realtime is not None:
             self.metrics.realtime_granted.set(1 if realtime.granted else 0)
+            for cpu in realtime.cpus:
+                self.metrics.scan_cpu.labels(str(cpu)).set(1)
             log.info("real-time: %s", realtime.detail)
         io = self.spec.io
         if io.modbus.enabled:

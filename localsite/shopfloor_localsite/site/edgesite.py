@@ -33,6 +33,7 @@ from shopfloor_localsite.nodes import default_nodes
 from shopfloor_localsite.plant.device import RemoteIODevice
 from shopfloor_localsite.plant.plant import Plant
 from shopfloor_localsite.processes import ManagedProcess, free_port, wait_until
+from shopfloor_localsite.realnode_config import real_node_specs
 from shopfloor_localsite.site.runner import SiteRunner
 
 REPO = Path(__file__).resolve().parents[3]
@@ -173,6 +174,8 @@ class SiteFaults:
 class SiteOptions:
     realtime_nodes: int = 2
     general_nodes: int = 2
+    # Real nodes (real-rt-1..N: a kubelet and containerd, pods in real containers; needs root, see realnode.py).
+    real_nodes: int = 0
     broker: bool = True
     plant: bool = True
     operator: bool = True
@@ -185,7 +188,10 @@ class EdgeSite:
         self.options = options or SiteOptions()
         self.workdir = Path(tempfile.mkdtemp(prefix="shopfloor-site-"))
         self.plane = LocalControlPlane(
-            ControlPlaneOptions(nodes=default_nodes(self.options.realtime_nodes, self.options.general_nodes))
+            ControlPlaneOptions(
+                nodes=default_nodes(self.options.realtime_nodes, self.options.general_nodes),
+                real_nodes=real_node_specs(self.options.real_nodes),
+            )
         )
         self.broker: Mosquitto | None = None
         self.plant: Plant | None = None
@@ -246,6 +252,7 @@ class EdgeSite:
             workdir=self.workdir / "pods",
             static_endpoints=static,
             on_event=self.options.on_event,
+            real_nodes=dict(self.plane.real_nodes),
         )
         self.runner.start()
         self.faults = SiteFaults(self.plane, self.runner, on_event=self.options.on_event)

@@ -13,6 +13,10 @@ Each node reaches the central zone (the API server, the operator's witness) only
 - its node is partitioned (`partition`): nothing. A kubelet that cannot see the API neither starts nor stops pods;
   it only restarts a container that crashes. When the node is back (`heal`, and the runner sees its heartbeat
   again) it catches up: a pod deleted meanwhile gets its SIGTERM then.
+
+Real nodes (realnode.py) run their pods in containers themselves; the runner only wires them into the site: their
+endpoint map (their kubelet's and pods' way to the API server goes through their uplink, so `partition` cuts a real
+node too), and a loopback forward to each Ready pod's address, so Services lead to it from everywhere else.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from kubernetes import client
@@ -35,6 +39,8 @@ from kubernetes.client.exceptions import ApiException
 
 from shopfloor_inpod.endpoints import ENDPOINT_MAP_ENV, format_endpoint_map
 from shopfloor_localsite.kubeconfig import kubeconfig_document, write_kubeconfig_file
+from shopfloor_localsite.node_services import API_NAME as REAL_NODE_API_NAME
+from shopfloor_localsite.node_services import loopback_alias
 from shopfloor_localsite.nodes import KWOK_MANAGED_LABEL
 from shopfloor_localsite.processes import ManagedProcess, free_port
 from shopfloor_localsite.site.launch import (
@@ -51,6 +57,18 @@ from shopfloor_localsite.site.launch import (
     port_map_value,
 )
 from shopfloor_localsite.site.uplink import Uplink
+
+
+class RealNodeLink(Protocol):
+    """What the runner needs of a real node (realnode.RealNode)."""
+
+    @property
+    def endpoint_map(self) -> Path: ...
+
+    def forward(self, target_host: str, target_port: int) -> int:
+        """A loopback port leading to an address inside the node's network (the same one for the same target)."""
+        ...
+
 
 TOKEN_SECONDS = 3600
 MAX_BACKOFF_SECONDS = 10.0
@@ -76,6 +94,14 @@ class AttachedWorkload:
 class SiteEvent:
     at: float
     message: str
+
+
+def _selects(service: Any, namespace: str, labels: dict[str, str]) -> bool:
+    """Whether the Service selects a pod with these labels in `namespace` (one without a selector selects none)."""
+    selector = service.spec.selector or {}
+    if namespace != service.metadata.namespace or not selector:
+        return False
+    return all(labels.get(k) == v for k, v in selector.items())
 
 
 def _central_target_name(name: str, port: int) -> str:
@@ -116,6 +142,8 @@ class SiteRunner:
     # Pod address -> `namespace/pod` of every workload ever started (the latest pod wins if kwok reuses an address):
     # who a plant device's writer was, even after its pod is gone.
     pod_addresses: dict[str, str] = field(default_factory=dict)
+    # Real nodes by name: the runner writes their endpoint maps and forwards Services to their pods.
+    real_nodes: dict[str, RealNodeLink] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _lock: threading.RLock = field(default_factory=threading.RLock)
@@ -123,6 +151,8 @@ class SiteRunner:
     # -- life cycle --------------------------------------------------------------------------------------------
 
     def start(self) -> None:
+        for node in self.real_nodes:
+            self.uplink(node)  # and the node's endpoint map: its API traffic goes through the uplink from now on
         self._thread = threading.Thread(target=self._loop, name="site-runner", daemon=True)
         self._thread.start()
         threading.Thread(target=self._probe_loop, name="site-readiness", daemon=True).start()
@@ -216,7 +246,7 @@ class SiteRunner:
                     self._attach(core, raw_pod)
                 else:
                     self._restart_if_exited(self.attached[key])
-            self._publish_endpoints(services)
+            self._publish_endpoints(services, [pod for pod in pods if pod.spec.node_name in self.real_nodes])
             self.passes += 1
 
     # -- faults: what the node's power and uplink do to its workloads -----------------------------------------
@@ -298,19 +328,40 @@ class SiteRunner:
     def node_endpoint_map_file(self, node: str) -> Path:
         return self.workdir / f"endpoints-{node}"
 
-    def _publish_endpoints(self, services: list[Any]) -> None:
+    def _real_pod_targets(self, pod: Any) -> dict[str, tuple[str, int]] | None:
+        """A Ready pod of a real node: its container ports by name, each as the loopback forward to it."""
+        if pod.status.pod_ip:
+            self.pod_addresses[loopback_alias(pod.status.pod_ip)] = f"{pod.metadata.namespace}/{pod.metadata.name}"
+        ready = any(c.type == "Ready" and c.status == "True" for c in (pod.status.conditions or []))
+        if not ready or not pod.status.pod_ip or pod.metadata.deletion_timestamp:
+            return None
+        node = self.real_nodes[pod.spec.node_name]
+        targets: dict[str, tuple[str, int]] = {}
+        for container in pod.spec.containers:
+            for port in container.ports or []:
+                address = ("127.0.0.1", node.forward(pod.status.pod_ip, port.container_port))
+                targets[str(port.container_port)] = address
+                if port.name:
+                    targets[port.name] = address
+        return targets
+
+    def _publish_endpoints(self, services: list[Any], real_pods: list[Any] | None = None) -> None:
         """Map each Service's `name.namespace:port` to the loopback listener of the workload it selects: the
         site's stand-in for cluster DNS and kube-proxy. Rewritten atomically when it changes."""
         entries: dict[tuple[str, int], tuple[str, int]] = {}
+        real_targets = [(pod, self._real_pod_targets(pod)) for pod in real_pods or []]
         for service in services:
-            selector = service.spec.selector or {}
-            for key, workload in self.attached.items():
-                labels = workload.launch.labels
-                if workload.launch.namespace != service.metadata.namespace or not selector:
+            for pod, targets in real_targets:
+                if targets is None or not _selects(service, pod.metadata.namespace, pod.metadata.labels or {}):
                     continue
+                for port in service.spec.ports or []:
+                    address = targets.get(str(port.target_port))
+                    if address is not None:
+                        entries[(f"{service.metadata.name}.{service.metadata.namespace}", port.port)] = address
+            for key, workload in self.attached.items():
                 if self.readiness.get(key) is False:
                     continue
-                if any(labels.get(k) != v for k, v in selector.items()):
+                if not _selects(service, workload.launch.namespace, workload.launch.labels):
                     continue
                 for port in service.spec.ports or []:
                     target = _target_port_name(port.target_port, workload.launch.container_ports)
@@ -328,6 +379,9 @@ class SiteRunner:
         for node, uplink in self.uplinks.items():
             central = {key: ("127.0.0.1", uplink.port(_central_target_name(*key))) for key in self.central_endpoints}
             _write_if_changed(self.node_endpoint_map_file(node), format_endpoint_map({**base, **central}))
+            if node in self.real_nodes:
+                api = {REAL_NODE_API_NAME: ("127.0.0.1", uplink.port(API_SERVER_TARGET))}
+                _write_if_changed(self.real_nodes[node].endpoint_map, format_endpoint_map({**base, **central, **api}))
 
     @staticmethod
     def _should_run(pod: dict[str, Any], live_nodes: set[str]) -> bool:

@@ -121,9 +121,10 @@ def _env(workload: Workload, settings: OperatorSettings) -> list[dict[str, Any]]
 
 
 def _container(workload: Workload, settings: OperatorSettings) -> dict[str, Any]:
+    # No capabilities, real-time or not: Kubernetes does not make added capabilities ambient, so a non-root process
+    # loses them at exec. The node grants SCHED_FIFO through a real-time RuntimeClass (docs/realtime-nodes.md), and
+    # every pod stays admissible under the `restricted` Pod Security level.
     capabilities: dict[str, Any] = {"drop": ["ALL"]}
-    if workload.realtime_priority > 0:
-        capabilities["add"] = ["SYS_NICE", "IPC_LOCK"]
     resources = {"cpu": cpu_quantity(workload.cpus), "memory": str(workload.memory)}
     ports = [
         {"name": port.name, "containerPort": port.container_port, "protocol": "TCP"} for port in workload.service_ports

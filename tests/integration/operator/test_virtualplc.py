@@ -34,7 +34,7 @@ def test_create_builds_children_and_runs_on_a_realtime_node(start_operator: Oper
     pod = running_pod(cluster, "mixer-1")
     assert pod.spec.node_name in REALTIME_NODES
     container = pod.spec.containers[0]
-    assert container.security_context.capabilities.add == ["SYS_NICE", "IPC_LOCK"]
+    assert container.security_context.capabilities.add is None
     assert container.resources.requests == container.resources.limits
     for kind, read in [
         ("ServiceAccount", lambda: cluster.core.read_namespaced_service_account("mixer-1-vplc", cluster.namespace)),

@@ -49,15 +49,16 @@ def test_guaranteed_qos_whole_cpus(settings: OperatorSettings) -> None:
     assert cpu_quantity(0.5) == "500m"
 
 
-def test_restricted_security_and_capabilities_only_with_priority(settings: OperatorSettings) -> None:
+def test_restricted_security_without_capabilities_even_with_priority(settings: OperatorSettings) -> None:
     plain = pod(plc_workload(plc_manifest(), settings), settings, 0)
     security = container(plain)["securityContext"]
     assert security["capabilities"] == {"drop": ["ALL"]}
     assert security["readOnlyRootFilesystem"] is True and security["allowPrivilegeEscalation"] is False
     assert plain["spec"]["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     assert plain["spec"]["securityContext"]["runAsNonRoot"] is True
+    # Real time is granted by the node's RuntimeClass, not by capabilities a non-root process would lose at exec.
     realtime = pod(plc_workload(plc_manifest(realtimePriority=80), settings), settings, 0)
-    assert container(realtime)["securityContext"]["capabilities"]["add"] == ["SYS_NICE", "IPC_LOCK"]
+    assert container(realtime)["securityContext"]["capabilities"] == {"drop": ["ALL"]}
 
 
 def test_http_probes_ports_and_grace(settings: OperatorSettings) -> None:

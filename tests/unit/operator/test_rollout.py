@@ -49,6 +49,15 @@ def test_verify_then_promote() -> None:
     assert plan(verifying, T0 + timedelta(seconds=32)) == Promote(NEW)
 
 
+def test_a_new_pod_reporting_before_its_first_readiness_probe_waits_instead_of_failing() -> None:
+    """A real kubelet marks a pod Ready only after its readiness probe passes; the runtime may report first."""
+    first = replace(STEADY, desired=NEW, deployed=NEW, last_known_good="", switched_at=None, report=HEALTHY_NEW)
+    not_probed_yet = replace(first, pod_ready=False, pod_ready_since=None)
+    assert isinstance(plan(not_probed_yet, T0 + timedelta(seconds=1)), Wait)
+    probed = replace(first, pod_ready=True, pod_ready_since=T0 + timedelta(seconds=2))
+    assert plan(probed, T0 + timedelta(seconds=2)) == Switched(T0 + timedelta(seconds=2))
+
+
 def test_fault_during_verification_rolls_back() -> None:
     faulted = RuntimeReport(False, "RuntimeFaulted", "the runtime faulted: divide by zero", NEW, "Faulted")
     state = replace(STEADY, desired=NEW, deployed=NEW, switched_at=T0, report=faulted)
