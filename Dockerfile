@@ -31,6 +31,7 @@ COPY --from=build /wheels /tmp/wheels
 COPY --from=build /usr/local/lib/python3.11/site-packages/pip /tmp/pip/pip
 RUN PYTHONPATH=/tmp/pip python3 -m pip install --no-index --find-links=/tmp/wheels --no-compile --no-cache-dir \
       --break-system-packages --root-user-action=ignore --disable-pip-version-check shopfloor \
+ && rm -rf /usr/local/lib/python3.11/dist-packages/shopfloor_localsite /usr/local/bin/shopfloor-localsite \
  && PYTHONHASHSEED=0 python3 -m compileall -q -f -j0 --invalidation-mode=unchecked-hash \
       /usr/lib/python3.11 /usr/lib/python3/dist-packages /usr/local/lib/python3.11/dist-packages \
  && rm -rf /tmp/pip /tmp/wheels

@@ -42,7 +42,7 @@ from shopfloor_localsite import oci
 from shopfloor_localsite.build import cache_root
 
 # Bump when the recipe of the Python images (install, compile, verify, layout) changes, so caches are rebuilt.
-IMAGES_RECIPE_VERSION = "1"
+IMAGES_RECIPE_VERSION = "2"
 # Bump when the recipe of the root filesystem (debootstrap, user, slimming) changes.
 ROOTFS_RECIPE_VERSION = "1"
 PAUSE_RECIPE_VERSION = "1"
@@ -84,7 +84,10 @@ SNAPSHOTTER = "overlayfs"
 
 # The files of the project that end up in its wheel: setuptools takes the .py modules and the package data
 # (pyproject's [tool.setuptools.package-data]) of the packages under these roots.
-SOURCE_ROOTS = ("operator", "workloads", "localsite")
+# The product's packages. The local site (localsite/) is in the same wheel but is a development tool: the images
+# leave it out (LOCAL_SITE_FILES), so an edit to the site neither rebuilds nor changes them.
+SOURCE_ROOTS = ("operator", "workloads")
+LOCAL_SITE_FILES = (f"{PYTHON_SITE}/shopfloor_localsite", "/usr/local/bin/shopfloor-localsite")
 SOURCE_TOP_FILES = ("pyproject.toml", "README.md", "LICENSE")
 PACKAGE_DATA_SUFFIXES = (".py", ".yaml", ".proto")
 PACKAGE_DATA_NAMES = ("py.typed",)
@@ -613,6 +616,12 @@ def _install_into(rootfs: Path, wheels: Path) -> None:
         env=_chroot_env(PYTHONPATH="/tmp/shopfloor-build"),
     )
     shutil.rmtree(staging)
+    for path in LOCAL_SITE_FILES:
+        target = rootfs / path.lstrip("/")
+        if target.is_dir():
+            shutil.rmtree(target)
+        else:
+            target.unlink(missing_ok=True)
     # Unchecked hash-based .pyc: the image never changes, so Python reads them without looking at the sources;
     # PYTHONHASHSEED=0 because set constants are written in hash order.
     _run(
