@@ -152,8 +152,17 @@ def kill_cgroup_tree(cgroup_root: str, timeout: float = 20) -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         time.sleep(0.1)
-    for hierarchy in _hierarchies():
-        _remove_cgroup_tree(hierarchy / cgroup_root.lstrip("/"))
+    # A killed task leaves its cgroup only once it is reaped; until then rmdir says EBUSY, so retry.
+    groups = [hierarchy / cgroup_root.lstrip("/") for hierarchy in _hierarchies()]
+    while True:
+        for group in groups:
+            _remove_cgroup_tree(group)
+        left = [group for group in groups if group.exists()]
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    if left:
+        _log(f"could not remove {', '.join(map(str, left))}: processes still in them")
 
 
 @dataclass

@@ -121,6 +121,12 @@ def plan_ancestor_budgets(
     return [(group, budget) for group, budget in plan if budget != read_budget(group)]
 
 
+def rt_group_scheduling() -> bool:
+    """Whether the kernel budgets real time per cgroup (CONFIG_RT_GROUP_SCHED on cgroup v1). Without it (most
+    distribution and PREEMPT_RT kernels) any task with CAP_SYS_NICE may run SCHED_FIFO: no budget to grant."""
+    return (CPU_CGROUP / "cpu.rt_runtime_us").exists()
+
+
 def _read_budget(group: str) -> int:
     try:
         return int((CPU_CGROUP / group.lstrip("/") / "cpu.rt_runtime_us").read_text())
@@ -142,14 +148,15 @@ def grant(bundle: Path, policy: RealtimePolicy, log: Callable[[str], None]) -> N
     if not grants_apply(spec, policy):
         return
     cgroups_path = str(spec["linux"]["cgroupsPath"])
-    try:
-        for group, budget in plan_ancestor_budgets(cgroups_path, policy, _read_budget, _child_groups):
-            (CPU_CGROUP / group.lstrip("/") / "cpu.rt_runtime_us").write_text(str(budget))
-    except OSError as error:
-        # Without a budget SCHED_FIFO is refused; the container still starts and its runtime reports that.
-        log(f"real-time budget for {cgroups_path} refused: {error}; starting without SCHED_FIFO")
-        return
-    grant_budget_in_spec(spec, policy)
+    if rt_group_scheduling():
+        try:
+            for group, budget in plan_ancestor_budgets(cgroups_path, policy, _read_budget, _child_groups):
+                (CPU_CGROUP / group.lstrip("/") / "cpu.rt_runtime_us").write_text(str(budget))
+        except OSError as error:
+            # Without a budget SCHED_FIFO is refused; the container still starts and its runtime reports that.
+            log(f"real-time budget for {cgroups_path} refused: {error}; starting without SCHED_FIFO")
+            return
+        grant_budget_in_spec(spec, policy)
     grant_capabilities(spec, policy)
     tmp = config.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(spec))
