@@ -113,18 +113,25 @@ async def run(
 
 
 def _connection_info(api_client: client.ApiClient) -> kopf.ConnectionInfo:
-    """kopf uses the same credentials as our REST client (one kubeconfig, one identity)."""
+    """kopf uses the same credentials as our REST client (one kubeconfig, one identity). In a pod that is the
+    projected ServiceAccount token: the client re-reads it through its refresh hook (kopf calls this again on a 401,
+    so a rotated token is picked up) and stores it as `bearer <token>`, lower case."""
     configuration = api_client.configuration
+    if configuration.refresh_api_key_hook is not None:
+        configuration.refresh_api_key_hook(configuration)
     token = (configuration.api_key or {}).get("authorization", "") or (configuration.api_key or {}).get(
         "BearerToken", ""
     )
+    scheme, _, credential = token.strip().partition(" ")
+    if scheme.lower() == "bearer" and credential:
+        token = credential
     return kopf.ConnectionInfo(
         server=configuration.host,
         ca_path=configuration.ssl_ca_cert,
         insecure=not configuration.verify_ssl,
         certificate_path=configuration.cert_file,
         private_key_path=configuration.key_file,
-        token=token.removeprefix("Bearer ").strip() or None,
+        token=token.strip() or None,
         scheme="Bearer" if token else None,
     )
 

@@ -420,8 +420,9 @@ class EdgeSite:
             raise RuntimeError(f"kubectl {' '.join(args)} failed:\n{result.stderr}")
         return result.stdout + result.stderr if not check else result.stdout
 
-    def helm(self, *args: str) -> str:
-        result = subprocess.run([str(ensure_binaries().helm), *args], capture_output=True, text=True, check=False)
+    def helm(self, *args: str, stdin: str = "") -> str:
+        command = [str(ensure_binaries().helm), "--kubeconfig", str(self.kubeconfig), *args]
+        result = subprocess.run(command, input=stdin, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise RuntimeError(f"helm {' '.join(args)} failed:\n{result.stderr}")
         return result.stdout
