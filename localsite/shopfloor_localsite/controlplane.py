@@ -254,26 +254,29 @@ class LocalControlPlane:
             self._start_real_nodes(binaries)
 
     def _start_real_nodes(self, binaries: Binaries) -> None:
-        """Start each real node's containerd, import the images (built once, cached), then join its kubelet."""
+        for spec in self.options.real_nodes:
+            self.add_real_node(spec, binaries)
+
+    def add_real_node(self, spec: RealNodeSpec, binaries: Binaries | None = None) -> RealNode:
+        """Start a real node's containerd, import the images (built once, cached), then join its kubelet; returns
+        once the node is Ready. Raises RealNodeUnavailable, saying why, when this machine cannot run one."""
         from shopfloor_localsite.images import ensure_images, import_images  # the image build is real nodes' only
 
-        for spec in self.options.real_nodes:
-            node = RealNode(
-                spec,
-                self.workdir / spec.name,
-                binaries.kubelet,
-                self._pki,
-                self.api_port,
-                SERVICE_IP,
-                SERVICE_CIDR,
-                self.api_client(),
-            )
-            self.real_nodes[spec.name] = node
-            node.start()
-        images = ensure_images()
-        for node in self.real_nodes.values():
-            import_images(images.all(), "ctr", str(node.paths.containerd_socket))
-            node.join()
+        node = RealNode(
+            spec,
+            self.workdir / spec.name,
+            (binaries or ensure_binaries()).kubelet,
+            self._pki,
+            self.api_port,
+            SERVICE_IP,
+            SERVICE_CIDR,
+            self.api_client(),
+        )
+        node.start()
+        self.real_nodes[spec.name] = node
+        import_images(ensure_images().all(), "ctr", str(node.paths.containerd_socket))
+        node.join()
+        return node
 
     def _kwok_config(self, binaries: Binaries) -> Path:
         path = self.workdir / "kwok.yaml"

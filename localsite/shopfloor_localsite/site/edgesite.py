@@ -33,7 +33,8 @@ from shopfloor_localsite.nodes import default_nodes
 from shopfloor_localsite.plant.device import RemoteIODevice
 from shopfloor_localsite.plant.plant import Plant
 from shopfloor_localsite.processes import ManagedProcess, free_port, wait_until
-from shopfloor_localsite.realnode_config import real_node_specs
+from shopfloor_localsite.realnode import RealNode
+from shopfloor_localsite.realnode_config import RealNodeSpec, real_node_specs
 from shopfloor_localsite.site.runner import SiteRunner
 
 REPO = Path(__file__).resolve().parents[3]
@@ -406,6 +407,13 @@ class EdgeSite:
         return self.plant.devices[name]
 
     # -- tools -------------------------------------------------------------------------------------------------
+
+    def add_real_node(self, spec: RealNodeSpec) -> RealNode:
+        """Add a real node (realnode.py) to the running site; raises RealNodeUnavailable when this machine cannot."""
+        node = self.plane.add_real_node(spec)
+        assert self.runner is not None
+        self.runner.add_real_node(spec.name, node)
+        return node
 
     def kubectl(self, *args: str, stdin: str = "", check: bool = True) -> str:
         binary = ensure_binaries().kubectl

@@ -144,6 +144,8 @@ class SiteRunner:
     pod_addresses: dict[str, str] = field(default_factory=dict)
     # Real nodes by name: the runner writes their endpoint maps and forwards Services to their pods.
     real_nodes: dict[str, RealNodeLink] = field(default_factory=dict)
+    # The Ready workload pods of real nodes, in the form of workloads() (their ports: loopback forwards).
+    _real_workloads: dict[str, dict[str, Any]] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _lock: threading.RLock = field(default_factory=threading.RLock)
@@ -350,6 +352,21 @@ class SiteRunner:
         site's stand-in for cluster DNS and kube-proxy. Rewritten atomically when it changes."""
         entries: dict[tuple[str, int], tuple[str, int]] = {}
         real_targets = [(pod, self._real_pod_targets(pod)) for pod in real_pods or []]
+        self._real_workloads = {
+            f"{pod.metadata.namespace}/{pod.metadata.name}": {
+                "namespace": pod.metadata.namespace,
+                "owner": (pod.metadata.labels or {}).get("app.kubernetes.io/instance", ""),
+                "component": (pod.metadata.labels or {}).get("app.kubernetes.io/component", ""),
+                "pod": pod.metadata.name,
+                "node": pod.spec.node_name,
+                "pod_ip": pod.status.pod_ip,
+                "pid": None,
+                "ports": {name: address[1] for name, address in targets.items() if not name.isdigit()},
+                "running": True,
+            }
+            for pod, targets in real_targets
+            if targets is not None
+        }
         for service in services:
             for pod, targets in real_targets:
                 if targets is None or not _selects(service, pod.metadata.namespace, pod.metadata.labels or {}):
@@ -539,7 +556,13 @@ class SiteRunner:
                     "running": w.process.running(),
                 }
                 for w in self.attached.values()
-            ]
+            ] + list(self._real_workloads.values())
+
+    def add_real_node(self, name: str, node: RealNodeLink) -> None:
+        """Wire a real node that joined after the runner started into the site."""
+        with self._lock:
+            self.real_nodes[name] = node
+        self.uplink(name)
 
 
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback only: never a proxy
