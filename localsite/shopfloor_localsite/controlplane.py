@@ -28,7 +28,7 @@ from shopfloor_localsite.build import Binaries, ensure_binaries
 from shopfloor_localsite.kubeconfig import kubeconfig_document, write_kubeconfig_file
 from shopfloor_localsite.nodes import KWOK_MANAGED_LABEL, SimulatedNode, default_nodes, node_manifest
 from shopfloor_localsite.pki import ControlPlanePki, create_pki
-from shopfloor_localsite.processes import ManagedProcess, free_port, wait_until
+from shopfloor_localsite.processes import ManagedProcess, free_port, process_alive, wait_until
 from shopfloor_localsite.realnode import RealNode
 from shopfloor_localsite.realnode_config import RealNodeSpec
 
@@ -79,16 +79,6 @@ def write_kubeconfig(path: Path, server: str, pki: ControlPlanePki, user: str = 
 OWNER_FILE = "owner.pid"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def remove_abandoned_workdirs() -> None:
     """Remove work directories of control planes whose owner was killed before it could clean up (SIGKILL).
     Their processes are already gone: they die with their parent."""
@@ -97,7 +87,7 @@ def remove_abandoned_workdirs() -> None:
             owner = int((workdir / OWNER_FILE).read_text().strip())
         except (OSError, ValueError):
             continue
-        if not _alive(owner):
+        if not process_alive(owner):
             shutil.rmtree(workdir, ignore_errors=True)
 
 

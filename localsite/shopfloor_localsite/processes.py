@@ -85,6 +85,17 @@ class ManagedProcess:
             self.process.wait(timeout=timeout)
 
 
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id exists (one we may not signal exists too)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class ProcessExited(RuntimeError):
     """A managed process died while we were waiting for it."""
 

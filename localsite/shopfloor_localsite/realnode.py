@@ -37,7 +37,7 @@ from shopfloor_localsite.images import PAUSE_IMAGE
 from shopfloor_localsite.kubeconfig import kubeconfig_document, write_kubeconfig_file
 from shopfloor_localsite.node_services import API_NAME
 from shopfloor_localsite.pki import ControlPlanePki, issue_node_client
-from shopfloor_localsite.processes import ManagedProcess, free_port, wait_until
+from shopfloor_localsite.processes import ManagedProcess, free_port, process_alive, wait_until
 from shopfloor_localsite.realnode_config import (
     NODE_API_PORT,
     REALTIME_RUNTIME_HANDLER,
@@ -112,16 +112,6 @@ def _write_sysctls(values: dict[str, str]) -> None:
     for name, value in values.items():
         with contextlib.suppress(OSError):
             (Path("/proc/sys") / name).write_text(value)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _cgroup_pids(group: Path) -> list[int]:
@@ -203,7 +193,7 @@ def remove_abandoned(node: str) -> None:
     record = OwnerRecord.load(node)
     if record is None:
         return
-    if _alive(record.pid) and record.pid != os.getpid():
+    if process_alive(record.pid) and record.pid != os.getpid():
         raise RealNodeUnavailable(f"node {node} is already run by process {record.pid}")
     _log(f"{node}: removing what a stopped site (pid {record.pid}) left running")
     undo(record, node)

@@ -14,8 +14,8 @@ import pytest
 import yaml
 from kubernetes import client
 
-from shopfloor_localsite.realnode import RealNodeUnavailable
-from shopfloor_localsite.site.edgesite import CHART, OPERATOR_NAMESPACE, EdgeSite, SiteOptions
+from shopfloor_localsite.site.edgesite import CHART, OPERATOR_NAMESPACE, EdgeSite
+from tests.integration.realnode.conftest import site_with_a_real_node
 from tests.support.waiting import wait_for
 
 NODE = "real-rt-1"
@@ -41,17 +41,8 @@ PLC: dict[str, Any] = {
 
 @pytest.fixture(scope="module")
 def site() -> Iterator[EdgeSite]:
-    edge = EdgeSite(
-        SiteOptions(realtime_nodes=1, general_nodes=1, real_nodes=1, broker=False, plant=False, operator=False)
-    )
-    try:
-        edge.start()
-    except RealNodeUnavailable as reason:
-        pytest.skip(f"this machine cannot run a real node: {reason}")
-    try:
+    with site_with_a_real_node(plant=False, operator=False) as edge:
         yield edge
-    finally:
-        edge.stop()
 
 
 @pytest.fixture(scope="module")

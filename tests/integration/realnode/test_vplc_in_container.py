@@ -19,9 +19,10 @@ import yaml
 from kubernetes import client
 from pymodbus.client import ModbusTcpClient
 
-from shopfloor_localsite.realnode import RealNode, RealNodeUnavailable
+from shopfloor_localsite.realnode import RealNode
 from shopfloor_localsite.realnode_config import REALTIME_RUNTIME_HANDLER
-from shopfloor_localsite.site.edgesite import EdgeSite, SiteOptions
+from shopfloor_localsite.site.edgesite import EdgeSite
+from tests.integration.realnode.conftest import site_with_a_real_node
 from tests.support.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[3]
@@ -36,19 +37,8 @@ pytestmark = pytest.mark.timeout(900)
 
 @pytest.fixture(scope="module")
 def site() -> Iterator[EdgeSite]:
-    events: list[str] = []
-    edge = EdgeSite(SiteOptions(realtime_nodes=1, general_nodes=1, real_nodes=1, broker=False, on_event=events.append))
-    try:
-        edge.start()
-    except RealNodeUnavailable as reason:
-        pytest.skip(f"this machine cannot run a real node: {reason}")
-    try:
+    with site_with_a_real_node() as edge:
         yield edge
-    finally:
-        if edge.operator is not None:
-            print(f"--- operator\n{edge.operator.log_tail(40)}")
-        print("--- site events\n" + "\n".join(events[-40:]))
-        edge.stop()
 
 
 def real_node(site: EdgeSite) -> RealNode:
