@@ -56,6 +56,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shopfloor_api.runtime_contract import ANNOTATION_STANDBY, ANNOTATION_SYNC_ENDPOINT, StandbyTiming
+from shopfloor_inpod.endpoints import resolve
 from shopfloor_inpod.lease import LeaseLock, LockState
 from shopfloor_vplc.log_throttle import LogThrottle
 
@@ -529,7 +530,9 @@ class StandbyFollower:
     async def _receive_forever(self, primary: str, endpoint: tuple[str, int]) -> None:
         while True:
             try:
-                reader, writer = await asyncio.wait_for(asyncio.open_connection(*endpoint), CONNECT_TIMEOUT_S)
+                # As every peer is dialled: where the site says it really is (in a pod: as written).
+                address = resolve(*endpoint)
+                reader, writer = await asyncio.wait_for(asyncio.open_connection(*address), CONNECT_TIMEOUT_S)
             except (OSError, TimeoutError) as exc:
                 log.debug("state sync with %s: %s", primary, exc)
             else:

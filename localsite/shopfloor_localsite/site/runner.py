@@ -367,6 +367,12 @@ class SiteRunner:
             for pod, targets in real_targets
             if targets is not None
         }
+        # A real pod's own address too (a hot standby dials its primary's pod address): from outside the node's
+        # network namespace, only through the forward, never routed from this machine's namespace.
+        for pod, targets in real_targets:
+            for port, forward in (targets or {}).items():
+                if port.isdigit():
+                    entries[(pod.status.pod_ip, int(port))] = forward
         for service in services:
             for pod, targets in real_targets:
                 if targets is None or not _selects(service, pod.metadata.namespace, pod.metadata.labels or {}):
