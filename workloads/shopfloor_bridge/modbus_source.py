@@ -23,8 +23,10 @@ from shopfloor_bridge.modbus_codec import ModbusTag, Table, is_bits, is_writable
 from shopfloor_bridge.modbus_plan import ReadRequest, plan_reads
 from shopfloor_bridge.tags import Quality, TagValue, Value, now_ms
 from shopfloor_inpod.endpoints import resolve
+from shopfloor_inpod.library_logs import quiet_pymodbus
 
 log = logging.getLogger(__name__)
+quiet_pymodbus()  # a source reports a lost device itself, naming it
 
 Emit = Callable[[list[TagValue]], None]
 

@@ -35,22 +35,12 @@ from pymodbus.exceptions import ModbusException
 
 from shopfloor_bridge.modbus_codec import ModbusTag
 from shopfloor_bridge.modbus_plan import ReadRequest, plan_reads
+from shopfloor_inpod.library_logs import quiet_pymodbus
 from shopfloor_vplc.modbus_codec import Binding, Table
 
 log = logging.getLogger(__name__)
 
-
-class _LibraryDetail(logging.Filter):
-    """pymodbus logs every failed exchange as an ERROR followed by a dump of the last frames (`>>>>> send: 0x0 ...`),
-    once per poll while a device misbehaves. A link reports the failure itself, naming the device, when the device
-    is lost; pymodbus's own lines are kept for whoever asks for its DEBUG detail."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return logging.getLogger("pymodbus").isEnabledFor(logging.DEBUG)
-
-
-# pymodbus logs through this one logger (pymodbus.logging.Log)
-logging.getLogger("pymodbus.logging").addFilter(_LibraryDetail())
+quiet_pymodbus()  # a link reports a lost device itself, once, naming it
 
 QUALITY_GOOD, QUALITY_UNCERTAIN, QUALITY_BAD = 0, 1, 2
 STARTUP_GRACE_S = 5.0
