@@ -357,6 +357,13 @@ class LocalControlPlane:
         conditions = node.status.conditions or []
         return any(c.type == "Ready" and c.status == "True" for c in conditions)
 
+    def remove_real_node(self, name: str) -> None:
+        """Stop a real node and delete its Node object (its pods go with it)."""
+        node = self.real_nodes.pop(name, None)
+        if node is not None:
+            node.stop()
+        self.remove_node(name)
+
     def stop(self) -> None:
         for node in self.real_nodes.values():
             node.stop()

@@ -193,8 +193,9 @@ def remove_abandoned(node: str) -> None:
     record = OwnerRecord.load(node)
     if record is None:
         return
-    if process_alive(record.pid) and record.pid != os.getpid():
-        raise RealNodeUnavailable(f"node {node} is already run by process {record.pid}")
+    if process_alive(record.pid):
+        who = "this process" if record.pid == os.getpid() else f"process {record.pid}"
+        raise RealNodeUnavailable(f"node {node} is already run by {who} (one site with a real node at a time)")
     _log(f"{node}: removing what a stopped site (pid {record.pid}) left running")
     undo(record, node)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -31,13 +32,16 @@ pytestmark = pytest.mark.timeout(600)
 
 
 @pytest.fixture(scope="module")
-def real_node(site: EdgeSite, line: str) -> RealNode:
-    if NODE in site.plane.real_nodes:
-        return site.plane.real_nodes[NODE]
+def real_node(site: EdgeSite, line: str) -> Iterator[RealNode]:
+    """real-rt-1 for this module only: the site's other tests (and other suites' real nodes) find it gone."""
     try:
-        return site.add_real_node(RealNodeSpec(name=NODE))
+        node = site.add_real_node(RealNodeSpec(name=NODE))
     except RealNodeUnavailable as reason:
         pytest.skip(f"this machine cannot run a real node: {reason}")
+    try:
+        yield node
+    finally:
+        site.remove_real_node(NODE)
 
 
 def fills(probe: SiteProbe, line: str) -> int:

@@ -415,6 +415,12 @@ class EdgeSite:
         self.runner.add_real_node(spec.name, node)
         return node
 
+    def remove_real_node(self, name: str) -> None:
+        """Take a real node out of the running site: its processes stop, its Node object goes."""
+        assert self.runner is not None
+        self.runner.remove_real_node(name)
+        self.plane.remove_real_node(name)
+
     def kubectl(self, *args: str, stdin: str = "", check: bool = True) -> str:
         binary = ensure_binaries().kubectl
         result = subprocess.run(

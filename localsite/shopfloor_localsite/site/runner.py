@@ -570,6 +570,13 @@ class SiteRunner:
             self.real_nodes[name] = node
         self.uplink(name)
 
+    def remove_real_node(self, name: str) -> None:
+        with self._lock:
+            self.real_nodes.pop(name, None)
+            uplink = self.uplinks.pop(name, None)
+        if uplink is not None:
+            uplink.stop()
+
 
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback only: never a proxy
 
