@@ -42,6 +42,7 @@ from shopfloor_localsite.images import (
 from shopfloor_localsite.processes import ManagedProcess, wait_until
 from tests.support.waiting import wait_for
 
+CGROUP_PARENT = "/shopfloor-images-test"
 NEEDED_TOOLS = ("containerd", "ctr", "runc", "debootstrap", "go", "unshare", "nsenter")
 
 if os.geteuid() != 0:
@@ -117,6 +118,9 @@ state = "{root}/state"
             str(self.runc_root),
             "--fifo-dir",
             str(self.fifo_dir),
+            # Under a parent of the test's own (ctr's default is /k8s.io/<id>), removed with the containerd.
+            "--cgroup",
+            f"{CGROUP_PARENT}/{container_id}",
             ref,
             container_id,
             *command,
@@ -141,6 +145,11 @@ state = "{root}/state"
         for pid in _pids_with_argument(self.address):  # shims of our containerd, by the address they serve
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+        for hierarchy in Path("/sys/fs/cgroup").iterdir():
+            parent = hierarchy / CGROUP_PARENT.lstrip("/")
+            for group in [*(p for p in parent.glob("*") if p.is_dir()), parent] if parent.is_dir() else []:
+                with contextlib.suppress(OSError):
+                    group.rmdir()
         for mount_point in reversed(_mounts_under(self.directory)):
             subprocess.run(["umount", "--lazy", mount_point], check=False)
         leftovers = _mounts_under(self.directory)
