@@ -477,6 +477,31 @@ class RealNode:
                 self._forwards[(target_host, target_port)] = port
             return self._forwards[(target_host, target_port)]
 
+    # -- power ---------------------------------------------------------------------------------------------------
+
+    def power_off(self) -> None:
+        """A power loss: every process of the node (kubelet, containerd, shims, containers) is SIGKILLed at once and
+        runs no shutdown code; the node's mounts vanish with them. Its network namespace and the site's relays stay:
+        they are the plant's wiring, and nothing answers behind them until power_on()."""
+        kill_cgroup_tree(self.spec.cgroup_root)
+        for proc in (self.kubelet, self.containerd):
+            if proc is not None:
+                proc.kill()  # reaps it; already dead
+                self.processes.remove(proc)
+        self.kubelet = self.containerd = None
+
+    def power_on(self, timeout: float = 120) -> None:
+        """Power is back: containerd and the kubelet start again from their state on disk; returns once the node is
+        Ready. Its pods run again as the kubelet finds them (the containers themselves died with the power)."""
+        self._prepare_cgroups()
+        self._start_containerd()
+        self._start_kubelet()
+        wait_until(self.ready, timeout, f"node {self.spec.name} Ready after power on", self.processes)
+
+    @property
+    def powered(self) -> bool:
+        return self.kubelet is not None
+
     # -- stop ----------------------------------------------------------------------------------------------------
 
     def stop(self) -> None:

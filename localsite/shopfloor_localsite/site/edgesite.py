@@ -78,6 +78,8 @@ class SiteFaults:
             self.on_event(f"fault: {message}")
 
     def _heartbeat(self, node: str) -> None:
+        if node in self.plane.real_nodes:
+            return  # a real kubelet heartbeats by itself, while it runs and its uplink works
         alive = node not in self.powered_off and node not in self.partitioned
         if self.api_server_stopped:
             self._pending_heartbeats[node] = alive
@@ -91,6 +93,8 @@ class SiteFaults:
         with self._lock:
             self.powered_off.add(node)
             self.runner.power_off(node)
+            if node in self.plane.real_nodes:
+                self.plane.real_nodes[node].power_off()
             self._heartbeat(node)
         self._say(f"{node} powered off")
 
@@ -99,6 +103,9 @@ class SiteFaults:
         with self._lock:
             self.powered_off.discard(node)
             self.runner.power_on(node)
+            real = self.plane.real_nodes.get(node)
+            if real is not None and not real.powered:
+                real.power_on()
             self._heartbeat(node)
         self._say(f"{node} powered on")
 

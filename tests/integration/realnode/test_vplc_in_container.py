@@ -9,6 +9,7 @@ only inside the node's network namespace).
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -176,3 +177,54 @@ def test_deleting_the_pod_writes_the_safe_state_within_its_grace_period(site: Ed
     # The safe state (Valve and Pump off) is the pod's last word to the device, inside the grace period.
     assert final.get(0) == 0 and final.get(1) == 0, coils
     assert coils[-1].monotonic_ns - deleted < grace_ns
+
+
+def running_pod(site: EdgeSite, not_before: float) -> client.V1Pod | None:
+    """tank-1's pod, Ready, and writing to tank-io since `not_before` (time.monotonic_ns)."""
+    assert site.runner is not None
+    core = client.CoreV1Api(site.api)
+    for pod in core.list_namespaced_pod(NAMESPACE, label_selector=f"app.kubernetes.io/instance={PLC}").items:
+        statuses = pod.status.container_statuses or []
+        if pod.metadata.deletion_timestamp or not statuses or not statuses[0].ready:
+            continue
+        writer = f"{NAMESPACE}/{pod.metadata.name}"
+        recent = [w for w in site.device("tank-io").writes if w.monotonic_ns >= not_before]
+        if any(site.runner.pod_addresses.get(w.peer_host) == writer for w in recent):
+            return pod
+    return None
+
+
+def retained_fills(site: EdgeSite) -> int:
+    data = client.CoreV1Api(site.api).read_namespaced_config_map(f"{PLC}-retain", NAMESPACE).data or {}
+    return int(json.loads(data.get("retain.json", "{}")).get("values", {}).get("Fills", 0))
+
+
+def test_a_power_loss_of_the_real_node_stops_every_write_and_the_plc_resumes_when_power_returns(
+    site: EdgeSite,
+) -> None:
+    """Pinned to real-rt-1, tank-1 has nowhere else to go: while the node is dark nothing drives the tank, and once
+    power is back the kubelet and the operator bring it up again there, with its retained state."""
+    assert site.faults is not None and site.runner is not None
+    wait_for(lambda: running_pod(site, time.monotonic_ns() - 2_000_000_000), 120, 0.2, "tank-1 driving tank-io")
+    fills = retained_fills(site)
+    device = site.device("tank-io")
+    core = client.CoreV1Api(site.api)
+    site.faults.power_off(NODE)
+    cut = time.monotonic_ns()
+    try:
+
+        def node_not_ready() -> bool:
+            conditions = core.read_node(NODE).status.conditions or []
+            return any(c.type == "Ready" and c.status != "True" for c in conditions)
+
+        wait_for(node_not_ready, 60, 0.5, f"{NODE} NotReady after its power loss")
+        # A dead node writes nothing: no write at all reached the device since the cut (plus the one in flight).
+        assert not [w for w in device.writes if w.monotonic_ns > cut + 100_000_000]
+    finally:
+        site.faults.power_on(NODE)
+    back = time.monotonic_ns()
+    pod = wait_for(lambda: running_pod(site, back), 180, 0.5, "tank-1 driving tank-io again on the real node")
+    assert isinstance(pod, client.V1Pod) and pod.spec.node_name == NODE
+    assert retained_fills(site) >= fills
+    writers = {site.runner.pod_addresses.get(w.peer_host) for w in device.writes if w.monotonic_ns > back}
+    assert writers == {f"{NAMESPACE}/{pod.metadata.name}"}, writers
