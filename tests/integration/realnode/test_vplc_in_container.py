@@ -228,3 +228,37 @@ def test_a_power_loss_of_the_real_node_stops_every_write_and_the_plc_resumes_whe
     assert retained_fills(site) >= fills
     writers = {site.runner.pod_addresses.get(w.peer_host) for w in device.writes if w.monotonic_ns > back}
     assert writers == {f"{NAMESPACE}/{pod.metadata.name}"}, writers
+
+
+def test_a_real_node_cut_off_from_the_api_server_fences_its_plc_and_one_pod_drives_after_the_heal(
+    site: EdgeSite,
+) -> None:
+    """The uplink of real-rt-1 is cut (API server and witness out of reach, tank-io still reachable on the plant
+    floor): the runtime cannot renew its Lease, fences itself and stops driving the tank. The operator hands the
+    expired Lease to a replacement, which can only run on this node: after the heal exactly one pod drives."""
+    assert site.faults is not None and site.runner is not None
+    pod = wait_for(lambda: running_pod(site, time.monotonic_ns() - 2_000_000_000), 120, 0.2, "tank-1 driving tank-io")
+    assert isinstance(pod, client.V1Pod)
+    device = site.device("tank-io")
+
+    def fenced() -> float | None:
+        try:
+            return metric(scrape(site, pod), "shopfloor_vplc_fenced")
+        except OSError:
+            return None
+
+    site.faults.partition(NODE)
+    try:
+        wait_for(lambda: fenced() == 1.0, 60, 0.2, "the runtime fenced behind the cut uplink")
+        fenced_at = time.monotonic_ns()
+        # Fenced means not driving: the device sees no write from it (the poll of its inputs goes on).
+        wait_for(lambda: time.monotonic_ns() - fenced_at > 2_000_000_000, 5, 0.1, "two seconds fenced")
+        assert not [w for w in device.writes if w.monotonic_ns > fenced_at + 100_000_000]
+    finally:
+        site.faults.heal(NODE)
+    healed = time.monotonic_ns()
+    driving = wait_for(lambda: running_pod(site, healed), 180, 0.5, "one tank-1 pod driving tank-io after the heal")
+    assert isinstance(driving, client.V1Pod) and driving.spec.node_name == NODE
+    wait_for(lambda: time.monotonic_ns() - healed > 5_000_000_000, 10, 0.1, "five seconds of writes after the heal")
+    writers = {site.runner.pod_addresses.get(w.peer_host) for w in device.writes if w.monotonic_ns > healed}
+    assert writers == {f"{NAMESPACE}/{driving.metadata.name}"}, writers
