@@ -18,6 +18,7 @@ from shopfloor_api import ManifestError, ProtocolBridge, load_manifest
 from shopfloor_bridge.bridge import Bridge
 from shopfloor_bridge.config import ConfigError, SecretFiles, from_manifest
 from shopfloor_bridge.http import HealthServer
+from shopfloor_inpod.logs import add_log_level_argument, configure_logging, log_level
 
 log = logging.getLogger("shopfloor_bridge")
 
@@ -53,13 +54,17 @@ def _parser() -> argparse.ArgumentParser:
         help="HOST:PORT for /metrics, /healthz, /readyz (default 0.0.0.0:8080; port 0 picks a free one)",
     )
     run.add_argument("--secrets-dir", type=Path, help="mounted-Secret layout: DIR/<secret>/<key>")
-    run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    add_log_level_argument(run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        configure_logging(log_level(args.log_level))
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 1
     if args.in_pod:
         return _run_in_pod()
     if args.file is None:

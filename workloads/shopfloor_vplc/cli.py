@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import signal
 import sys
 from pathlib import Path
 
 from shopfloor_api.common import Duration
+from shopfloor_inpod.logs import add_log_level_argument, configure_logging, log_level
 from shopfloor_st import CompileError, RuntimeFault, simulate
 from shopfloor_vplc.bindings import BindingError
 from shopfloor_vplc.file_watch import changed_contents
@@ -186,16 +186,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--retain-file", default=None, help="retain checkpoint (default: FILE's folder/.shopfloor/NAME.retain.json)"
     )
     run.add_argument("--opcua-cert-dir", default=None, help="directory with tls.crt and tls.key for OPC UA")
+    add_log_level_argument(run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if args.command == "check":
-        return cmd_check(args)
-    if args.command == "simulate":
-        return cmd_simulate(args)
+    if args.command in ("check", "simulate"):  # their results go to stdout: only warnings and errors besides
+        configure_logging("WARNING")
+        return cmd_check(args) if args.command == "check" else cmd_simulate(args)
+    try:
+        configure_logging(log_level(args.log_level))
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 1
     if args.in_pod:
         from shopfloor_inpod.settings import SettingsError
         from shopfloor_vplc.pod import run_pod

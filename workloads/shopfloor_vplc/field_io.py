@@ -166,7 +166,10 @@ class DeviceLink:
                 log.warning("field device %s lost: %s", self.config.name, reason)
             self.lost = True
         else:
-            log.info("field device %s missed an exchange (%s); silent for %.2f s", self.config.name, reason, silent_for)
+            # Once per failed poll until the loss: DEBUG, so INFO stays free of per-request lines.
+            log.debug(
+                "field device %s missed an exchange (%s); silent for %.2f s", self.config.name, reason, silent_for
+            )
 
     async def _ensure_connected(self) -> None:
         if not self.client.connected and not await self.client.connect():

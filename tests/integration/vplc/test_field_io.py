@@ -128,7 +128,7 @@ async def test_a_device_that_comes_up_late_does_not_fault_the_start(remote_io: R
 
 async def test_a_misbehaving_device_logs_one_warning_and_no_frame_dumps(caplog: pytest.LogCaptureFixture) -> None:
     """pymodbus logs each bad answer as an ERROR with a dump of the last frames (`>>>>> send: ...`); the runtime's
-    log (WARNING, as `shopfloor-vplc run` configures it) shows only the link's own line about the lost device."""
+    log at WARNING shows only the link's own line about the lost device."""
     caplog.set_level(logging.WARNING)
     writers: list[asyncio.StreamWriter] = []
 
