@@ -186,6 +186,7 @@ class PlcRuntime:
                 self.options.retain_interval_s,
             )
             self._tasks.append(asyncio.create_task(self.checkpointer.run(), name="retain-checkpoint"))
+        log.info("running program %s (revision %s)", self.engine.program.entrypoint, self.engine.program.revision)
 
     @property
     def client_writes(self) -> WriteSink:
