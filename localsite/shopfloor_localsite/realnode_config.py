@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
+from shopfloor_node.realtime_runc import RealtimePolicy
 
 from shopfloor_localsite.nodes import EDGE_ROLE_LABEL, REALTIME_LABEL, REALTIME_TAINT_KEY
 
@@ -304,11 +305,8 @@ def labels_set_after_registration(spec: RealNodeSpec) -> dict[str, str]:
 
 
 def realtime_policy(spec: RealNodeSpec) -> dict[str, Any]:
-    """What the node's real-time runtime handler grants a container (read by shopfloor-realtime-runc)."""
-    return {
-        "cgroupRoot": spec.cgroup_root,
-        "podBudgetUs": spec.realtime_pod_budget_us,
-        "periodUs": 1_000_000,
-        "capabilities": ["CAP_SYS_NICE", "CAP_IPC_LOCK"],
-        "maxPriority": spec.realtime_max_priority,
-    }
+    """What the node's real-time runtime handler grants a container: its policy file, in the handler's own form."""
+    policy = RealtimePolicy(
+        cgroup_root=spec.cgroup_root, pod_budget_us=spec.realtime_pod_budget_us, max_priority=spec.realtime_max_priority
+    )
+    return policy.document()

@@ -41,6 +41,17 @@ class RealtimePolicy:
     max_priority: int = 98
     namespaces: tuple[str, ...] = field(default=())  # empty: any namespace may use the RuntimeClass
 
+    def document(self) -> dict[str, Any]:
+        """The policy file's content (what load() reads)."""
+        return {
+            "cgroupRoot": self.cgroup_root,
+            "podBudgetUs": self.pod_budget_us,
+            "periodUs": self.period_us,
+            "capabilities": list(self.capabilities),
+            "maxPriority": self.max_priority,
+            "namespaces": list(self.namespaces),
+        }
+
     @classmethod
     def load(cls, path: Path) -> RealtimePolicy:
         raw = json.loads(path.read_text())
