@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help venv system-deps binaries lint format typecheck unit test test-integration test-e2e \
+.PHONY: help venv system-deps binaries test-tools lint format typecheck unit test test-integration test-e2e \
         crds crds-check cluster-up cluster-down demo bench clean images
 
 help:
@@ -53,6 +53,10 @@ system-deps:
 binaries: $(STAMP)
 	$(PY) -m shopfloor_localsite.build
 
+# The suite's Go programs (tests/gitops/healthcheck: Argo CD's Lua health checks and kstatus), cached like binaries.
+test-tools: $(STAMP)
+	$(PY) -m shopfloor_localsite.build --test-tools
+
 # Images for `ctr images import` without Docker or a registry (needs root: debootstrap and chroot).
 images: $(STAMP)
 	$(PY) -m shopfloor_localsite.images
@@ -77,7 +81,7 @@ endef
 unit: $(STAMP)
 	$(call run_pytest,tests/unit)
 
-test: $(STAMP) system-deps binaries lint typecheck
+test: $(STAMP) system-deps binaries test-tools lint typecheck
 	$(call run_pytest,tests)
 
 test-integration: $(STAMP) system-deps binaries

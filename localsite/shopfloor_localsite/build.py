@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import json
 import os
 import re
@@ -319,6 +320,47 @@ def build_helm(work: Path, log_file: Path) -> None:
     _install_outputs({"helm": binary}, helm_dir())
 
 
+# A Go program of the test suite (tests/gitops/healthcheck): what Argo CD's Lua health checks and kstatus say about
+# our objects, computed with their own modules. Test-only: the product neither ships nor runs it.
+HEALTHCHECK_SOURCE = Path(__file__).resolve().parents[2] / "tests" / "gitops" / "healthcheck"
+HEALTHCHECK_FILES = ("go.mod", "go.sum", "main.go")
+# -mod=readonly: the committed go.sum is the pin; the build never edits the source tree.
+GO_READONLY_BUILD = ("env", "GOFLAGS=-mod=readonly -buildvcs=false", "go", "build", "-trimpath", "-ldflags=-s -w")
+
+
+def healthcheck_binary() -> Path:
+    """Cached per content of its module: an edit to main.go or a new pin builds it again."""
+    digest = hashlib.sha256()
+    for name in HEALTHCHECK_FILES:
+        digest.update(name.encode() + b"\0" + (HEALTHCHECK_SOURCE / name).read_bytes() + b"\0")
+    return cache_root() / "bin" / f"shopfloor-healthcheck-{digest.hexdigest()[:12]}" / "shopfloor-healthcheck"
+
+
+def ensure_healthcheck() -> Path:
+    """Build tests/gitops/healthcheck when its cached binary is missing (cold: minutes, Argo CD's util/lua pulls
+    about 1,400 packages); returns the binary."""
+    binary = healthcheck_binary()
+    if binary.exists():
+        return binary
+    if shutil.which("go") is None:
+        raise BuildError("the Go toolchain (go) is not on PATH; it is needed once to build shopfloor-healthcheck")
+    log_file = cache_root() / "build.log"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    out = cache_root() / "work" / "healthcheck"
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    _log("shopfloor-healthcheck (Argo CD util/lua, cli-utils kstatus): compiling")
+    _run(
+        [*GO_READONLY_BUILD, "-o", str(out / "shopfloor-healthcheck"), "."],
+        HEALTHCHECK_SOURCE,
+        "go build shopfloor-healthcheck",
+        log_file,
+    )
+    _log(f"shopfloor-healthcheck built in {time.monotonic() - started:.0f}s")
+    _install_outputs({"shopfloor-healthcheck": out / "shopfloor-healthcheck"}, binary.parent)
+    return binary
+
+
 def build_kwok(work: Path, log_file: Path) -> None:
     target = kwok_dir()
     if (target / "kwok").exists() and (target / "stages").exists():
@@ -366,6 +408,9 @@ def ensure_binaries() -> Binaries:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Build the local control plane binaries (cached per version).")
     parser.add_argument("--print-paths", action="store_true", help="print where each binary is and exit")
+    parser.add_argument(
+        "--test-tools", action="store_true", help="also build the test suite's Go programs (shopfloor-healthcheck)"
+    )
     args = parser.parse_args(argv)
     if args.print_paths:
         for path in [*locate().all(), locate().kwok_stages]:
@@ -373,6 +418,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         ensure_binaries()
+        if args.test_tools:
+            ensure_healthcheck()
     except BuildError as error:
         print(f"[build] ERROR: {error}", file=sys.stderr)
         return 1
