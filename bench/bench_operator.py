@@ -1,49 +1,75 @@
-"""Benchmark of the operator on the real local control plane with 50 simulated real-time nodes.
+"""Benchmark of the operator on the real local control plane with simulated real-time nodes (kwok).
 
-    python bench/bench_operator.py [--sizes 100,1000] [--nodes 50]
+    python bench/bench_operator.py [--sizes 100,1000] [--nodes 50] [--baselines-up-to 1000] [--json]
 
-For each size N, in a fresh namespace each:
-  plain     N pods created directly (the same pod the operator builds, 8 client threads): time until every pod is
-            Running on a node.
-  operator  N VirtualPLCs created (8 client threads) and reconciled by `shopfloor-operator` in a subprocess: time
-            until every VirtualPLC's pod is Running on an eligible (real-time) node and its status names that pod
-            and node with Scheduled=True.
-Prints the ratio operator/plain, reconcile p50/p99 (interpolated from the operator's histogram), the operator's
-peak RSS, and API requests sent by the reconcilers per VirtualPLC (kopf's watches not included).
+For each size N, each measurement in a fresh namespace (deleted completely before the next one):
+  plain         N pods created directly (the pod the operator builds, 8 client threads): time until every pod is
+                Running on a node.
+  same objects  everything the operator's first pass leaves behind, created directly from 8 client threads: per PLC
+                the VirtualPLC itself, ServiceAccount, Role, RoleBinding, Lease, retain and runtime ConfigMaps,
+                Service, NetworkPolicy and the pod. Time until every pod is Running.
+  operator      N VirtualPLCs created (8 client threads) and reconciled by `shopfloor-operator` in a subprocess:
+                time until every VirtualPLC's pod is Running on an eligible (real-time) node and its status names
+                that pod and node with Scheduled=True.
+  steady state  (sizes up to --steady-up-to) the runtimes' Leases are then played (held by the pod, reporting
+                Running, renewed every 10 s) until every PLC is Running; then the API server's own count of write
+                requests other than Leases over --steady-seconds, per minute. Settled PLCs should cost none.
+Reported per size: the ratios operator/plain and operator/same objects, reconcile p50/p99 (interpolated from the
+operator's histogram), the operator's peak RSS, and API requests sent by the reconcilers per VirtualPLC (kopf's
+own watches and patches are counted by the steady-state figure, which reads the API server's metrics).
+
+No runtime runs in the kwok pods; the activation timeout is raised so that its absence is not what is measured.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 import uuid
 from collections import Counter
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client, config
+from kubernetes import client, config, watch
 
 REPO = Path(__file__).resolve().parents[1]
 for root in ("operator", "workloads", "localsite"):
     sys.path.insert(0, str(REPO / root))
 
+import yaml  # noqa: E402
+
 from shopfloor_api import parse_manifest  # noqa: E402
+from shopfloor_api.runtime_contract import ANNOTATION_ACTIVE_REVISION, ANNOTATION_STATE  # noqa: E402
+from shopfloor_api.virtualplc import VirtualPLC  # noqa: E402
 from shopfloor_localsite.controlplane import ControlPlaneOptions, LocalControlPlane  # noqa: E402
 from shopfloor_localsite.nodes import SimulatedNode  # noqa: E402
 from shopfloor_localsite.processes import free_port  # noqa: E402
+from shopfloor_operator.builders import config as runtime_config  # noqa: E402
+from shopfloor_operator.builders import network, rbac  # noqa: E402
+from shopfloor_operator.builders.config import ProgramRelease  # noqa: E402
 from shopfloor_operator.builders.pod import pod  # noqa: E402
-from shopfloor_operator.builders.workloads import plc_workload  # noqa: E402
+from shopfloor_operator.kube import Kube, collection_path  # noqa: E402
+from shopfloor_operator.plc import plc_pod_workload  # noqa: E402
 from shopfloor_operator.settings import OperatorSettings  # noqa: E402
+from shopfloor_st import source_revision  # noqa: E402
 
 SOURCE = "PROGRAM Main\nVAR Level : REAL; END_VAR\nLevel := Level + 1.0;\nEND_PROGRAM\n"
-REALTIME_LABEL = "feature.node.kubernetes.io/kernel-config.PREEMPT_RT"
+REVISION = source_revision(SOURCE)
 CLIENT_THREADS = 8
+PLAYED_LEASE_SECONDS = 30
+RENEW_EVERY = 10.0
+WRITE_VERBS = ("POST", "PUT", "PATCH", "DELETE", "APPLY", "CREATE", "UPDATE")
 
 
 def plc_manifest(name: str) -> dict[str, Any]:
@@ -55,11 +81,36 @@ def plc_manifest(name: str) -> dict[str, Any]:
     }
 
 
+def _unowned(manifest: dict[str, Any]) -> dict[str, Any]:
+    manifest["metadata"].pop("ownerReferences", None)
+    return manifest
+
+
+def first_pass_objects(namespace: str, name: str) -> list[dict[str, Any]]:
+    """What the operator's first pass creates for one PLC, built by the operator's own builders (no owner)."""
+    settings = OperatorSettings()
+    plc = parse_manifest({**plc_manifest(name), "metadata": {"name": name, "namespace": namespace, "uid": name}})
+    assert isinstance(plc, VirtualPLC)
+    workload = plc_pod_workload(plc, settings)
+    release = ProgramRelease(REVISION, SOURCE, "")
+    children = [
+        rbac.service_account(workload),
+        rbac.role(workload),
+        rbac.role_binding(workload),
+        runtime_config.lease(workload),
+        runtime_config.retain_config_map(workload),
+        runtime_config.plc_config_map(workload, plc, release, None),
+        network.service(workload),
+        network.network_policy(workload, settings),
+        pod(workload, settings, 0),
+    ]
+    return [{**plc_manifest(name), "metadata": {"name": name, "namespace": namespace}}] + [
+        _unowned(child) for child in children
+    ]
+
+
 def plain_pod(namespace: str, name: str) -> dict[str, Any]:
-    """The pod the operator would build for this PLC, without an owner."""
-    manifest = parse_manifest({**plc_manifest(name), "metadata": {"name": name, "namespace": namespace, "uid": name}})
-    built = pod(plc_workload(manifest, OperatorSettings()), OperatorSettings(), 0)  # type: ignore[arg-type]
-    built["metadata"].pop("ownerReferences")
+    built = first_pass_objects(namespace, name)[-1]
     built["spec"]["serviceAccountName"] = "default"
     return built
 
@@ -77,28 +128,10 @@ def new_namespace(core: client.CoreV1Api) -> str:
     raise RuntimeError("namespace never got its default ServiceAccount")
 
 
-def running_pods(core: client.CoreV1Api, namespace: str) -> dict[str, str]:
-    pods = core.list_namespaced_pod(namespace).items
-    return {p.metadata.name: p.spec.node_name for p in pods if p.status.phase == "Running" and p.spec.node_name}
-
-
-def bench_plain(core: client.CoreV1Api, count: int) -> float:
-    namespace = new_namespace(core)
-    manifests = [plain_pod(namespace, f"plc-{index}") for index in range(count)]
-    started = time.monotonic()
-    with ThreadPoolExecutor(CLIENT_THREADS) as pool:
-        list(pool.map(lambda manifest: core.create_namespaced_pod(namespace, manifest), manifests))
-    while len(running_pods(core, namespace)) < count:
-        time.sleep(0.2)
-    elapsed = time.monotonic() - started
-    delete_and_wait(core, namespace)
-    return elapsed
-
-
 def delete_and_wait(core: client.CoreV1Api, namespace: str) -> None:
     """Gone for real: terminating pods still hold their cpus, which would skew the next measurement."""
     core.delete_namespace(namespace)
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + 900
     while time.monotonic() < deadline:
         try:
             core.read_namespace(namespace)
@@ -107,12 +140,116 @@ def delete_and_wait(core: client.CoreV1Api, namespace: str) -> None:
                 return
             raise
         time.sleep(0.5)
-    raise RuntimeError(f"namespace {namespace} was not deleted within 300 s")
+    raise RuntimeError(f"namespace {namespace} was not deleted within 900 s")
+
+
+class Mirror:
+    """A list+watch of one namespaced collection, keeping a small summary per object (a watch, not polling lists:
+    listing 10,000 pods twice a second would be the load measured)."""
+
+    def __init__(
+        self, lister: Callable[..., Any], namespace: str, summarize: Callable[[dict[str, Any]], Any]
+    ) -> None:
+        self.lister, self.namespace, self.summarize = lister, namespace, summarize
+        self.items: dict[str, Any] = {}
+        self.changed = threading.Condition()
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                listed = self.lister(self.namespace, _preload_content=False)
+                document = json.loads(listed.data)
+                with self.changed:
+                    self.items = {o["metadata"]["name"]: self.summarize(o) for o in document.get("items") or []}
+                    self.changed.notify_all()
+                version = document["metadata"]["resourceVersion"]
+                stream = watch.Watch().stream(
+                    self.lister, self.namespace, resource_version=version, timeout_seconds=30, _preload_content=False
+                )
+                for event in stream:
+                    if self._stopped.is_set():
+                        return
+                    obj = event["raw_object"]
+                    with self.changed:
+                        if event["type"] == "DELETED":
+                            self.items.pop(obj["metadata"]["name"], None)
+                        elif event["type"] in ("ADDED", "MODIFIED"):
+                            self.items[obj["metadata"]["name"]] = self.summarize(obj)
+                        self.changed.notify_all()
+            except Exception:  # an expired resourceVersion or a dropped connection: list again
+                time.sleep(0.2)
+
+    def wait_until(self, predicate: Callable[[dict[str, Any]], bool], timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        with self.changed:
+            while not predicate(self.items):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"{what} not reached within {timeout:.0f} s")
+                self.changed.wait(min(left, 1.0))
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+
+def pod_summary(obj: dict[str, Any]) -> tuple[str, str, str]:
+    labels = obj["metadata"].get("labels") or {}
+    status, spec = obj.get("status") or {}, obj.get("spec") or {}
+    return (status.get("phase", ""), spec.get("nodeName", ""), labels.get("app.kubernetes.io/instance", ""))
+
+
+def plc_summary(obj: dict[str, Any]) -> tuple[str, str, bool, str]:
+    status = obj.get("status") or {}
+    scheduled = any(c["type"] == "Scheduled" and c["status"] == "True" for c in status.get("conditions") or [])
+    return (status.get("podName", ""), status.get("nodeName", ""), scheduled, status.get("phase", ""))
+
+
+def running(pods: dict[str, Any]) -> int:
+    return sum(1 for phase, node, _ in pods.values() if phase == "Running" and node)
+
+
+def create_all(kube: Kube, manifests: list[dict[str, Any]]) -> None:
+    def create(manifest: dict[str, Any]) -> None:
+        metadata = manifest["metadata"]
+        path = collection_path(manifest["apiVersion"], manifest["kind"], metadata["namespace"])
+        for _ in range(20):  # a CRD just established, or the API server briefly overloaded (429)
+            try:
+                kube.request("POST", path, manifest)
+                return
+            except Exception:
+                time.sleep(0.5)
+        raise RuntimeError(f"could not create {manifest['kind']} {metadata['name']}")
+
+    with ThreadPoolExecutor(CLIENT_THREADS) as pool:
+        list(pool.map(create, manifests))
+
+
+def bench_direct(api: client.ApiClient, count: int, objects: Callable[[str, str], list[dict[str, Any]]]) -> float:
+    core = client.CoreV1Api(api)
+    namespace = new_namespace(core)
+    manifests = [manifest for index in range(count) for manifest in objects(namespace, f"plc-{index}")]
+    pods = Mirror(core.list_namespaced_pod, namespace, pod_summary)
+    started = time.monotonic()
+    create_all(Kube(api), manifests)
+    pods.wait_until(lambda items: running(items) >= count, 3600, f"{count} pods Running")
+    elapsed = time.monotonic() - started
+    pods.stop()
+    delete_and_wait(core, namespace)
+    return elapsed
 
 
 def scrape(port: int) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
         return str(response.read().decode())
+
+
+def api_server_metrics(api: client.ApiClient) -> str:
+    response = api.call_api(*api.param_serialize("GET", "/metrics", auth_settings=["BearerToken"]))
+    response.read()
+    return response.data.decode()
 
 
 def histogram_quantile(text: str, name: str, quantile: float) -> float:
@@ -146,138 +283,258 @@ def samples(text: str, name: str) -> dict[str, float]:
     return found
 
 
-def peak_rss_mib(pid: int) -> float:
+def label(labels: str, key: str) -> str:
+    marker = f'{key}="'
+    return labels.split(marker, 1)[1].split('"', 1)[0] if marker in labels else ""
+
+
+def writes_besides_leases(api: client.ApiClient, namespace: str) -> Counter[str]:
+    """The API server's own count of write requests by resource (all clients, kopf's included), Leases apart."""
+    counts: Counter[str] = Counter()
+    for labels, value in samples(api_server_metrics(api), "apiserver_request_total").items():
+        if label(labels, "verb") in WRITE_VERBS and label(labels, "resource") != "leases":
+            counts[f"{label(labels, 'verb')} {label(labels, 'resource')}"] += value
+    return counts
+
+
+def memory_mib(pid: int, field: str) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return 0.0
 
 
-def converged(custom: client.CustomObjectsApi, core: client.CoreV1Api, namespace: str, count: int, rt: set[str]) -> int:
-    running = running_pods(core, namespace)
-    items = custom.list_namespaced_custom_object("shopfloor.io", "v1alpha1", namespace, "virtualplcs")["items"]
-    done = 0
-    for item in items:
-        status = item.get("status") or {}
-        scheduled = any(c["type"] == "Scheduled" and c["status"] == "True" for c in status.get("conditions") or [])
-        node = running.get(status.get("podName", ""))
-        if scheduled and node in rt and status.get("nodeName") == node:
-            done += 1
-    return done
+class LeasePlayer:
+    """Plays the runtimes' Leases for settled PLCs: held by the PLC's pod, reporting Running, renewed every 10 s."""
+
+    def __init__(self, kube: Kube, namespace: str) -> None:
+        self.kube, self.namespace = kube, namespace
+        self.holders: dict[str, str] = {}
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def play(self, holders: dict[str, str]) -> None:
+        self.holders = dict(holders)
+        self._renew_all()
+        self._thread.start()
+
+    def _patch(self, item: tuple[str, str]) -> None:
+        name, holder = item
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        patch = {
+            "metadata": {"annotations": {ANNOTATION_STATE: "Running", ANNOTATION_ACTIVE_REVISION: REVISION}},
+            "spec": {
+                "holderIdentity": holder,
+                "leaseDurationSeconds": PLAYED_LEASE_SECONDS,
+                "acquireTime": now,
+                "renewTime": now,
+                "leaseTransitions": 1,
+            },
+        }
+        path = f"/apis/coordination.k8s.io/v1/namespaces/{self.namespace}/leases/{name}"
+        self.kube.merge_patch(path, patch)
+
+    def _renew_all(self) -> None:
+        with ThreadPoolExecutor(CLIENT_THREADS) as pool:
+            list(pool.map(self._patch, self.holders.items()))
+
+    def _run(self) -> None:
+        while not self._stopped.wait(RENEW_EVERY):
+            self._renew_all()
+
+    def stop(self) -> None:
+        self._stopped.set()
 
 
-def bench_operator(
-    kubeconfig: Path, api: client.ApiClient, count: int, rt: set[str], workdir: Path
-) -> dict[str, float]:
-    core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
-    namespace = new_namespace(core)
-    port = free_port()
+def start_operator(kubeconfig: Path, namespace: str, port: int, log: Any) -> subprocess.Popen[bytes]:
     environment = {
         **os.environ,
         "KUBECONFIG": str(kubeconfig),
         "SHOPFLOOR_NAMESPACES": namespace,
         "SHOPFLOOR_STANDALONE": "true",
         "SHOPFLOOR_METRICS_PORT": str(port),
+        "SHOPFLOOR_ACTIVATION_TIMEOUT": "2h",
         "SHOPFLOOR_LIVENESS_ENDPOINT": f"http://127.0.0.1:{free_port()}/healthz",
         "PYTHONPATH": os.pathsep.join(str(REPO / root) for root in ("operator", "workloads", "localsite")),
     }
-    log = (workdir / f"operator-{count}.log").open("wb")
     operator = subprocess.Popen(
         [sys.executable, "-m", "shopfloor_operator.main"], env=environment, stdout=log, stderr=subprocess.STDOUT
     )
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                scrape(port)
-                break
-            except OSError:
-                time.sleep(0.2)
-        started = time.monotonic()
-        with ThreadPoolExecutor(CLIENT_THREADS) as pool:
-            list(
-                pool.map(
-                    lambda index: custom.create_namespaced_custom_object(
-                        "shopfloor.io", "v1alpha1", namespace, "virtualplcs", plc_manifest(f"plc-{index}")
-                    ),
-                    range(count),
-                )
-            )
-        while converged(custom, core, namespace, count, rt) < count:
-            if operator.poll() is not None:
-                raise RuntimeError(f"the operator exited; see {log.name}")
-            time.sleep(0.5)
-        elapsed = time.monotonic() - started
-        text = scrape(port)
-        result = {
-            "seconds": elapsed,
-            "p50": histogram_quantile(text, "shopfloor_reconcile_time_seconds", 0.5),
-            "p99": histogram_quantile(text, "shopfloor_reconcile_time_seconds", 0.99),
-            "rss": peak_rss_mib(operator.pid),
-            "requests_per_plc": sum(samples(text, "shopfloor_api_requests_total").values()) / count,
-        }
-        requests = samples(text, "shopfloor_api_requests_total")
-        top = sorted(requests.items(), key=lambda item: -item[1])[:8]
-        print("  requests per PLC by kind: " + ", ".join(f"{k} {v / count:.1f}" for k, v in top), flush=True)
-        reasons = Counter(
-            event.reason
-            for event in core.list_namespaced_event(namespace).items
-            if event.involved_object.kind == "VirtualPLC"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            scrape(port)
+            return operator
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError("the operator did not serve its metrics within 60 s")
+
+
+def bench_operator(
+    plane: LocalControlPlane, api: client.ApiClient, count: int, rt: set[str], workdir: Path, args: Any
+) -> dict[str, Any]:
+    core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
+    namespace = new_namespace(core)
+    port = free_port()
+    log = (workdir / f"operator-{count}.log").open("wb")
+    operator = start_operator(plane.kubeconfig, namespace, port, log)
+    pods = Mirror(core.list_namespaced_pod, namespace, pod_summary)
+
+    def list_plcs(ns: str, **kwargs: Any) -> Any:
+        return custom.list_namespaced_custom_object("shopfloor.io", "v1alpha1", ns, "virtualplcs", **kwargs)
+
+    plcs = Mirror(list_plcs, namespace, plc_summary)
+
+    def converged(items: dict[str, Any]) -> bool:
+        if operator.poll() is not None:
+            raise RuntimeError(f"the operator exited; see {log.name}")
+        with pods.changed:
+            pod_nodes = {name: node for name, (phase, node, _) in pods.items.items() if phase == "Running"}
+        done = sum(
+            1
+            for pod_name, node, scheduled, _ in items.values()
+            if scheduled and node in rt and pod_nodes.get(pod_name) == node
         )
-        print("  Events per PLC by reason: " + ", ".join(f"{k} {v / count:.1f}" for k, v in reasons.most_common()))
-        # While the operator still runs: kopf's finalizer on each VirtualPLC needs it to let go, and kopf stops
-        # serving a namespace once it is terminating, so the VirtualPLCs go first.
-        custom.delete_collection_namespaced_custom_object("shopfloor.io", "v1alpha1", namespace, "virtualplcs")
-        while custom.list_namespaced_custom_object("shopfloor.io", "v1alpha1", namespace, "virtualplcs")["items"]:
-            time.sleep(0.5)
-        delete_and_wait(core, namespace)
+        return done >= count
+
+    result: dict[str, Any] = {}
+    try:
+        started = time.monotonic()
+        create_all(Kube(api), [{**plc_manifest(f"plc-{i}"), "metadata": {"name": f"plc-{i}", "namespace": namespace}}
+                               for i in range(count)])
+        plcs.wait_until(converged, 7200, f"{count} VirtualPLCs scheduled and recorded")
+        result["operator_s"] = time.monotonic() - started
+        text = scrape(port)
+        requests = samples(text, "shopfloor_api_requests_total")
+        result.update(
+            reconcile_p50_ms=histogram_quantile(text, "shopfloor_reconcile_time_seconds", 0.5) * 1000,
+            reconcile_p99_ms=histogram_quantile(text, "shopfloor_reconcile_time_seconds", 0.99) * 1000,
+            requests_per_plc=sum(requests.values()) / count,
+            rss_mib=memory_mib(operator.pid, "VmRSS"),
+        )
+        top = sorted(requests.items(), key=lambda item: -item[1])[:10]
+        by_kind = ", ".join(f"{label(k, 'verb')} {label(k, 'resource')} {v / count:.1f}" for k, v in top)
+        print(f"  {count}: requests per PLC by kind: {by_kind}", flush=True)
+        if count <= args.steady_up_to:
+            result["steady_writes_per_min"] = steady_state(api, namespace, plcs, count, args.steady_seconds)
+        result["peak_rss_mib"] = memory_mib(operator.pid, "VmHWM")
+        if not args.keep_last or count != args.largest:
+            # While the operator still runs: kopf's finalizer on each VirtualPLC needs it to let go.
+            custom.delete_collection_namespaced_custom_object("shopfloor.io", "v1alpha1", namespace, "virtualplcs")
+            plcs.wait_until(lambda items: not items, 1800, "VirtualPLCs deleted")
     finally:
+        pods.stop()
+        plcs.stop()
         operator.terminate()
         try:
             operator.wait(timeout=30)
         except subprocess.TimeoutExpired:
             operator.kill()
         log.close()
+    if not args.keep_last or count != args.largest:
+        delete_and_wait(core, namespace)
     return result
+
+
+def steady_state(api: client.ApiClient, namespace: str, plcs: Mirror, count: int, seconds: float) -> dict[str, float]:
+    """Writes per minute (API server's count, Leases apart) once every PLC is Running on its played Lease."""
+    with plcs.changed:
+        holders = {name: pod_name for name, (pod_name, *_) in plcs.items.items()}
+    player = LeasePlayer(Kube(api), namespace)
+    player.play(holders)
+    try:
+        plcs.wait_until(
+            lambda items: sum(1 for *_, phase in items.values() if phase == "Running") >= count,
+            600,
+            f"{count} VirtualPLCs Running",
+        )
+        time.sleep(5)  # the last Ready transitions land (their status patches are not steady state)
+        before = writes_besides_leases(api, namespace)
+        time.sleep(seconds)
+        after = writes_besides_leases(api, namespace)
+    finally:
+        player.stop()
+    delta = {key: (after[key] - before.get(key, 0)) * 60 / seconds for key in after if after[key] != before.get(key)}
+    print(f"  {count}: steady-state writes per minute besides Leases: {delta or 'none'}", flush=True)
+    return delta
+
+
+def simulated_nodes(count: int, largest: int) -> list[SimulatedNode]:
+    per_node = max(32, math.ceil(largest * 1.25 / count))
+    return [
+        SimulatedNode(
+            name=f"edge-rt-{i}", realtime=True, cpus=per_node, memory=f"{per_node * 2}Gi", max_pods=per_node + 10,
+            address_index=i,
+        )
+        for i in range(1, count + 1)
+    ]
+
+
+def install_crds(api: client.ApiClient) -> None:
+    extensions = client.ApiextensionsV1Api(api)
+    names = []
+    for path in sorted((REPO / "crds").glob("*.yaml")):
+        for document in yaml.safe_load_all(path.read_text()):
+            extensions.create_custom_resource_definition(document)
+            names.append(document["metadata"]["name"])
+    deadline = time.monotonic() + 60
+    for name in names:
+        while time.monotonic() < deadline:
+            conditions = extensions.read_custom_resource_definition(name).status.conditions or []
+            if any(c.type == "Established" and c.status == "True" for c in conditions):
+                break
+            time.sleep(0.2)
+
+
+def rows(results: dict[int, dict[str, Any]]) -> Iterator[str]:
+    yield (
+        f"{'PLCs':>6} {'plain s':>8} {'same obj s':>10} {'operator s':>10} {'x plain':>7} {'x same':>7} "
+        f"{'p50 ms':>7} {'p99 ms':>7} {'RSS MiB':>8} {'req/PLC':>8}"
+    )
+    for count, r in results.items():
+        plain, same = r.get("plain_pods_s"), r.get("same_objects_s")
+        yield (
+            f"{count:>6} {plain or 0:>8.1f} {same or 0:>10.1f} {r['operator_s']:>10.1f} "
+            f"{r['operator_s'] / plain if plain else 0:>7.2f} {r['operator_s'] / same if same else 0:>7.2f} "
+            f"{r['reconcile_p50_ms']:>7.0f} {r['reconcile_p99_ms']:>7.0f} {r['rss_mib']:>8.0f} "
+            f"{r['requests_per_plc']:>8.1f}"
+        )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="100,1000")
     parser.add_argument("--nodes", type=int, default=50)
+    parser.add_argument("--baselines-up-to", type=int, default=1000, help="skip plain/same-objects above this size")
+    parser.add_argument("--steady-up-to", type=int, default=1000, help="skip the steady-state window above this")
+    parser.add_argument("--steady-seconds", type=float, default=60.0)
+    parser.add_argument("--keep-last", action="store_true", help="leave the largest size's objects (faster exit)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object of results by size at the end")
     args = parser.parse_args()
-    nodes = [
-        SimulatedNode(name=f"edge-rt-{i}", realtime=True, cpus=32, memory="64Gi", address_index=i)
-        for i in range(1, args.nodes + 1)
-    ]
+    sizes = [int(size) for size in args.sizes.split(",")]
+    args.largest = max(sizes)
+    nodes = simulated_nodes(args.nodes, args.largest)
     plane = LocalControlPlane(ControlPlaneOptions(nodes=nodes))
     plane.start()
+    results: dict[int, dict[str, Any]] = {}
     try:
         api = config.new_client_from_config(str(plane.kubeconfig))
-        extensions = client.ApiextensionsV1Api(api)
-        import yaml
-
-        for path in sorted((REPO / "crds").glob("*.yaml")):
-            for document in yaml.safe_load_all(path.read_text()):
-                extensions.create_custom_resource_definition(document)
-        time.sleep(2)  # CRDs become Established within a moment; the first create retries below otherwise
+        api.configuration.connection_pool_maxsize = CLIENT_THREADS * 2
+        install_crds(api)
         rt = {node.name for node in nodes}
-        core = client.CoreV1Api(api)
         print(f"{args.nodes} simulated real-time nodes; kube-apiserver and the operator on this machine's cores")
-        print(
-            f"{'PLCs':>6} {'plain pods s':>13} {'operator s':>11} {'ratio':>6} {'p50 ms':>7} {'p99 ms':>7} "
-            f"{'RSS MiB':>8} {'req/PLC':>8}"
-        )
         with tempfile.TemporaryDirectory(prefix="bench-operator-") as workdir:
-            for count in (int(size) for size in args.sizes.split(",")):
-                plain = bench_plain(core, count)
-                result = bench_operator(plane.kubeconfig, api, count, rt, Path(workdir))
-                print(
-                    f"{count:>6} {plain:>13.1f} {result['seconds']:>11.1f} {result['seconds'] / plain:>6.1f} "
-                    f"{result['p50'] * 1000:>7.1f} {result['p99'] * 1000:>7.1f} {result['rss']:>8.0f} "
-                    f"{result['requests_per_plc']:>8.1f}",
-                    flush=True,
-                )
+            for count in sizes:
+                result: dict[str, Any] = {"plain_pods_s": None, "same_objects_s": None}
+                if count <= args.baselines_up_to:
+                    result["plain_pods_s"] = bench_direct(api, count, lambda ns, name: [plain_pod(ns, name)])
+                    result["same_objects_s"] = bench_direct(api, count, first_pass_objects)
+                result.update(bench_operator(plane, api, count, rt, Path(workdir), args))
+                results[count] = result
+                print("\n".join(rows({count: result})), flush=True)
+        print("\n".join(rows(results)))
+        if args.json:
+            print(json.dumps({str(count): result for count, result in results.items()}, indent=1))
     finally:
         plane.stop()
     return 0

@@ -1,4 +1,5 @@
-"""Reconcile one ProtocolBridge, level-based: children, configuration, pod, status."""
+"""Reconcile one ProtocolBridge, level-based: children and configuration (the pod once what it needs exists),
+pod, status."""
 
 from __future__ import annotations
 
@@ -10,11 +11,19 @@ from shopfloor_operator import conditions
 from shopfloor_operator.builders import config
 from shopfloor_operator.builders.pod import spec_hash
 from shopfloor_operator.builders.workloads import bridge_workload
-from shopfloor_operator.children import ChildApplier
+from shopfloor_operator.children import ChildApplier, alongside
 from shopfloor_operator.conditions import Observation
 from shopfloor_operator.health import runtime_report
 from shopfloor_operator.kube import Kube
-from shopfloor_operator.passes import DEFAULT_RECHECK, Observed, Outcome, apply_children, lock_status, parse_or_stall
+from shopfloor_operator.passes import (
+    DEFAULT_RECHECK,
+    Observed,
+    Outcome,
+    lock_status,
+    parse_or_stall,
+    post_events,
+    start_children,
+)
 from shopfloor_operator.podstep import pod_step, pod_view
 from shopfloor_operator.settings import OperatorSettings
 from shopfloor_operator.status import StatusWriter
@@ -43,10 +52,11 @@ class BridgeReconciler:
         # The bridge reads its configuration at start: a new configuration is a new pod.
         config_hash = spec_hash(config_map["data"])
         workload = workload.with_pod_annotations({CONFIG_HASH_ANNOTATION: config_hash})
-        apply_children(self.applier, workload, self.settings, config_map)
-
+        first, beside = start_children(self.applier, workload, self.settings, [("apply", config_map)], [])
         incarnation = int(status.get("replacements", 0)) if status.get("podName") else None
-        pods = pod_step(self.kube, workload, self.settings, observed, incarnation, now)
+        with alongside(beside):
+            first.wait()
+            pods = pod_step(self.kube, workload, self.settings, observed, incarnation, now)
         live = pods.live
         pod_name = live["metadata"]["name"] if live else ""
         report = runtime_report(observed.lease, pod_name, now)
@@ -75,8 +85,7 @@ class BridgeReconciler:
             Observation(conditions.RECONCILING, not running and phase is not Phase.FAULTED, phase.value, ""),
             Observation(conditions.STALLED, phase is Phase.FAULTED, phase.value, report.message if not running else ""),
         ]
-        for kind, reason, message in self.status.write(body, status, observations, now):
-            self.kube.event(body, kind, reason, message)
+        post_events(self.applier, self.kube, body, self.status.write(body, status, observations, now))
         recheck = DEFAULT_RECHECK if running else 2.0
         if pods.recheck_after is not None:
             recheck = min(recheck, pods.recheck_after)

@@ -20,6 +20,7 @@ from shopfloor_operator.metrics import OperatorMetrics
 from shopfloor_operator.passes import DEFAULT_RECHECK, Observed, Outcome
 from shopfloor_operator.plc import PlcReconciler
 from shopfloor_operator.settings import OperatorSettings
+from shopfloor_operator.sources import ProgramSources
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +41,13 @@ class Controller:
         self.kube = Kube(
             api_client, lambda verb, resource: self.metrics.api_requests_total.labels(verb, resource).inc()
         )
-        applier = ChildApplier(self.kube)
+        self.applier = ChildApplier(self.kube)
+        self.sources = ProgramSources(api_client, self._wake_from_thread)
         self.reconcilers: dict[str, PlcReconciler | BridgeReconciler] = {
-            "VirtualPLC": PlcReconciler(self.kube, settings, applier),
-            "ProtocolBridge": BridgeReconciler(self.kube, settings, applier),
+            "VirtualPLC": PlcReconciler(self.kube, settings, self.applier, self.sources),
+            "ProtocolBridge": BridgeReconciler(self.kube, settings, self.applier),
         }
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.leases = LeaseObservations()
         self._expiry_timers: dict[Key, asyncio.TimerHandle] = {}
         self._lease_reports: dict[Key, tuple[str, str]] = {}  # holder and annotations last seen, per object
@@ -64,6 +67,15 @@ class Controller:
         event = self._wakeups.get(key)
         if event is not None:
             event.set()
+
+    def _wake_from_thread(self, key: Key) -> None:
+        """A referenced ConfigMap changed (seen by a watch thread): look at `key` again, on the event loop."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self.wake, key)
+
+    def close(self) -> None:
+        self.sources.stop()
+        self.applier.close()
 
     def lease_changed(self, key: Key, lease: dict[str, Any]) -> None:
         """A watch event of the workload's Lease: note the version at once (the expiry clock restarts) and look at
@@ -96,19 +108,24 @@ class Controller:
         with self._lock:
             self._latest.pop(key, None)
         self.metrics.forget(CONTROLLERS[key[0]], uid)
+        forget = getattr(self.reconcilers[key[0]], "forget", None)
+        if forget is not None:
+            forget(key)
 
     async def run_object(self, key: Key, inputs: Any, stopped: Any) -> None:
         """Reconcile `key` until kopf stops its daemon: at once, then whenever woken or due again."""
+        self._loop = asyncio.get_running_loop()
         wakeup = self.wakeup_event(key)
         while not stopped:
             wakeup.clear()
             observed = inputs()
             outcome = await asyncio.to_thread(self.reconcile, key, observed)
-            log.debug("%s %s/%s: phase %s, next look in %.1fs", *key, outcome.phase, outcome.recheck_after)
+            next_look = min(outcome.recheck_after, self.settings.resync_seconds)
+            log.debug("%s %s/%s: phase %s, next look in %.1fs", *key, outcome.phase, next_look)
             woken = asyncio.ensure_future(wakeup.wait())
             stopping = asyncio.ensure_future(stopped.wait())
             try:
-                await asyncio.wait({woken, stopping}, timeout=outcome.recheck_after, return_when=FIRST_COMPLETED)
+                await asyncio.wait({woken, stopping}, timeout=next_look, return_when=FIRST_COMPLETED)
             finally:
                 woken.cancel()
                 stopping.cancel()

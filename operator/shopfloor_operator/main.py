@@ -15,6 +15,7 @@ import kopf
 from kubernetes import client, config
 
 from shopfloor_operator import peering
+from shopfloor_operator.children import REQUEST_THREADS
 from shopfloor_operator.controller import Controller
 from shopfloor_operator.handlers import register
 from shopfloor_operator.settings import OperatorSettings, effective_priority, settings_from_environment
@@ -56,7 +57,7 @@ def load_api_client() -> client.ApiClient:
         config.load_incluster_config(client_configuration=configuration)
     except config.ConfigException:
         config.load_kube_config(client_configuration=configuration)
-    configuration.connection_pool_maxsize = RECONCILE_THREADS
+    configuration.connection_pool_maxsize = RECONCILE_THREADS + REQUEST_THREADS
     return client.ApiClient(configuration)
 
 
@@ -109,6 +110,7 @@ async def run(
         if witness is not None:
             await witness.stop()
         await asyncio.to_thread(probe.stop)
+        controller.close()
     return controller
 
 

@@ -1,7 +1,9 @@
-"""What every reconcile pass shares: its inputs and result, validating the object, applying the common children."""
+"""What every reconcile pass shares: its inputs and result, validating the object, starting the common children."""
 
 from __future__ import annotations
 
+import functools
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -10,13 +12,14 @@ from shopfloor_api.loader import Manifest, ManifestError, parse_manifest
 from shopfloor_operator import conditions
 from shopfloor_operator.builders import config, network, rbac
 from shopfloor_operator.builders.workload import Workload
-from shopfloor_operator.children import ChildApplier
+from shopfloor_operator.children import Batch, ChildApplier, Mode
 from shopfloor_operator.conditions import Observation
+from shopfloor_operator.kube import Kube
 from shopfloor_operator.leases import LeaseView
 from shopfloor_operator.settings import OperatorSettings
 from shopfloor_operator.status import StatusWriter
 
-DEFAULT_RECHECK = 30.0
+DEFAULT_RECHECK = math.inf  # nothing due: the next look is the periodic resync (settings.resync_seconds)
 
 
 @dataclass
@@ -57,16 +60,33 @@ def parse_or_stall(writer: StatusWriter, body: dict[str, Any], now: datetime) ->
         return None
 
 
-def apply_children(
-    applier: ChildApplier, workload: Workload, settings: OperatorSettings, configuration: dict[str, Any]
-) -> None:
-    """RBAC, the Lease, the workload's configuration ConfigMap (or its retain ConfigMap), Service, NetworkPolicy."""
-    for child in (rbac.service_account(workload), rbac.role(workload), rbac.role_binding(workload)):
-        applier.apply(child)
-    applier.ensure_exists(config.lease(workload))
-    if configuration.get("data") is None:
-        applier.ensure_exists(configuration)
-    else:
-        applier.apply(configuration)
-    applier.apply(network.service(workload))
-    applier.apply(network.network_policy(workload, settings))
+def start_children(
+    applier: ChildApplier,
+    workload: Workload,
+    settings: OperatorSettings,
+    before_pod: list[tuple[Mode, dict[str, Any]]],
+    beside_pod: list[tuple[Mode, dict[str, Any]]],
+) -> tuple[Batch, Batch]:
+    """Start every child's request at once, in two batches. The first is what must exist before the pod: its
+    ServiceAccount (admission refuses a pod without it), its NetworkPolicy (the pod never serves unprotected) and
+    `before_pod` (what it runs); the second what the runtime needs only once it runs: Role, RoleBinding, the Lease,
+    the Service and `beside_pod`."""
+    first = applier.start(
+        ("apply", rbac.service_account(workload)), ("apply", network.network_policy(workload, settings)), *before_pod
+    )
+    beside = applier.start(
+        ("apply", rbac.role(workload)),
+        ("apply", rbac.role_binding(workload)),
+        ("exists", config.lease(workload)),
+        ("apply", network.service(workload)),
+        *beside_pod,
+    )
+    return first, beside
+
+
+def post_events(applier: ChildApplier, kube: Kube, body: dict[str, Any], events: list[tuple[str, str, str]]) -> None:
+    """Events (type, reason, message) on `body`, sent beside the pass: nothing waits for them, and failing to record
+    one is not fatal."""
+    involved = {"apiVersion": body["apiVersion"], "kind": body["kind"], "metadata": dict(body["metadata"])}
+    for kind, reason, message in events:
+        applier.submit(functools.partial(kube.event, involved, kind, reason, message))

@@ -1,8 +1,13 @@
-"""Reconcile one VirtualPLC, level-based: children, program, pod, rollout, status. Every step is idempotent, so a
-pass interrupted anywhere (operator restart, API error) is simply run again."""
+"""Reconcile one VirtualPLC, level-based: program, rollout, children, pod, status. Every step is idempotent, so a
+pass interrupted anywhere (operator restart, API error) is simply run again.
+
+The pod is on the critical path: the children it needs (ServiceAccount, NetworkPolicy, runtime ConfigMap, the
+pair's key) are sent together, the pod is created as soon as they exist, and the other children go out beside it.
+Status is patched once per pass at most, and Events leave without being waited for."""
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,21 +19,23 @@ from shopfloor_operator.builders.config import ProgramRelease
 from shopfloor_operator.builders.pod import spec_hash
 from shopfloor_operator.builders.workload import Workload
 from shopfloor_operator.builders.workloads import plc_workload
-from shopfloor_operator.children import ChildApplier
+from shopfloor_operator.children import ChildApplier, Mode, alongside
 from shopfloor_operator.health import parse_time, runtime_report
 from shopfloor_operator.kube import Kube, object_path
 from shopfloor_operator.passes import (
     DEFAULT_RECHECK,
     Observed,
     Outcome,
-    apply_children,
     lock_status,
     parse_or_stall,
+    post_events,
+    start_children,
 )
 from shopfloor_operator.podstep import PodOutcome, pod_step, pod_view, scheduled_of
-from shopfloor_operator.program import check_program
+from shopfloor_operator.program import ProgramCheck, check_program
 from shopfloor_operator.releases import ReleaseStore
 from shopfloor_operator.settings import OperatorSettings
+from shopfloor_operator.sources import ProgramSources
 from shopfloor_operator.status import StatusWriter, conditions_for, redundant
 
 RUNTIME_CONFIG_ANNOTATION = "shopfloor.io/runtime-config-hash"
@@ -44,19 +51,27 @@ def plc_pod_workload(plc: VirtualPLC, settings: OperatorSettings) -> Workload:
 
 
 class PlcReconciler:
-    def __init__(self, kube: Kube, settings: OperatorSettings, applier: ChildApplier) -> None:
+    def __init__(self, kube: Kube, settings: OperatorSettings, applier: ChildApplier, sources: ProgramSources) -> None:
         self.kube = kube
         self.settings = settings
         self.applier = applier
+        self.sources = sources
         self.status = StatusWriter(kube)
         self.releases = ReleaseStore()
 
-    def _lookup(self, namespace: str) -> Any:
-        def lookup(name: str, key: str) -> str | None:
-            found = self.kube.get(object_path("v1", "ConfigMap", namespace, name))
-            return None if found is None else (found.get("data") or {}).get(key)
+    def forget(self, key: Hashable) -> None:
+        """The PLC is gone: its programs and its ConfigMap watch are released."""
+        self.releases.forget(key)
+        self.sources.release(key)
 
-        return lookup
+    def _check(self, key: Hashable, plc: VirtualPLC) -> ProgramCheck:
+        program, namespace = plc.spec.program, plc.metadata.namespace
+        if program.config_map_ref is None:
+            self.sources.release(key)
+        check = check_program(program, lambda name, item: self.sources.lookup(key, namespace, name, item))
+        if check.revision is not None:
+            self.releases.remember(key, ProgramRelease(check.revision, check.source, check.entrypoint))
+        return check
 
     def reconcile(self, observed: Observed, now: datetime | None = None) -> Outcome:
         now = now or datetime.now(UTC)
@@ -67,19 +82,17 @@ class PlcReconciler:
         if plc is None:
             return Outcome(Phase.PENDING.value, DEFAULT_RECHECK)
         assert isinstance(plc, VirtualPLC)
+        key = (plc.kind, plc.metadata.namespace, plc.metadata.name)
         workload = plc_pod_workload(plc, self.settings)
         hot_standby = workload.hot_standby is not None
-        apply_children(self.applier, workload, self.settings, config.retain_config_map(workload))
         # Before any pod: a hot-standby pod does not start without its key. Back to one runtime (status.redundancy
         # still tells of the pair) the key goes; only then, so a Secret of the same name that is not ours is left be.
+        before_pod: list[tuple[Mode, dict[str, Any]]] = []
         if hot_standby:
-            self.applier.ensure_exists(config.sync_secret(workload))
+            before_pod.append(("exists", config.sync_secret(workload)))
         elif "redundancy" in status:
-            self.applier.ensure_absent(config.sync_secret(workload))
-
-        check = check_program(plc.spec.program, self._lookup(plc.metadata.namespace))
-        if check.revision is not None:
-            self.releases.remember(ProgramRelease(check.revision, check.source, check.entrypoint))
+            before_pod.append(("absent", config.sync_secret(workload)))
+        check = self._check(key, plc)
         program = dict(status.get("program") or {})
         outcome = Outcome(Phase.PENDING.value, DEFAULT_RECHECK)
 
@@ -102,6 +115,7 @@ class PlcReconciler:
             report=report,
             pod_ready=bool(current_pod and pod_view(current_pod).ready),
             pod_ready_since=ready_since(current_pod),
+            activation_timeout=timedelta(seconds=self.settings.activation_timeout.seconds),
         )
         action = rollout.plan(state, now)
         step = record_action(action, program, now, state.restart)
@@ -112,17 +126,25 @@ class PlcReconciler:
             outcome.recheck_after = step.recheck_after
 
         pods_outcome: PodOutcome | None = None
-        if program.get("deployedRevision") and self._write_runtime_config(workload, plc, program):
-            incarnation = int(status.get("replacements", 0)) if status.get("podName") else None
-            if hot_standby and state.restart:
-                workload = workload.with_pod_annotations({PROGRAM_REVISION_ANNOTATION: program["deployedRevision"]})
-            previous_holder = str((status.get("lock") or {}).get("holder") or "")
-            pods_outcome = pod_step(
-                self.kube, workload, self.settings, observed, incarnation, now, replace_reason, previous_holder
-            )
-            if pods_outcome.recheck_after is not None:
-                outcome.recheck_after = min(outcome.recheck_after, pods_outcome.recheck_after)
-            outcome.replaced = pods_outcome.replaced_reason
+        runtime_map = self._runtime_config_map(key, workload, plc, program) if program.get("deployedRevision") else None
+        if runtime_map is not None:
+            before_pod.append(("apply", runtime_map))
+        first, beside = start_children(
+            self.applier, workload, self.settings, before_pod, [("exists", config.retain_config_map(workload))]
+        )
+        with alongside(beside):
+            first.wait()
+            if runtime_map is not None:
+                incarnation = int(status.get("replacements", 0)) if status.get("podName") else None
+                if hot_standby and state.restart:
+                    workload = workload.with_pod_annotations({PROGRAM_REVISION_ANNOTATION: program["deployedRevision"]})
+                previous_holder = str((status.get("lock") or {}).get("holder") or "")
+                pods_outcome = pod_step(
+                    self.kube, workload, self.settings, observed, incarnation, now, replace_reason, previous_holder
+                )
+                if pods_outcome.recheck_after is not None:
+                    outcome.recheck_after = min(outcome.recheck_after, pods_outcome.recheck_after)
+                outcome.replaced = pods_outcome.replaced_reason
         live = pods_outcome.live if pods_outcome else None
         if live is not None:
             status["podName"] = live["metadata"]["name"]
@@ -160,27 +182,30 @@ class PlcReconciler:
         status.update(phase=phase, observedGeneration=generation)
         drop = () if hot_standby else (conditions.REDUNDANT,)
         transitions = self.status.write(body, status, observations, now, drop)
-        for kind, reason, message in events + transitions:
-            self.kube.event(body, kind, reason, message)
+        self.releases.use(
+            key, (check.revision or "", program.get("deployedRevision", ""), program.get("lastKnownGoodRevision", ""))
+        )
+        post_events(self.applier, self.kube, body, events + transitions)
         outcome.phase = phase
         outcome.ready = phase == Phase.RUNNING.value
         if phase in (Phase.SCHEDULING.value, Phase.STARTING.value, Phase.UPDATING.value, Phase.PENDING.value):
             outcome.recheck_after = min(outcome.recheck_after, 2.0)
         return outcome
 
-    def _write_runtime_config(self, workload: Workload, plc: VirtualPLC, program: dict[str, Any]) -> bool:
-        """Render the runtime ConfigMap for the deployed and last known good revisions (applied only on change).
-        False when the deployed program is nowhere to be found (the ConfigMap was deleted while the spec changed)."""
+    def _runtime_config_map(
+        self, key: Hashable, workload: Workload, plc: VirtualPLC, program: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """The runtime ConfigMap for the deployed and last known good revisions; None when the deployed program is
+        nowhere to be found (the ConfigMap was deleted while the spec changed)."""
         deployed, good = program.get("deployedRevision", ""), program.get("lastKnownGoodRevision", "")
         if any(revision and self.releases.get(revision) is None for revision in (deployed, good)):
             existing = self.kube.get(object_path("v1", "ConfigMap", workload.namespace, workload.config_map_name))
-            self.releases.recover((existing or {}).get("data") or {})
+            self.releases.recover(key, (existing or {}).get("data") or {})
         release = self.releases.get(deployed)
         if release is None:
-            return False
+            return None
         last_known_good = self.releases.get(good) if good else None
-        self.applier.apply(config.plc_config_map(workload, plc, release, last_known_good))
-        return True
+        return config.plc_config_map(workload, plc, release, last_known_good)
 
 
 def runtime_config(plc: VirtualPLC) -> dict[str, Any]:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from shopfloor_api.virtualplc import ProgramSpec
-from shopfloor_st import CompileError, compile_source, source_revision
+from shopfloor_st import CompileError, check_source, source_revision
 
+CHECKED_SOURCES = 64  # distinct sources whose check is remembered (each entry keeps its source text)
 SourceLookup = Callable[[str, str], str | None]  # (configmap name, key) -> text, None when missing
 
 
@@ -26,10 +28,13 @@ class ProgramCheck:
         return self.revision is not None
 
 
-def _compile(source: str, filename: str, entrypoint: str) -> str | None:
-    """Every compile error as `line:col: message`, one per line, or None."""
+@functools.lru_cache(maxsize=CHECKED_SOURCES)
+def compile_errors(source: str, entrypoint: str) -> str | None:
+    """Every compile error as `line:col: message`, one per line, or None. Memoised on the exact source: a fleet
+    running one program is checked once, not once per PLC and pass. A check only: nothing of the program runs in
+    the operator's process."""
     try:
-        compile_source(source, filename, entrypoint or None)
+        check_source(source, "program.st", entrypoint or None)
     except CompileError as error:
         return "\n".join(
             f"{d.line}:{d.col}: {d.message}" for d in error.diagnostics if getattr(d, "severity", "error") == "error"
@@ -53,7 +58,7 @@ def check_program(program: ProgramSpec, lookup: SourceLookup) -> ProgramCheck:
     if pinned is not None and pinned != revision:
         message = f"sha256 pin {pinned} does not match the source ({revision}); nothing deployed"
         return ProgramCheck(None, source, program.entrypoint, "ChecksumMismatch", message)
-    error = _compile(source, "program.st", program.entrypoint)
+    error = compile_errors(source, program.entrypoint)
     if error is not None:
         return ProgramCheck(None, source, program.entrypoint, "CompileError", error)
     return ProgramCheck(revision, source, program.entrypoint, "Compiled", f"revision {revision} compiles")

@@ -34,6 +34,13 @@ class OperatorSettings(BaseModel):
             "replaced; a pod holding a Lease moves only when its Lease expires."
         ),
     )
+    activation_timeout: Duration = Field(
+        Duration("60s"),
+        description=(
+            "How long a deployed revision may go without its runtime reporting it active, counted from the pod's "
+            "Ready, before the revision is marked failed (and rolled back, when there is a last known good)."
+        ),
+    )
     namespaces: list[str] = Field(default_factory=list, description="Watched namespaces; empty: cluster-wide.")
     vplc_image: str = Field("ghcr.io/shopfloor/shopfloor-vplc:0.1.0", description="Default vPLC runtime image.")
     bridge_image: str = Field("ghcr.io/shopfloor/shopfloor-bridge:0.1.0", description="Default bridge image.")

@@ -12,7 +12,7 @@ See docs/st-language.md for the language subset and its semantics.
 """
 
 from shopfloor_st.errors import CompileError, Diagnostic, IncompatibleChange, RuntimeFault
-from shopfloor_st.program import Instance, Program, VariableInfo, compile_source
+from shopfloor_st.program import Instance, Program, VariableInfo, check_source, compile_source
 from shopfloor_st.revision import normalise_source, source_revision
 from shopfloor_st.simulate import check, simulate
 
@@ -25,6 +25,7 @@ __all__ = [
     "RuntimeFault",
     "VariableInfo",
     "check",
+    "check_source",
     "compile_source",
     "normalise_source",
     "simulate",

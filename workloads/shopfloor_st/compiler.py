@@ -145,7 +145,9 @@ def _function(ctx: Context, module: _Module, pou: m.Pou, scope: Scope, sig: Sign
     module.add(1, f"return {returned}")
 
 
-def compile_unit(source: str, filename: str) -> CompiledUnit:
+def compile_unit(source: str, filename: str, execute: bool = True) -> CompiledUnit:
+    """Parse, check and translate `source`. With `execute=False` the translation is compiled to bytecode but not
+    run: a check (the operator's) learns every diagnostic without executing anything the program defines."""
     ctx = Context(filename)
     parsed = parse_program(preprocess(source))
     if parsed.errors:
@@ -200,7 +202,8 @@ def compile_unit(source: str, filename: str) -> CompiledUnit:
     except (SyntaxError, RecursionError, MemoryError) as exc:  # limits of CPython's parser, e.g. nesting
         line, col = line_map.get(getattr(exc, "lineno", 0) or 0, (1, 1))
         raise CompileError([Diagnostic(filename, line, col, f"statement too complex to compile ({exc})")]) from None
-    exec(code, namespace)
+    if execute:
+        exec(code, namespace)
     warnings = [d for d in ctx.diagnostics if d.severity == "warning"]
     return CompiledUnit(namespace, programs, globals_scope, line_map, code_filename, warnings, text)
 

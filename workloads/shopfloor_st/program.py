@@ -197,21 +197,14 @@ class Instance:
         }
 
 
-def compile_source(source: str, filename: str = "<program>", entrypoint: str | None = None) -> Program:
-    """Compile ST source; raises CompileError with every diagnostic found."""
-    try:
-        unit = compile_unit(source, filename)
-    except CompileError:
-        raise
-    except Exception as exc:  # a compiler bug must not take a runtime down: report it as a diagnostic
-        message = f"internal compiler error (please report): {type(exc).__name__}: {exc}"
-        raise CompileError([Diagnostic(filename, 1, 1, message)]) from exc
+def _entry_program(unit: CompiledUnit, filename: str, entrypoint: str | None) -> str:
+    """The POU name of the program to run: `entrypoint`, or the only PROGRAM; CompileError otherwise."""
     names = {key: cls[1].pou_name for key, cls in unit.programs.items()}
     if entrypoint is not None:
         if entrypoint.upper() not in names:
             known = ", ".join(names.values()) or "none"
             raise CompileError([Diagnostic(filename, 1, 1, f"no PROGRAM named {entrypoint!r} (programs: {known})")])
-        return Program(unit, source, names[entrypoint.upper()], filename)
+        return names[entrypoint.upper()]
     if len(names) != 1:
         message = (
             "no PROGRAM in the source"
@@ -219,4 +212,27 @@ def compile_source(source: str, filename: str = "<program>", entrypoint: str | N
             else f"several PROGRAMs ({', '.join(names.values())}); choose an entrypoint"
         )
         raise CompileError([Diagnostic(filename, 1, 1, message)])
-    return Program(unit, source, next(iter(names.values())), filename)
+    return next(iter(names.values()))
+
+
+def _unit(source: str, filename: str, execute: bool) -> CompiledUnit:
+    try:
+        return compile_unit(source, filename, execute)
+    except CompileError:
+        raise
+    except Exception as exc:  # a compiler bug must not take a runtime down: report it as a diagnostic
+        message = f"internal compiler error (please report): {type(exc).__name__}: {exc}"
+        raise CompileError([Diagnostic(filename, 1, 1, message)]) from exc
+
+
+def compile_source(source: str, filename: str = "<program>", entrypoint: str | None = None) -> Program:
+    """Compile ST source; raises CompileError with every diagnostic found."""
+    unit = _unit(source, filename, execute=True)
+    return Program(unit, source, _entry_program(unit, filename, entrypoint), filename)
+
+
+def check_source(source: str, filename: str = "<program>", entrypoint: str | None = None) -> list[Diagnostic]:
+    """What `compile_source` would say, without running any of the translation: the warnings, or CompileError."""
+    unit = _unit(source, filename, execute=False)
+    _entry_program(unit, filename, entrypoint)
+    return list(unit.warnings)

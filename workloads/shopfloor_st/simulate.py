@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from shopfloor_st.errors import CompileError, Diagnostic
-from shopfloor_st.program import compile_source
+from shopfloor_st.program import check_source, compile_source
 from shopfloor_st.values import parse_text
 
 __all__ = ["check", "simulate"]
@@ -18,10 +18,9 @@ __all__ = ["check", "simulate"]
 def check(source: str, filename: str = "<program>", entrypoint: str | None = None) -> list[Diagnostic]:
     """Every error and warning of the source, in order; an empty list means it compiles cleanly."""
     try:
-        program = compile_source(source, filename, entrypoint)
+        return check_source(source, filename, entrypoint)
     except CompileError as exc:
         return exc.diagnostics
-    return list(program.warnings)
 
 
 def simulate(

@@ -134,7 +134,9 @@ def test_online_change_verified_then_faulty_change_rolled_back(
 
     cluster.patch_spec("virtualplcs", "changer", {"program": {"source": NEW_SOURCE}})
     wait_for(lambda: (cluster.config_map("changer-runtime") or client.V1ConfigMap()).data["revision"] == new)
-    assert cluster.status("virtualplcs", "changer")["phase"] == "Updating"
+    # The ConfigMap is written before the status of the same pass: wait for the phase, do not race it.
+    wait_for(lambda: cluster.status("virtualplcs", "changer")["phase"] == "Updating", what="Updating")
+    assert cluster.status("virtualplcs", "changer")["program"]["activeRevision"] == good
     cluster.play_runtime("changer", pod.metadata.name, new)
     wait_for(lambda: cluster.status("virtualplcs", "changer")["program"].get("lastKnownGoodRevision") == new)
     wait_for(lambda: cluster.status("virtualplcs", "changer")["phase"] == "Running")
@@ -266,7 +268,8 @@ def test_sha256_pin_mismatch_deploys_nothing(start_operator: OperatorFactory, cl
 
 
 def test_program_from_a_config_map(start_operator: OperatorFactory, cluster: Cluster) -> None:
-    start_operator()
+    # No periodic resync within the test: only the ConfigMap's watch can bring its change in.
+    operator = start_operator(resync_seconds=3600)
     cluster.core.create_namespaced_config_map(
         cluster.namespace, {"metadata": {"name": "logic"}, "data": {"main.st": NEW_SOURCE}}
     )
@@ -274,6 +277,20 @@ def test_program_from_a_config_map(start_operator: OperatorFactory, cluster: Clu
     wait_for(lambda: cluster.config_map("referenced-runtime") is not None, what="runtime ConfigMap")
     config_map = cluster.config_map("referenced-runtime")
     assert config_map is not None and config_map.data["revision"] == source_revision(NEW_SOURCE)
+    make_running(cluster, "referenced", source_revision(NEW_SOURCE))
+
+    cluster.core.patch_namespaced_config_map("logic", cluster.namespace, {"data": {"main.st": OTHER_SOURCE}})
+    wait_for(
+        lambda: cluster.status("virtualplcs", "referenced")["program"].get("desiredRevision")
+        == source_revision(OTHER_SOURCE),
+        what="the ConfigMap's new program desired",
+    )
+    # The source comes from the watch, never from a read per pass.
+    requests = operator.controller.kube.by_kind
+    assert requests["GET configmaps"] == 0, dict(requests)
+    assert operator.controller.sources.watched_namespaces() == [cluster.namespace]
+    cluster.delete("virtualplcs", "referenced")
+    wait_for(lambda: not operator.controller.sources.watched_namespaces(), what="the ConfigMap watch stopped")
 
 
 def test_first_revision_faulting_ends_faulted(start_operator: OperatorFactory, cluster: Cluster) -> None:

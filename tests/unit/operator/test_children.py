@@ -77,5 +77,25 @@ def test_release_store_recovers_both_programs_from_the_runtime_config_map(settin
     good = ProgramRelease("sha256:" + "a" * 64, SOURCE, "Main")
     built = config.plc_config_map(plc_workload(plc, settings), plc, deployed, good)
     store = ReleaseStore()
-    store.recover(built["data"])
+    store.recover("mixer-1", built["data"])
     assert store.get(deployed.revision) == deployed and store.get(good.revision) == good
+
+
+def test_release_store_keeps_a_release_while_some_plc_uses_it() -> None:
+    from shopfloor_operator.releases import ReleaseStore
+
+    old, new = (ProgramRelease(f"sha256:{c * 64}", f"{SOURCE}(* {c} *)", "") for c in "ab")
+    store = ReleaseStore()
+    for plc in ("mixer-1", "mixer-2"):  # a fleet on one program keeps it once
+        store.remember(plc, old)
+    assert len(store) == 1
+    store.remember("mixer-1", new)
+    store.use("mixer-1", [new.revision, old.revision])  # deployed and last known good
+    store.use("mixer-2", [old.revision])
+    assert len(store) == 2
+    store.use("mixer-1", [new.revision, ""])  # promoted: the old one is no longer its last known good
+    assert store.get(old.revision) == old  # mixer-2 still runs it
+    store.forget("mixer-2")
+    assert store.get(old.revision) is None and store.get(new.revision) == new
+    store.forget("mixer-1")
+    assert len(store) == 0

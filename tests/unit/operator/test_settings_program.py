@@ -73,3 +73,26 @@ def test_replicas_get_distinct_priorities_unless_told() -> None:
 def test_a_boolean_flag_alone_means_true() -> None:
     assert OperatorSettings.from_sources({}, ["--standalone"]).standalone is True
     assert OperatorSettings.from_sources({}, ["--standalone", "false"]).standalone is False
+
+
+def test_a_program_is_checked_once_however_many_plcs_run_it() -> None:
+    from shopfloor_operator.program import compile_errors
+
+    source = SOURCE + "\n(* checked once *)\n"
+    before = compile_errors.cache_info()
+    for _ in range(5):
+        assert check_program(ProgramSpec(source=source), lambda *_: None).valid
+    after = compile_errors.cache_info()
+    assert after.misses == before.misses + 1 and after.hits == before.hits + 4
+
+
+def test_the_check_runs_nothing_of_the_program() -> None:
+    from shopfloor_st.compiler import compile_unit
+
+    checked = compile_unit(SOURCE, "program.st", execute=False)
+    compiled = compile_unit(SOURCE, "program.st")
+    class_name = next(iter(compiled.programs.values()))[0]
+    assert class_name in compiled.namespace and class_name not in checked.namespace
+    assert check_program(ProgramSpec(source="PROGRAM Main\nx := ;\nEND_PROGRAM\n"), lambda *_: None).reason == (
+        "CompileError"
+    )
