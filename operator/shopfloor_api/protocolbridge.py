@@ -149,6 +149,13 @@ class Source(ShopfloorModel):
         return self
 
 
+class SparkplugDevices(StrEnum):
+    """How sources appear in Sparkplug: None keeps every tag a node metric; PerSource makes each source a device."""
+
+    NONE = "None"
+    PER_SOURCE = "PerSource"
+
+
 class Sparkplug(ShopfloorModel):
     """Sparkplug B identity of the bridge (an edge node); immutable, since host applications track it."""
 
@@ -170,6 +177,11 @@ class Sparkplug(ShopfloorModel):
         pattern=TOPIC_LEVEL_PATTERN,
         description="Primary host application whose STATE gates births; absent publishes unconditionally.",
     )
+    devices: SparkplugDevices = Field(
+        SparkplugDevices.NONE,
+        description="PerSource: each source is a Sparkplug device named after it (DBIRTH, DDATA, DDEATH, DCMD); "
+        "None: every tag is a node metric <source>/<tag>.",
+    )
 
 
 class MqttBuffer(ShopfloorModel):
@@ -190,6 +202,14 @@ class MqttSink(ShopfloorModel):
         max_length=512,
         pattern=r"^(mqtt|mqtts|ws|wss)://.+",
         description="Broker URL: mqtt://, mqtts://, ws:// or wss://.",
+    )
+    failover_urls: list[Annotated[str, Field(min_length=1, max_length=512, pattern=r"^(mqtt|mqtts|ws|wss)://.+")]] = (
+        Field(
+            default_factory=list,
+            max_length=8,
+            description="Further brokers, tried in order after url when a broker is unreachable or the primary host "
+            "is offline on it; the same credentials.",
+        )
     )
     credentials_secret_ref: SecretRef | None = Field(
         None, description="Secret with username and password (and ca.crt for mqtts)."

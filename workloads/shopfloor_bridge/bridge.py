@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from shopfloor_bridge.config import BridgeConfig
 from shopfloor_bridge.metrics import BridgeMetrics
 from shopfloor_bridge.modbus_source import ModbusSource
-from shopfloor_bridge.mqtt_formats import JsonFormat, MessageFormat, SparkplugFormat
+from shopfloor_bridge.mqtt_formats import JsonFormat, MessageFormat, SparkplugDeviceFormat, SparkplugFormat
 from shopfloor_bridge.mqtt_sink import MqttSink, SparkplugNode
 from shopfloor_bridge.opcua_server import OpcUaServerSink
 from shopfloor_bridge.opcua_source import OpcUaSource
@@ -53,13 +53,21 @@ class Bridge:
         message_format: MessageFormat
         if mqtt.group_id and mqtt.edge_node_id:
             topics = payloads.Topics(mqtt.group_id, mqtt.edge_node_id)
-            node = SparkplugNode(topics, self.aliases, mqtt.primary_host_id)
-            message_format = SparkplugFormat(topics, self.aliases)
+            if mqtt.devices:  # one Sparkplug device per source, named after it
+                names = [source.name for source in self.config.modbus] + [source.name for source in self.config.opcua]
+                devices = {n: [t.name for t in self.config.tags if t.name.startswith(f"{n}/")] for n in names}
+                device_format = SparkplugDeviceFormat(topics, self.aliases, self.table, devices)
+                writable = frozenset(name.split("/", 1)[0] for name in self.gate.allow)
+                node = SparkplugNode(topics, self.aliases, mqtt.primary_host_id, device_format, True, writable)
+                message_format = device_format
+            else:
+                node = SparkplugNode(topics, self.aliases, mqtt.primary_host_id)
+                message_format = SparkplugFormat(topics, self.aliases)
         else:
             message_format = JsonFormat(mqtt.topic_prefix or self.config.name)
         spool = Spool(self.config.state_dir / "mqtt-buffer", mqtt.max_bytes)
         return MqttSink(
-            mqtt.broker,
+            mqtt.brokers,
             spool,
             message_format,
             self.metrics,

@@ -19,7 +19,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from shopfloor_api.common import LocalObjectRef
-from shopfloor_api.protocolbridge import ProtocolBridge, WordOrder
+from shopfloor_api.protocolbridge import ProtocolBridge, SparkplugDevices, WordOrder
 from shopfloor_bridge.modbus_codec import ModbusTag
 from shopfloor_bridge.modbus_source import ModbusDevice
 from shopfloor_bridge.mqtt_session import BrokerSettings
@@ -58,6 +58,12 @@ class MqttConfig:
     edge_node_id: str | None = None
     primary_host_id: str | None = None
     topic_prefix: str | None = None
+    devices: bool = False  # Sparkplug: each source is a device (DBIRTH/DDATA/DDEATH/DCMD)
+    failover: tuple[BrokerSettings, ...] = ()  # further brokers, walked in order after `broker`
+
+    @property
+    def brokers(self) -> list[BrokerSettings]:
+        return [self.broker, *self.failover]
 
 
 @dataclass(frozen=True)
@@ -137,9 +143,6 @@ def _mqtt(manifest: ProtocolBridge, secrets: SecretFiles) -> MqttConfig | None:
     sink = manifest.spec.sinks.mqtt
     if sink is None:
         return None
-    url = urlsplit(sink.url)
-    if not url.hostname:
-        raise ConfigError(f"spec.sinks.mqtt.url: no host in {sink.url!r}")
     username = password = None
     ca = cert = key = None
     if sink.credentials_secret_ref is not None:
@@ -148,22 +151,32 @@ def _mqtt(manifest: ProtocolBridge, secrets: SecretFiles) -> MqttConfig | None:
         ca, cert, key = secrets.path(name, "ca.crt"), secrets.path(name, "tls.crt"), secrets.path(name, "tls.key")
     username = os.environ.get("SHOPFLOOR_MQTT_USERNAME", username)
     password = os.environ.get("SHOPFLOOR_MQTT_PASSWORD", password)
-    broker = BrokerSettings(
-        host=url.hostname,
-        port=url.port or _DEFAULT_PORTS[url.scheme],
-        tls=url.scheme in ("mqtts", "wss"),
-        ca_file=ca,
-        cert_file=cert,
-        key_file=key,
-        username=username,
-        password=password,
-        mqtt_version=5 if sink.protocol_version == "5" else 4,
-        websockets=url.scheme in ("ws", "wss"),
-        client_id=f"shopfloor-bridge-{manifest.metadata.name}",
-    )
+    brokers: list[BrokerSettings] = []
+    fields = ["url"] + [f"failoverUrls[{i}]" for i in range(len(sink.failover_urls))]
+    for field, text in zip(fields, [sink.url, *sink.failover_urls], strict=True):
+        url = urlsplit(text)
+        if not url.hostname:
+            raise ConfigError(f"spec.sinks.mqtt.{field}: no host in {text!r}")
+        brokers.append(
+            BrokerSettings(
+                host=url.hostname,
+                port=url.port or _DEFAULT_PORTS[url.scheme],
+                tls=url.scheme in ("mqtts", "wss"),
+                ca_file=ca,
+                cert_file=cert,
+                key_file=key,
+                username=username,
+                password=password,
+                mqtt_version=5 if sink.protocol_version == "5" else 4,
+                websockets=url.scheme in ("ws", "wss"),
+                client_id=f"shopfloor-bridge-{manifest.metadata.name}",
+            )
+        )
     sparkplug = sink.sparkplug
     return MqttConfig(
-        broker=broker,
+        broker=brokers[0],
+        failover=tuple(brokers[1:]),
+        devices=sparkplug is not None and sparkplug.devices is SparkplugDevices.PER_SOURCE,
         qos=sink.qos,
         max_bytes=sink.buffer.max_bytes.bytes,
         group_id=sparkplug.group_id if sparkplug else None,

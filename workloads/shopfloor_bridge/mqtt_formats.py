@@ -1,4 +1,5 @@
-"""What the MQTT sink publishes for a batch of tag changes: Sparkplug B NDATA, or plain JSON per tag."""
+"""What the MQTT sink publishes for a batch of tag changes: Sparkplug B NDATA, DDATA (with DBIRTH/DDEATH when a
+device comes and goes), or plain JSON per tag."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from shopfloor_bridge.sparkplug import payloads
-from shopfloor_bridge.tags import Quality, TagValue
+from shopfloor_bridge.tags import Quality, TagInfo, TagTable, TagValue
 
 _TOPIC_LENGTH = struct.Struct("<H")
 
@@ -44,6 +45,74 @@ class SparkplugFormat:
 
     def encode(self, changes: Sequence[TagValue]) -> list[Message]:
         return [Message(self.topics.ndata, payloads.data(self.aliases, changes))]
+
+    def births(self, table: TagTable, bd_seq: int) -> list[Message]:
+        """The birth sequence of a session: one NBIRTH with every tag."""
+        return [Message(self.topics.nbirth, payloads.birth(self.aliases, table.snapshot(), bd_seq))]
+
+    def after_births(self) -> list[Message]:
+        return []
+
+
+class SparkplugDeviceFormat:
+    """Each source is a Sparkplug device named after it, its tags the device's metrics (aliases stay unique across the
+    edge node). A batch becomes one DDATA per device that changed; a device whose tags all turn bad (lost, or every
+    read refused) gets a DDEATH instead, and a DBIRTH with every current value when one of them is good again. These
+    go through the buffer with the data, so a host sees them in the order they happened."""
+
+    def __init__(
+        self, topics: payloads.Topics, aliases: payloads.Aliases, table: TagTable, devices: dict[str, list[str]]
+    ) -> None:
+        self.topics = topics
+        self.aliases = aliases
+        self.table = table
+        self.devices = devices
+        self._device_of = {tag: device for device, tags in devices.items() for tag in tags}
+        self.alive = dict.fromkeys(devices, False)  # as of the newest message handed to the buffer
+        self._no_tags = payloads.Aliases([])
+
+    def encode(self, changes: Sequence[TagValue]) -> list[Message]:
+        by_device: dict[str, list[TagValue]] = {}
+        for change in changes:
+            by_device.setdefault(self._device_of[change.name], []).append(change)
+        messages: list[Message] = []
+        for device, device_changes in by_device.items():
+            alive = self._good(device)
+            if alive and self.alive[device]:
+                messages.append(
+                    Message(self.topics.device("DDATA", device), payloads.data(self.aliases, device_changes))
+                )
+            elif alive:
+                messages.append(self.device_birth(device))
+            elif self.alive[device]:
+                messages.append(Message(self.topics.device("DDEATH", device), payloads.device_death()))
+            self.alive[device] = alive
+        return messages
+
+    def device_birth(self, device: str) -> Message:
+        names = self.devices[device]
+        tags = [TagInfo(name, self.table.info[name].datatype) for name in names]
+        current = [self.table.current(name) for name in names]
+        return Message(self.topics.device("DBIRTH", device), payloads.device_birth(self.aliases, device, tags, current))
+
+    def births(self, table: TagTable, bd_seq: int) -> list[Message]:
+        """The birth sequence of a session: an NBIRTH with the node's own metrics, then a DBIRTH for every device
+        (a lost device's metrics are null; its DDEATH follows in `after_births`)."""
+        nbirth = Message(self.topics.nbirth, payloads.birth(self._no_tags, [], bd_seq))
+        return [nbirth, *(self.device_birth(device) for device in self.devices)]
+
+    def after_births(self) -> list[Message]:
+        """DDEATH for every device lost at the birth, queued behind the data buffered before it."""
+        return [
+            Message(self.topics.device("DDEATH", d), payloads.device_death()) for d, up in self.alive.items() if not up
+        ]
+
+    def _good(self, device: str) -> bool:
+        for name in self.devices[device]:
+            value = self.table.current(name)
+            if value is not None and value.quality is Quality.GOOD:
+                return True
+        return False
 
 
 class JsonFormat:

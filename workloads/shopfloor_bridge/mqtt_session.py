@@ -71,6 +71,7 @@ class MqttSession:
         self._events = events
         self._loop = loop
         self._stop = threading.Event()
+        self._gone = threading.Event()  # paho reported the connection ended (after writing our DISCONNECT, if any)
         self.closed = asyncio.Event()
         self.failure: str | None = None
         protocol = mqtt.MQTTv5 if settings.mqtt_version == 5 else mqtt.MQTTv311
@@ -118,6 +119,10 @@ class MqttSession:
     def subscribe(self, topic: str, qos: int = 1) -> None:
         self._client.subscribe(topic, qos=qos)
 
+    def unsubscribe(self, topics: list[str]) -> None:
+        if topics:
+            self._client.unsubscribe(topics)
+
     async def stop(self) -> None:
         """Ends the session with a clean DISCONNECT (so the broker does not publish the Will) and waits."""
         self._stop.set()
@@ -137,7 +142,11 @@ class MqttSession:
         except (OSError, ssl.SSLError, ValueError) as exc:
             reason = f"{type(exc).__name__}: {exc}"
         finally:
-            self._client.disconnect()  # clean DISCONNECT when still connected: the broker drops the Will
+            # A clean DISCONNECT when still connected, so the broker drops the Will. paho writes it (after anything
+            # queued before, e.g. an NDEATH) on its network thread: wait for that before stopping the thread, or the
+            # socket may close first and the broker publish the Will as for a crash.
+            if self._client.disconnect() == mqtt.MQTT_ERR_SUCCESS:
+                self._gone.wait(self.settings.connect_timeout)
             self._client.loop_stop()
             self._post(self._finish, reason)
 
@@ -162,6 +171,7 @@ class MqttSession:
 
     def _on_disconnect(self, _c: Any, _u: Any, _flags: Any, reason: ReasonCode, _p: Any) -> None:
         self.failure = self.failure or f"disconnected: {reason}"
+        self._gone.set()
         self._stop.set()
 
     def _on_publish(self, _c: Any, _u: Any, mid: int, _reason: ReasonCode, _p: Any) -> None:

@@ -1,10 +1,12 @@
 """The MQTT sink: every message goes through the store-and-forward buffer and leaves it only when acknowledged.
 
-Per connection (one `MqttSession` each): a new bdSeq and NDEATH Will; subscribe to NCMD and the primary host's
-STATE; wait for the host to be online; NBIRTH (seq 0); then publish the buffer in order, up to `window` messages in
-flight, with QoS 1. NDATA get their seq (1..255, 0, 1, ...) when published; data buffered before the current birth is
-flagged historical. When the connection drops, unacknowledged messages are sent again from the buffer on the next
-connection, so nothing is lost and, as long as the broker acknowledged what it received, nothing is doubled.
+Per connection (one `MqttSession` each, to one broker at a time, walked in order): a new bdSeq and NDEATH Will;
+subscribe to NCMD, the DCMD of writable devices and the primary host's STATE; wait for the host to be online; NBIRTH
+(seq 0) and every DBIRTH; then publish the buffer in order, up to `window` messages in flight, with QoS 1. NDATA,
+DDATA, DBIRTH and DDEATH get their seq (1..255, 0, 1, ...) when published; data buffered before the current birth is
+flagged historical, and device births and deaths buffered before it are left out (the births say what is true now).
+When the connection drops, unacknowledged messages are sent again from the buffer on the next connection, so nothing
+is lost and, as long as the broker acknowledged what it received, nothing is doubled.
 
 Sparkplug B asks for QoS 0 on NBIRTH/NDATA; the bridge uses QoS 1 because the broker's acknowledgement is what lets
 it delete a message from the buffer.
@@ -19,11 +21,12 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from shopfloor_bridge.metrics import BridgeMetrics
-from shopfloor_bridge.mqtt_formats import Message, MessageFormat
+from shopfloor_bridge.mqtt_formats import Message, MessageFormat, SparkplugFormat
 from shopfloor_bridge.mqtt_session import BrokerSettings, MqttSession, SessionEvents, Will
 from shopfloor_bridge.sparkplug import payloads
 from shopfloor_bridge.spool import Spool
@@ -34,11 +37,20 @@ log = logging.getLogger(__name__)
 CommandHandler = Callable[[str, dict[str, Value]], Awaitable[None]]
 
 
+class BirthSequence(Protocol):
+    def births(self, table: TagTable, bd_seq: int) -> list[Message]: ...
+
+    def after_births(self) -> list[Message]: ...
+
+
 @dataclass(frozen=True)
 class SparkplugNode:
     topics: payloads.Topics
     aliases: payloads.Aliases
     primary_host_id: str | None = None
+    births: BirthSequence | None = None  # None: one NBIRTH with every tag as a node metric
+    devices: bool = False  # tags are device metrics: NCMD writes nothing, DCMD writes the device's tags
+    writable_devices: frozenset[str] = field(default_factory=frozenset)  # devices whose DCMD the node subscribes to
 
 
 class _BdSeq:
@@ -60,7 +72,7 @@ class _BdSeq:
 class MqttSink(SessionEvents):
     def __init__(
         self,
-        broker: BrokerSettings,
+        broker: BrokerSettings | Sequence[BrokerSettings],
         spool: Spool,
         message_format: MessageFormat,
         metrics: BridgeMetrics,
@@ -73,7 +85,7 @@ class MqttSink(SessionEvents):
         backoff: tuple[float, float] = (0.1, 5.0),
         fsync_interval: float = 1.0,
     ) -> None:
-        self.broker = broker
+        self.brokers = [broker] if isinstance(broker, BrokerSettings) else list(broker)
         self.spool = spool
         self.format = message_format
         self.metrics = metrics
@@ -90,13 +102,19 @@ class MqttSink(SessionEvents):
         self._closing = False
         self._closed = asyncio.Event()  # set by close(): ends a backoff wait at once
         self._session: MqttSession | None = None
+        self._subscriptions: list[str] = []
+        self._death_mid: int | None = None  # the NDEATH published before a clean disconnect, until acknowledged
+        self._death_acked = asyncio.Event()
         self._connected = False
+        self._server = 0  # index in `brokers` of the broker used now
+        self._state_ms: dict[int, int] = {}  # per broker: timestamp of the newest primary host STATE accepted there
         self._host_online = False
         self._host_offline_seen = False
+        self._host_offline_walk = False
         self._rebirth = False
         self._seq = 0
         self._birth_mark = 0
-        self._inflight: dict[int, int | str] = {}  # mid -> buffer id, or the kind of a control message
+        self._inflight: dict[int, tuple[int | None, str]] = {}  # mid -> (buffer id, or None for births; kind)
         self._unacked: deque[int] = deque()
         self._acked: set[int] = set()
         self._observed_ns: dict[int, int] = {}
@@ -106,19 +124,27 @@ class MqttSink(SessionEvents):
 
     # ---- input -------------------------------------------------------------------------------------------------
 
+    @property
+    def broker(self) -> BrokerSettings:
+        """The broker connected to now (or next)."""
+        return self.brokers[self._server]
+
     def submit(self, changes: Sequence[TagValue]) -> None:
         """Stores the messages for `changes` (durable at once against a crash) and wakes the publisher."""
         if not changes:
             return
-        observed = min(change.observed_ns for change in changes)
-        for message in self.format.encode(changes):
+        self._store(self.format.encode(changes), min(change.observed_ns for change in changes))
+
+    def _store(self, messages: Sequence[Message], observed: int | None) -> None:
+        for message in messages:
             try:
                 message_id = self.spool.append(message.pack())
             except OSError as exc:  # e.g. a full disk with nothing left to drop: lose this message, count it
                 log.error("store-and-forward buffer: cannot store a message: %s", exc)
                 self.metrics.dropped.inc()
                 continue
-            self._observed_ns[message_id] = observed
+            if observed is not None:
+                self._observed_ns[message_id] = observed
         if self.spool.dropped > self._dropped_reported:
             self.metrics.dropped.inc(self.spool.dropped - self._dropped_reported)
             self._dropped_reported = self.spool.dropped
@@ -147,9 +173,14 @@ class MqttSink(SessionEvents):
                     born = False
                 if self._closing:
                     break
-                delay = self.backoff[0] if born else min(delay * 2, self.backoff[1])
+                # The next broker in the list; backing off only once every broker has been tried.
+                self._server = (self._server + 1) % len(self.brokers)
+                if born:
+                    delay = self.backoff[0]
+                elif self._server == 0:
+                    delay = min(delay * 2, self.backoff[1])
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._closed.wait(), delay)
+                    await asyncio.wait_for(self._closed.wait(), delay if self._server == 0 else self.backoff[0])
         finally:
             syncer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -161,12 +192,29 @@ class MqttSink(SessionEvents):
         self._closed.set()
         session = self._session
         if session is not None and self._connected and self.sparkplug is not None:
-            with contextlib.suppress(ConnectionError):
-                session.publish(self.sparkplug.topics.ndeath, payloads.death(self._bd_seq.value), qos=1)
+            await self._last_words(session, self._bd_seq.value)
         self._wake.set()
         if session is not None:
             await session.stop()
         self.spool.close()
+
+    async def _last_words(self, session: MqttSession, bd_seq: int) -> None:
+        """NDEATH before an intentional disconnect, then the DISCONNECT (MqttSession.stop) on the same connection.
+
+        The subscriptions are dropped first and the NDEATH's PUBACK awaited (the broker acknowledges in order, so
+        everything else in flight is acknowledged by then): the broker has nothing left to send, so the socket closes
+        with nothing unread and the broker gets the DISCONNECT and drops the Will. Closing with unread data would
+        reset the connection, and the broker would publish the Will as for a crash.
+        """
+        assert self.sparkplug is not None
+        session.unsubscribe(self._subscriptions)
+        self._death_acked.clear()
+        try:
+            self._death_mid = session.publish(self.sparkplug.topics.ndeath, payloads.death(bd_seq), qos=1)
+        except ConnectionError:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._death_acked.wait(), self.broker.connect_timeout)
 
     # ---- one connection ----------------------------------------------------------------------------------------
 
@@ -181,14 +229,17 @@ class MqttSink(SessionEvents):
         session.set_window(self.window)
         self._session, self._connected, self._rebirth = session, False, False
         self._host_online = self.sparkplug is None or self.sparkplug.primary_host_id is None
-        self._host_offline_seen = False
+        self._host_offline_seen = self._host_offline_walk = False
         born = False
         session.start()
         try:
             while not session.closed.is_set() and not self._closing:
                 if born and self._host_offline_seen:  # even if it is already back: it expects a new session
-                    self._publish_control(session, "NDEATH", payloads.death(bd_seq))
                     log.info("primary host went offline: ending the session until it is back")
+                    await self._last_words(session, bd_seq)
+                    break
+                if self._host_offline_walk and len(self.brokers) > 1:
+                    log.info("primary host is offline on %s:%s: trying the next broker", *self._where())
                     break
                 if self._connected and self._host_online:
                     if not born or self._rebirth:
@@ -204,7 +255,7 @@ class MqttSink(SessionEvents):
             if not self._closing:
                 await session.stop()
             if session.failure and not self._closing:
-                log.warning("MQTT session to %s:%s ended: %s", self.broker.host, self.broker.port, session.failure)
+                log.warning("MQTT session to %s:%s ended: %s", *self._where(), session.failure)
             self._session, self._connected = None, False
             self._inflight.clear()
             self._unacked.clear()
@@ -212,20 +263,28 @@ class MqttSink(SessionEvents):
             self.spool.rewind()
         return born
 
+    def _where(self) -> tuple[str, int]:
+        return self.broker.host, self.broker.port
+
     def _birth(self, session: MqttSession, bd_seq: int) -> None:
+        """NBIRTH (seq 0) and, with devices, every DBIRTH (seq 1, 2, ...): the whole birth sequence, before any data."""
         self._rebirth = False
         self._host_offline_seen = False  # only an offline STATE after this birth ends the session
         if self.sparkplug is None:
             return
-        self._seq = 0
+        births = self.sparkplug.births or SparkplugFormat(self.sparkplug.topics, self.sparkplug.aliases)
+        sequence = births.births(self.table, bd_seq)
         self._birth_mark = self.spool.next_id
-        payload = payloads.birth(self.sparkplug.aliases, self.table.snapshot(), bd_seq)
-        self._publish_control(session, "NBIRTH", payload, topic=self.sparkplug.topics.nbirth)
+        for seq, message in enumerate(sequence):
+            payload = message.payload if seq == 0 else payloads.with_seq(message.payload, seq)
+            self._publish_control(session, payloads.message_kind(message.topic), payload, topic=message.topic)
+        self._seq = len(sequence) - 1
+        self._store(births.after_births(), None)
 
     def _publish_control(self, session: MqttSession, kind: str, payload: bytes, *, topic: str | None = None) -> None:
         assert self.sparkplug is not None
         with contextlib.suppress(ConnectionError):
-            self._inflight[session.publish(topic or self.sparkplug.topics.ndeath, payload)] = kind
+            self._inflight[session.publish(topic or self.sparkplug.topics.ndeath, payload)] = (None, kind)
 
     def _fill_window(self, session: MqttSession) -> None:
         while len(self._inflight) < self.window:
@@ -235,14 +294,21 @@ class MqttSink(SessionEvents):
             for message_id, data in batch:
                 message = Message.unpack(data)
                 payload = message.payload
-                if self.sparkplug is not None and message.topic == self.sparkplug.topics.ndata:
+                kind = payloads.message_kind(message.topic) if self.sparkplug is not None else "json"
+                historical = message_id < self._birth_mark
+                if kind in ("DBIRTH", "DDEATH") and historical:
+                    # A device came or went before the current birth sequence, which already says what holds now.
+                    self._unacked.append(message_id)
+                    self._settle(message_id)
+                    continue
+                if kind in ("NDATA", "DDATA", "DBIRTH", "DDEATH"):
                     self._seq = (self._seq + 1) % 256
-                    payload = payloads.with_seq(payload, self._seq, historical=message_id < self._birth_mark)
+                    payload = payloads.with_seq(payload, self._seq, historical=historical and kind.endswith("DATA"))
                 try:
                     mid = session.publish(message.topic, payload, qos=self.qos)
                 except ConnectionError:
                     return  # the session is ending; the buffer is rewound when it has
-                self._inflight[mid] = message_id
+                self._inflight[mid] = (message_id, kind)
                 self._unacked.append(message_id)
 
     # ---- session events (on the loop) --------------------------------------------------------------------------
@@ -252,59 +318,91 @@ class MqttSink(SessionEvents):
         self.metrics.mqtt_connected.set(1)
         session = self._session
         if session is not None and self.sparkplug is not None:
-            session.subscribe(self.sparkplug.topics.ncmd)
+            topics = self.sparkplug.topics
+            self._subscriptions = [
+                topics.ncmd,
+                *(topics.device("DCMD", d) for d in sorted(self.sparkplug.writable_devices)),
+            ]
             if self.sparkplug.primary_host_id:
-                session.subscribe(payloads.Topics.state(self.sparkplug.primary_host_id))
+                self._subscriptions.append(payloads.Topics.state(self.sparkplug.primary_host_id))
+            for topic in self._subscriptions:
+                session.subscribe(topic)  # QoS 1
         self._wake.set()
 
     def acknowledged(self, mid: int) -> None:
+        if mid == self._death_mid:
+            self._death_mid = None
+            self.metrics.published.labels("NDEATH").inc()
+            self._death_acked.set()
+            return
         entry = self._inflight.pop(mid, None)
         if entry is None:
             return
-        if isinstance(entry, str):
-            self.metrics.published.labels(entry).inc()
-        else:
-            self._acked.add(entry)
-            last = None
-            while self._unacked and self._unacked[0] in self._acked:
-                last = self._unacked.popleft()
-                self._acked.discard(last)
-            if last is not None:
-                self.spool.ack_through(last)
-            observed = self._observed_ns.pop(entry, None)
+        message_id, kind = entry
+        self.metrics.published.labels(kind).inc()
+        if message_id is not None:
+            self._settle(message_id)
+            observed = self._observed_ns.pop(message_id, None)
             if observed is not None:
                 self.metrics.latency.observe((time.monotonic_ns() - observed) / 1e9)
-            self.metrics.published.labels("NDATA" if self.sparkplug else "json").inc()
             self._refresh_gauges()
         self._wake.set()
+
+    def _settle(self, message_id: int) -> None:
+        """`message_id` needs no more sending: the buffer's head moves past every message settled in order."""
+        self._acked.add(message_id)
+        last = None
+        while self._unacked and self._unacked[0] in self._acked:
+            last = self._unacked.popleft()
+            self._acked.discard(last)
+        if last is not None:
+            self.spool.ack_through(last)
 
     def message(self, topic: str, payload: bytes) -> None:
         if self.sparkplug is None:
             return
         if topic == self.sparkplug.topics.ncmd:
-            self._command(payload)
+            self._command(payload, None)
+        elif payloads.message_kind(topic) == "DCMD":
+            device = topic.rsplit("/", 1)[-1]
+            if device in self.sparkplug.writable_devices and topic == self.sparkplug.topics.device("DCMD", device):
+                self._command(payload, device)
         elif self.sparkplug.primary_host_id and topic == payloads.Topics.state(self.sparkplug.primary_host_id):
-            online = _host_online(payload)
-            self._host_online = online
-            self._host_offline_seen = self._host_offline_seen or not online
+            self._host_state(payload)
         self._wake.set()
+
+    def _host_state(self, payload: bytes) -> None:
+        """Applies a primary host STATE unless it is older than the newest one accepted from this broker."""
+        online, timestamp = _host_state(payload)
+        if timestamp is not None:
+            newest = self._state_ms.get(self._server)
+            if newest is not None and timestamp < newest:
+                log.info("ignoring a stale STATE of the primary host (timestamp %d < %d)", timestamp, newest)
+                return
+            self._state_ms[self._server] = timestamp
+        self._host_online = online
+        self._host_offline_seen = self._host_offline_seen or not online
+        self._host_offline_walk = not online
 
     def disconnected(self, reason: str) -> None:
         self._connected = False
         self._wake.set()
 
-    def _command(self, payload: bytes) -> None:
+    def _command(self, payload: bytes, device: str | None) -> None:
         assert self.sparkplug is not None
+        verb = "DCMD" if device else "NCMD"
         try:
-            command = payloads.parse_command(payload, self.sparkplug.aliases)
+            command = payloads.parse_command(
+                payload, self.sparkplug.aliases, device=device, tags=device is not None or not self.sparkplug.devices
+            )
         except ValueError as exc:
-            log.warning("ignoring NCMD: %s", exc)
+            log.warning("ignoring %s: %s", verb, exc)
             self.metrics.writes.labels("mqtt", "refused").inc()
             return
         if command.rebirth:
             self._rebirth = True
         for name in command.unknown:
-            log.warning("NCMD for unknown metric %r refused", name)
+            log.warning("%s for unknown metric %r refused", verb, name)
             self.metrics.writes.labels("mqtt", "refused").inc()
         if command.writes and self.on_command is not None:
             task = asyncio.ensure_future(self.on_command("mqtt", command.writes))
@@ -324,12 +422,15 @@ class MqttSink(SessionEvents):
         self.metrics.buffered_messages.set(self.spool.pending)
 
 
-def _host_online(payload: bytes) -> bool:
-    """Sparkplug 3.0 STATE is JSON {"online": bool, ...}; 2.2 hosts publish ONLINE / OFFLINE."""
+def _host_state(payload: bytes) -> tuple[bool, int | None]:
+    """(online, timestamp): Sparkplug 3.0 STATE is JSON {"online": bool, "timestamp": epoch ms}; 2.2 hosts publish
+    ONLINE / OFFLINE without a timestamp. Anything else counts as offline."""
     text = payload.decode(errors="replace").strip()
     if text.upper() in ("ONLINE", "OFFLINE"):
-        return text.upper() == "ONLINE"
+        return text.upper() == "ONLINE", None
     try:
-        return bool(json.loads(text).get("online", False))
+        document = json.loads(text)
+        timestamp = document.get("timestamp")
+        return document.get("online") is True, timestamp if isinstance(timestamp, int) else None
     except (ValueError, AttributeError):
-        return False
+        return False, None

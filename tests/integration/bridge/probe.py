@@ -23,6 +23,8 @@ class Received:
     topic: str
     payload: bytes
     at_ns: int
+    qos: int = 0
+    retain: bool = False
 
     @property
     def kind(self) -> str:
@@ -81,12 +83,15 @@ class Probe:
 
     def _on_message(self, _c: Any, _u: Any, message: mqtt.MQTTMessage) -> None:
         with self._lock:
-            self.messages.append(Received(message.topic, bytes(message.payload), time.monotonic_ns()))
+            self.messages.append(
+                Received(message.topic, bytes(message.payload), time.monotonic_ns(), message.qos, message.retain)
+            )
 
-    def host_state(self, host_id: str, online: bool) -> None:
+    def host_state(self, host_id: str, online: bool, timestamp: int | None = None) -> None:
         """Publishes a Sparkplug 3.0 primary host STATE (retained), and again after every reconnect."""
         topic = f"spBv1.0/STATE/{host_id}"
-        payload = json.dumps({"online": online, "timestamp": int(time.time() * 1000)}).encode()
+        stamp = int(time.time() * 1000) if timestamp is None else timestamp
+        payload = json.dumps({"online": online, "timestamp": stamp}).encode()
         self.on_connect_publish = [(topic, payload)]
         self.client.publish(topic, payload, qos=1, retain=True).wait_for_publish(5)
 
@@ -97,6 +102,20 @@ class Probe:
     def snapshot(self) -> list[Received]:
         with self._lock:
             return list(self.messages)
+
+    def sparkplug_stream(self) -> list[tuple[str, bytes]]:
+        """(topic, payload) of every Sparkplug message received, in order: what an EdgeNodeChecker is fed."""
+        return [(m.topic, m.payload) for m in self.snapshot() if m.kind]
+
+    async def round_trip(self, topic: str = "probe/marker") -> None:
+        """Publishes a marker and waits until the broker delivered it back: everything the broker handled before the
+        marker has been delivered to this probe by then."""
+        marker = f"{time.monotonic_ns()}".encode()
+        self.client.subscribe(topic, qos=1)  # handled before the publish below: one client's packets stay in order
+        self.client.publish(topic, marker, qos=1)
+        await eventually(
+            lambda: any(m.topic == topic and m.payload == marker for m in self.snapshot()), what="the probe's marker"
+        )
 
 
 async def eventually(condition: Callable[[], object], timeout: float = 10.0, what: str = "") -> Any:

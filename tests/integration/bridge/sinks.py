@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 from shopfloor_bridge.metrics import BridgeMetrics
-from shopfloor_bridge.mqtt_formats import JsonFormat, MessageFormat, SparkplugFormat
+from shopfloor_bridge.mqtt_formats import JsonFormat, MessageFormat, SparkplugDeviceFormat, SparkplugFormat
 from shopfloor_bridge.mqtt_session import BrokerSettings
 from shopfloor_bridge.mqtt_sink import CommandHandler, MqttSink, SparkplugNode
 from shopfloor_bridge.sparkplug import payloads
@@ -18,6 +18,13 @@ from tests.support.mosquitto import Mosquitto
 
 TAGS = [TagInfo("dev/Counter", DataType.UDINT), TagInfo("dev/Run", DataType.BOOL), TagInfo("dev/Level", DataType.REAL)]
 TOPICS = payloads.Topics("plant-a", "line-1")
+# Two Sparkplug devices, "press" and "oven", as a bridge with sparkplug.devices: PerSource makes of two sources.
+DEVICE_TAGS = [
+    TagInfo("press/Counter", DataType.UDINT),
+    TagInfo("press/Run", DataType.BOOL),
+    TagInfo("oven/Level", DataType.REAL),
+]
+DEVICES = {"press": ["press/Counter", "press/Run"], "oven": ["oven/Level"]}
 
 
 def settings_for(broker: Mosquitto, **extra: object) -> BrokerSettings:
@@ -37,6 +44,10 @@ class Harness:
     def change_many(self, values: Sequence[tuple[str, Value]]) -> None:
         self.sink.submit(self.table.update([TagValue(n, v, Quality.GOOD) for n, v in values]))
 
+    def lose(self, *names: str) -> None:
+        """The tags turn bad, as when their device is lost."""
+        self.sink.submit(self.table.update([TagValue(n, None, Quality.BAD) for n in names]))
+
 
 @contextlib.asynccontextmanager
 async def running_sink(
@@ -47,12 +58,20 @@ async def running_sink(
     primary_host_id: str | None = None,
     max_bytes: int = 8 << 20,
     on_command: CommandHandler | None = None,
-    settings: BrokerSettings | None = None,
+    settings: BrokerSettings | Sequence[BrokerSettings] | None = None,
+    devices: bool = False,
+    writable: frozenset[str] = frozenset(),
 ) -> AsyncIterator[Harness]:
-    table = TagTable(TAGS)
-    aliases = payloads.Aliases(TAGS)
+    """A sink for TAGS as node metrics, or with `devices` for DEVICE_TAGS as the devices in DEVICES."""
+    tags = DEVICE_TAGS if devices else TAGS
+    table = TagTable(tags)
+    aliases = payloads.Aliases(tags)
     node = SparkplugNode(TOPICS, aliases, primary_host_id) if sparkplug else None
     fmt: MessageFormat = SparkplugFormat(TOPICS, aliases) if sparkplug else JsonFormat("plant/line-1")
+    if devices:
+        device_format = SparkplugDeviceFormat(TOPICS, aliases, table, DEVICES)
+        node = SparkplugNode(TOPICS, aliases, primary_host_id, device_format, True, writable)
+        fmt = device_format
     sink = MqttSink(
         settings or settings_for(broker),
         Spool(spool_dir, max_bytes),

@@ -86,17 +86,20 @@ def test_unsigned_32_bit_datatype() -> None:
 
 
 @pytest.mark.parametrize(
-    ("payload", "online"),
+    ("payload", "state"),
     [
-        (b'{"online": true, "timestamp": 1}', True),
-        (b'{"online": false, "timestamp": 1}', False),
-        (b"ONLINE", True),
-        (b"OFFLINE", False),
-        (b"\xff\x00garbage", False),
-        (b"[1, 2]", False),
+        (b'{"online": true, "timestamp": 1}', (True, 1)),
+        (b'{"online": false, "timestamp": 1}', (False, 1)),
+        (b'{"online": "yes", "timestamp": "1"}', (False, None)),
+        (b"ONLINE", (True, None)),
+        (b"OFFLINE", (False, None)),
+        (b"\xff\x00garbage", (False, None)),
+        (b"[1, 2]", (False, None)),
     ],
 )
-def test_primary_host_state_in_both_specification_versions(payload: bytes, online: bool) -> None:
-    from shopfloor_bridge.mqtt_sink import _host_online
+def test_primary_host_state_in_both_specification_versions(payload: bytes, state: tuple[bool, int | None]) -> None:
+    """tck-id-message-flow-edge-node-birth-publish-phid-wait-online: only a boolean `online` true counts; the 3.0
+    `timestamp` is what stale STATE messages are told apart by (-phid-wait-timestamp)."""
+    from shopfloor_bridge.mqtt_sink import _host_state
 
-    assert _host_online(payload) is online
+    assert _host_state(payload) == state

@@ -1,4 +1,5 @@
-"""Sparkplug B payloads and topics for one edge node: NBIRTH, NDATA, NDEATH and the NCMD it understands."""
+"""Sparkplug B payloads and topics for one edge node and its devices: births, data, deaths and the commands it
+understands."""
 
 from __future__ import annotations
 
@@ -51,9 +52,18 @@ class Topics:
     def ncmd(self) -> str:
         return self.node("NCMD")
 
+    def device(self, kind: str, device_id: str) -> str:
+        return f"{NAMESPACE}/{self.group_id}/{kind}/{self.edge_node_id}/{device_id}"
+
     @staticmethod
     def state(host_id: str) -> str:
         return f"{NAMESPACE}/STATE/{host_id}"
+
+
+def message_kind(topic: str) -> str:
+    """NBIRTH, DDATA, ... for a Sparkplug topic; "" for any other."""
+    parts = topic.split("/", 3)
+    return parts[2] if len(parts) > 2 and parts[0] == NAMESPACE else ""
 
 
 class Aliases:
@@ -84,11 +94,11 @@ def _set_value(metric: Payload.Metric, datatype: DataType, value: Value | None) 
         metric.int_value = int(value) & 0xFFFFFFFF
 
 
-def _add_tag(payload: Payload, aliases: Aliases, value: TagValue, *, with_name: bool) -> None:
+def _add_tag(payload: Payload, aliases: Aliases, value: TagValue, *, with_name: bool, strip: int = 0) -> None:
     tag = aliases.by_alias[aliases.by_name[value.name]]
     metric = payload.metrics.add()
     if with_name:
-        metric.name = tag.name
+        metric.name = tag.name[strip:]
         metric.datatype = _SP_TYPE[tag.datatype]
     metric.alias = aliases.by_name[value.name]
     metric.timestamp = value.source_ms
@@ -97,23 +107,52 @@ def _add_tag(payload: Payload, aliases: Aliases, value: TagValue, *, with_name: 
 
 
 def birth(aliases: Aliases, current: Sequence[TagValue | None], bd_seq: int, *, timestamp: int | None = None) -> bytes:
-    """NBIRTH with seq 0: bdSeq, the rebirth control and every tag with its name, alias, datatype and value."""
+    """NBIRTH with seq 0: bdSeq, the rebirth control and every tag with its name, alias, datatype and value.
+
+    With devices, `aliases` has no tags and `current` is empty: the node itself has only bdSeq and the rebirth control.
+    """
     ts = now_ms() if timestamp is None else timestamp
     payload = Payload(timestamp=ts, seq=0)
     payload.metrics.add(name=BDSEQ, datatype=SP_INT64, long_value=bd_seq, timestamp=ts)
     payload.metrics.add(name=REBIRTH, datatype=SP_BOOLEAN, boolean_value=False, timestamp=ts)
-    for tag, value in zip(aliases.tags, current, strict=True):
+    _add_tags(payload, aliases, aliases.tags, current, ts, strip=0)
+    return payload.SerializeToString()
+
+
+def device_birth(aliases: Aliases, device: str, tags: Sequence[TagInfo], current: Sequence[TagValue | None]) -> bytes:
+    """DBIRTH without seq (set when published): every tag of the device with its name (without the `<device>/`
+    prefix), its edge-node-wide alias, datatype and current value (null while bad or never read)."""
+    ts = now_ms()
+    payload = Payload(timestamp=ts)
+    _add_tags(payload, aliases, tags, current, ts, strip=len(device) + 1)
+    return payload.SerializeToString()
+
+
+def device_death() -> bytes:
+    """DDEATH without seq (set when published): a timestamp and nothing else."""
+    return Payload(timestamp=now_ms()).SerializeToString()
+
+
+def _add_tags(
+    payload: Payload,
+    aliases: Aliases,
+    tags: Sequence[TagInfo],
+    current: Sequence[TagValue | None],
+    ts: int,
+    *,
+    strip: int,
+) -> None:
+    for tag, value in zip(tags, current, strict=True):
         if value is None:
             payload.metrics.add(
-                name=tag.name,
+                name=tag.name[strip:],
                 alias=aliases.by_name[tag.name],
-                datatype=_SP_TYPE[tag.datatype],
+                datatype=_SP_TYPE[aliases.by_alias[aliases.by_name[tag.name]].datatype],
                 is_null=True,
                 timestamp=ts,
             )
         else:
-            _add_tag(payload, aliases, value, with_name=True)
-    return payload.SerializeToString()
+            _add_tag(payload, aliases, value, with_name=True, strip=strip)
 
 
 def data(aliases: Aliases, changes: Sequence[TagValue]) -> bytes:
@@ -166,22 +205,28 @@ class Command:
     unknown: list[str]
 
 
-def parse_command(encoded: bytes, aliases: Aliases) -> Command:
-    """Decodes an NCMD; raises ValueError on bytes that are not a Sparkplug payload."""
+def parse_command(encoded: bytes, aliases: Aliases, *, device: str | None = None, tags: bool = True) -> Command:
+    """Decodes an NCMD (`device` None) or a DCMD for `device`; raises ValueError on bytes that are not a Sparkplug
+    payload. A DCMD names metrics as its DBIRTH did (without the `<device>/` prefix) or by alias; an NCMD writes tags
+    only when they are node metrics (`tags`), and only an NCMD requests a rebirth."""
     try:
         payload = Payload.FromString(encoded)
     except DecodeError as exc:
-        raise ValueError(f"NCMD payload is not a Sparkplug B payload: {exc}") from exc
+        raise ValueError(f"{'DCMD' if device else 'NCMD'} payload is not a Sparkplug B payload: {exc}") from exc
+    prefix = f"{device}/" if device else ""
     rebirth = False
     writes: dict[str, Value] = {}
     unknown: list[str] = []
     for metric in payload.metrics:
-        name = metric.name or (aliases.by_alias[metric.alias].name if metric.alias in aliases.by_alias else "")
+        if metric.name:
+            name = metric.name if device is None and metric.name == REBIRTH else prefix + metric.name
+        else:
+            name = aliases.by_alias[metric.alias].name if metric.alias in aliases.by_alias else ""
         which = metric.WhichOneof("value")
         if name == REBIRTH:
             rebirth = rebirth or (which == "boolean_value" and metric.boolean_value)
             continue
-        if name not in aliases.by_name or which is None:
+        if name not in aliases.by_name or which is None or not tags or not name.startswith(prefix):
             unknown.append(name or f"alias {metric.alias}")
             continue
         tag = aliases.by_alias[aliases.by_name[name]]

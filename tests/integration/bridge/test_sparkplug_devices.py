@@ -1,0 +1,168 @@
+"""Sparkplug 3.0 devices (one per source) against a real Mosquitto, checked as a host would with the official schema.
+
+Every test feeds what the probe received to `EdgeNodeChecker`, which raises on any violated `tck-id`; the assertions
+here are the statements specific to each scenario.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from shopfloor_bridge.sparkplug.sparkplug_payload_pb2 import Payload
+from shopfloor_bridge.tags import Value
+from tests.integration.bridge.probe import Probe, Received, eventually
+from tests.integration.bridge.sinks import TOPICS, Harness, running_sink
+from tests.support.mosquitto import Mosquitto
+from tests.support.sparkplug import metric_value
+from tests.support.sparkplug.edge_node import EdgeNodeChecker
+
+HOST = "scada"
+
+
+def checked(probe: Probe) -> EdgeNodeChecker:
+    return EdgeNodeChecker(TOPICS.group_id, TOPICS.edge_node_id).feed_all(probe.sparkplug_stream())
+
+
+def by_name(message: Received) -> dict[str, object]:
+    return {m.name: metric_value(m) for m in message.sparkplug().metrics}
+
+
+def topics(probe: Probe, kind: str) -> list[str]:
+    return [m.topic for m in probe.of_kind(kind)]
+
+
+async def born(probe: Probe, bridge: Harness, values: list[tuple[str, Value]]) -> None:
+    """Sets `values` while the node waits for its primary host, then lets it be born with them."""
+    bridge.change_many(values)
+    await eventually(lambda: bridge.sink._connected, what="connected")
+    probe.host_state(HOST, online=True)
+    await eventually(lambda: len(probe.of_kind("DBIRTH")) == 2, what="both DBIRTH")
+
+
+async def test_birth_sequence_is_nbirth_then_every_dbirth_then_device_data(broker: Mosquitto, tmp_path: Path) -> None:
+    """tck-id-message-flow-device-birth-publish-nbirth-wait, -dbirth-topic, -dbirth-retained, -dbirth-payload-seq;
+    tck-id-payloads-dbirth-order, -dbirth-seq-inc, -dbirth-timestamp, -alias-uniqueness, -alias-birth-requirement;
+    tck-id-operational-behavior-data-publish-dbirth, -dbirth-values, -dbirth-change; tck-id-topics-ddata-payload;
+    tck-id-payloads-ddata-seq-inc, -ddata-timestamp, -alias-data-cmd-requirement, -metric-datatype-not-req."""
+    probe = Probe(broker, ("spBv1.0/#",)).start()
+    async with running_sink(broker, tmp_path / "spool", devices=True, primary_host_id=HOST) as bridge:
+        await born(probe, bridge, [("press/Counter", 1), ("press/Run", True), ("oven/Level", 180.5)])
+        bridge.change("press/Counter", 2)
+        await eventually(lambda: probe.of_kind("DDATA"), what="DDATA")
+        bridge.change_many([("press/Counter", 3), ("press/Run", False), ("oven/Level", 181.0)])
+        await eventually(lambda: len(probe.of_kind("DDATA")) == 3, what="one DDATA per device that changed")
+    checker = checked(probe)
+    assert checker.kinds[:6] == ["NBIRTH", "DBIRTH", "DBIRTH", "DDATA", "DDATA", "DDATA"]
+    assert set(by_name(probe.of_kind("NBIRTH")[0])) == {"bdSeq", "Node Control/Rebirth"}  # tags are device metrics
+    assert topics(probe, "DBIRTH") == [TOPICS.device("DBIRTH", "press"), TOPICS.device("DBIRTH", "oven")]
+    press, oven = (by_name(m) for m in probe.of_kind("DBIRTH"))
+    assert press == {"Counter": 1, "Run": True} and oven == {"Level": 180.5}
+    assert [m.sparkplug().seq for m in probe.of_kind("DBIRTH")] == [1, 2]
+    assert topics(probe, "DDATA") == [TOPICS.device("DDATA", d) for d in ("press", "press", "oven")]
+    assert [m.sparkplug().seq for m in probe.of_kind("DDATA")] == [3, 4, 5]
+    assert [len(m.sparkplug().metrics) for m in probe.of_kind("DDATA")] == [1, 2, 1]  # report by exception
+    assert not any(m.retain for m in probe.snapshot() if m.kind)
+    probe.stop()
+
+
+async def test_a_lost_device_gets_ddeath_and_a_full_dbirth_when_it_is_back(broker: Mosquitto, tmp_path: Path) -> None:
+    """tck-id-operational-behavior-device-ddeath; tck-id-payloads-ddeath-seq-inc, -ddeath-timestamp; a device is lost
+    when every tag of it is bad (connection lost, or every read refused), and born again with its current values."""
+    probe = Probe(broker, ("spBv1.0/#",)).start()
+    async with running_sink(broker, tmp_path / "spool", devices=True, primary_host_id=HOST) as bridge:
+        await born(probe, bridge, [("press/Counter", 1), ("press/Run", True), ("oven/Level", 180.5)])
+        bridge.lose("press/Counter", "press/Run")
+        await eventually(lambda: probe.of_kind("DDEATH"), what="DDEATH")
+        bridge.change("oven/Level", 182.0)  # the other device is unaffected
+        bridge.change("press/Counter", 9)  # one good tag again: the device is back
+        await eventually(lambda: len(probe.of_kind("DBIRTH")) == 3, what="the press born again")
+        bridge.change("press/Counter", 10)
+        await eventually(lambda: len(probe.of_kind("DDATA")) == 2, what="data after the new DBIRTH")
+    checker = checked(probe)
+    assert checker.kinds == ["NBIRTH", "DBIRTH", "DBIRTH", "DDEATH", "DDATA", "DBIRTH", "DDATA", "NDEATH"]
+    death = probe.of_kind("DDEATH")[0]
+    assert death.topic == TOPICS.device("DDEATH", "press") and not death.sparkplug().metrics
+    assert by_name(probe.of_kind("DBIRTH")[2]) == {"Counter": 9, "Run": None}  # current values; Run still bad
+    probe.stop()
+
+
+async def test_a_device_not_read_yet_is_born_null_and_declared_dead(broker: Mosquitto, tmp_path: Path) -> None:
+    """tck-id-operational-behavior-data-publish-dbirth-values (null where no value is known) and
+    tck-id-operational-behavior-device-ddeath: a device not readable at the birth is dead until its first good read."""
+    probe = Probe(broker, ("spBv1.0/#",)).start()
+    async with running_sink(broker, tmp_path / "spool", devices=True, primary_host_id=HOST) as bridge:
+        bridge.change("press/Counter", 1)
+        await eventually(lambda: bridge.sink._connected, what="connected")
+        probe.host_state(HOST, online=True)
+        await eventually(lambda: probe.of_kind("DDEATH"), what="DDEATH of the oven")
+        bridge.change("oven/Level", 20.0)
+        await eventually(lambda: len(probe.of_kind("DBIRTH")) == 3, what="the oven born at its first read")
+    checked(probe)
+    assert [m.topic for m in probe.of_kind("DDEATH")] == [TOPICS.device("DDEATH", "oven")]
+    assert by_name(probe.of_kind("DBIRTH")[1]) == {"Level": None}
+    assert by_name(probe.of_kind("DBIRTH")[2]) == {"Level": 20.0}
+    probe.stop()
+
+
+async def test_rebirth_request_republishes_nbirth_and_every_dbirth(broker: Mosquitto, tmp_path: Path) -> None:
+    """tck-id-operational-behavior-data-commands-rebirth-action-1, -action-2, -action-3: on NCMD Node Control/Rebirth
+    the node publishes the complete birth sequence again (NBIRTH seq 0, then every DBIRTH), with the same bdSeq."""
+    probe = Probe(broker, ("spBv1.0/#",)).start()
+    async with running_sink(broker, tmp_path / "spool", devices=True, primary_host_id=HOST) as bridge:
+        await born(probe, bridge, [("press/Counter", 1), ("press/Run", True), ("oven/Level", 180.5)])
+        bridge.change("press/Counter", 2)
+        await eventually(lambda: probe.of_kind("DDATA"))
+        command = Payload()
+        command.metrics.add(name="Node Control/Rebirth", boolean_value=True)
+        probe.client.publish(TOPICS.ncmd, command.SerializeToString(), qos=1)
+        await eventually(lambda: len(probe.of_kind("DBIRTH")) == 4, what="the second birth sequence")
+        bridge.change("oven/Level", 181.0)
+        await eventually(lambda: len(probe.of_kind("DDATA")) == 2)
+    checker = checked(probe)
+    assert checker.kinds == ["NBIRTH", "DBIRTH", "DBIRTH", "DDATA", "NBIRTH", "DBIRTH", "DBIRTH", "DDATA", "NDEATH"]
+    first, second = (by_name(m)["bdSeq"] for m in probe.of_kind("NBIRTH"))
+    assert first == second
+    assert by_name(probe.of_kind("DBIRTH")[2]) == {"Counter": 2, "Run": True}  # current values
+    assert [m.sparkplug().seq for m in probe.snapshot() if m.kind in ("NBIRTH", "DBIRTH")][3:] == [0, 1, 2]
+    probe.stop()
+
+
+async def test_dcmd_writes_the_device_tags_it_names(broker: Mosquitto, tmp_path: Path) -> None:
+    """tck-id-message-flow-device-dcmd-subscribe (the DCMD topic of every writable device, QoS 1);
+    tck-id-operational-behavior-data-commands-dcmd-verb, -dcmd-metric-name, -dcmd-metric-value: a DCMD names a metric
+    of its device's DBIRTH (by name or alias); an NCMD names node metrics only, so it writes no device tag."""
+    writes: list[dict[str, Value]] = []
+
+    async def on_command(origin: str, values: dict[str, Value]) -> None:
+        writes.append(dict(values))
+
+    probe = Probe(broker, ("spBv1.0/#",)).start()
+    async with running_sink(
+        broker,
+        tmp_path / "spool",
+        devices=True,
+        primary_host_id=HOST,
+        on_command=on_command,
+        writable=frozenset({"press"}),
+    ) as bridge:
+        await born(probe, bridge, [("press/Counter", 1), ("press/Run", True), ("oven/Level", 180.5)])
+        aliases = {m.name: m.alias for m in probe.of_kind("DBIRTH")[0].sparkplug().metrics}
+
+        def command(*metrics: dict[str, object]) -> bytes:
+            payload = Payload()
+            for metric in metrics:
+                payload.metrics.add(**metric)  # type: ignore[arg-type]
+            return payload.SerializeToString()
+
+        refused = bridge.sink.metrics.writes.labels("mqtt", "refused")
+        probe.client.publish(TOPICS.device("DCMD", "oven"), command({"name": "Level", "float_value": 1.0}), qos=1)
+        probe.client.publish(TOPICS.ncmd, command({"name": "press/Counter", "int_value": 5}), qos=1)
+        await eventually(lambda: refused._value.get() == 1, what="the NCMD for a device tag refused")
+        probe.client.publish(TOPICS.device("DCMD", "press"), command({"name": "Counter", "int_value": 7}), qos=1)
+        probe.client.publish(
+            TOPICS.device("DCMD", "press"), command({"alias": aliases["Run"], "boolean_value": False}), qos=1
+        )
+        probe.client.publish(TOPICS.device("DCMD", "press"), command({"name": "Level", "float_value": 2.0}), qos=1)
+        await eventually(lambda: len(writes) == 2 and refused._value.get() == 2, what="two writes, one refusal")
+    assert writes == [{"press/Counter": 7}, {"press/Run": False}]  # the oven is not writable: not even subscribed
+    probe.stop()
