@@ -22,6 +22,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -346,8 +347,7 @@ def ensure_healthcheck() -> Path:
         raise BuildError("the Go toolchain (go) is not on PATH; it is needed once to build shopfloor-healthcheck")
     log_file = cache_root() / "build.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    out = cache_root() / "work" / "healthcheck"
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(tempfile.mkdtemp(prefix="healthcheck-", dir=cache_root()))  # its own: builds may run side by side
     started = time.monotonic()
     _log("shopfloor-healthcheck (Argo CD util/lua, cli-utils kstatus): compiling")
     _run(
@@ -358,6 +358,7 @@ def ensure_healthcheck() -> Path:
     )
     _log(f"shopfloor-healthcheck built in {time.monotonic() - started:.0f}s")
     _install_outputs({"shopfloor-healthcheck": out / "shopfloor-healthcheck"}, binary.parent)
+    shutil.rmtree(out, ignore_errors=True)
     return binary
 
 

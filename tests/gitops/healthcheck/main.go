@@ -27,6 +27,7 @@ import (
 	"github.com/argoproj/gitops-engine/pkg/health"
 	log "github.com/sirupsen/logrus"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utiljson "k8s.io/apimachinery/pkg/util/json"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
@@ -85,8 +86,13 @@ func objects(args []string) error {
 	if err != nil {
 		return err
 	}
+	input, err := io.ReadAll(os.Stdin)
+	if err != nil {
+		return err
+	}
+	// apimachinery's decoding, as a client of the API server has it: integers stay int64 (kstatus insists).
 	var items []map[string]any
-	if err := json.NewDecoder(os.Stdin).Decode(&items); err != nil {
+	if err := utiljson.Unmarshal(input, &items); err != nil {
 		return fmt.Errorf("reading the objects from stdin: %w", err)
 	}
 	results := make([]result, 0, len(items))
