@@ -98,3 +98,23 @@ def test_secured_opcua_server_needs_a_certificate(tmp_path: Path) -> None:
     text = MANIFEST.replace("  writes:", "    opcua: {enabled: true, port: 4841}\n  writes:")
     with pytest.raises(ConfigError, match=r"certificateSecretRef"):
         from_manifest(bridge(text), tmp_path / "state", secrets(tmp_path))
+
+
+def test_failover_brokers_and_devices(tmp_path: Path) -> None:
+    text = MANIFEST.replace(
+        "      url: mqtts://broker.plant\n",
+        "      url: mqtts://broker.plant\n      failoverUrls: [mqtt://standby.plant:1884, wss://cloud.example]\n",
+    ).replace("primaryHostId: scada}", "primaryHostId: scada, devices: PerSource}")
+    config = from_manifest(bridge(text), tmp_path / "state", secrets(tmp_path))
+    assert config.mqtt is not None and config.mqtt.devices
+    assert [(b.host, b.port, b.tls, b.websockets) for b in config.mqtt.brokers] == [
+        ("broker.plant", 8883, True, False),
+        ("standby.plant", 1884, False, False),
+        ("cloud.example", 443, True, True),
+    ]
+    assert {b.username for b in config.mqtt.brokers} == {"bridge"}
+
+
+def test_existing_manifests_keep_node_metrics(tmp_path: Path) -> None:
+    config = from_manifest(bridge(), tmp_path / "state", secrets(tmp_path))
+    assert config.mqtt is not None and not config.mqtt.devices and config.mqtt.brokers == [config.mqtt.broker]

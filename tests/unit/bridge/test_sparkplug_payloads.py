@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from shopfloor_bridge.sparkplug import payloads
@@ -103,3 +105,47 @@ def test_primary_host_state_in_both_specification_versions(payload: bytes, state
     from shopfloor_bridge.mqtt_sink import _host_state
 
     assert _host_state(payload) == state
+
+
+def test_device_birth_names_metrics_within_the_device_and_keeps_node_wide_aliases() -> None:
+    """tck-id-payloads-alias-birth-requirement, -alias-uniqueness, -metric-datatype-req, -dbirth-timestamp;
+    tck-id-operational-behavior-data-publish-dbirth-values (null when unknown)."""
+    tags = [TagInfo("press/Count", DataType.UDINT), TagInfo("oven/Temp", DataType.REAL)]
+    aliases = payloads.Aliases(tags)
+    birth = decode(payloads.device_birth(aliases, "oven", tags[1:], [None]))
+    [metric] = birth.metrics
+    assert (metric.name, metric.alias, metric.datatype, metric.is_null) == ("Temp", 2, FLOAT, True)
+    assert birth.timestamp > 0 and metric.timestamp > 0 and not birth.HasField("seq")
+    death = decode(payloads.device_death())
+    assert death.timestamp > 0 and not death.metrics
+
+
+def test_device_commands_write_only_their_own_tags() -> None:
+    """tck-id-operational-behavior-data-commands-dcmd-metric-name: a DCMD names its device's DBIRTH metrics; with
+    devices, an NCMD (tags=False) writes nothing but still carries the rebirth request."""
+    tags = [TagInfo("press/Count", DataType.UDINT), TagInfo("oven/Temp", DataType.REAL)]
+    aliases = payloads.Aliases(tags)
+    command = Payload()
+    command.metrics.add(name="Temp", float_value=1.5)
+    command.metrics.add(alias=1, int_value=3)  # the press's alias, not the oven's
+    command.metrics.add(name="Node Control/Rebirth", boolean_value=True)
+    parsed = payloads.parse_command(command.SerializeToString(), aliases, device="oven")
+    assert (parsed.writes, parsed.rebirth) == ({"oven/Temp": 1.5}, False)
+    assert parsed.unknown == ["press/Count", "oven/Node Control/Rebirth"]
+    node = Payload()
+    node.metrics.add(name="Node Control/Rebirth", boolean_value=True)
+    node.metrics.add(name="oven/Temp", float_value=1.5)
+    parsed = payloads.parse_command(node.SerializeToString(), aliases, tags=False)
+    assert (parsed.writes, parsed.rebirth, parsed.unknown) == ({}, True, ["oven/Temp"])
+    assert payloads.message_kind("spBv1.0/plant-a/DCMD/line-1/oven") == "DCMD"
+    assert payloads.message_kind("plant/line-1/oven/Temp") == ""
+
+
+def test_bdseq_continues_and_wraps_after_255(tmp_path: Path) -> None:
+    """tck-id-payloads-nbirth-bdseq-inc, tck-id-topics-nbirth-bdseq-increment: one more per CONNECT, 255 then 0."""
+    from shopfloor_bridge.mqtt_sink import _BdSeq
+
+    (tmp_path / "bdseq").write_text("254")
+    bd_seq = _BdSeq(tmp_path / "bdseq")
+    assert [bd_seq.next(), bd_seq.next(), bd_seq.next()] == [255, 0, 1]
+    assert _BdSeq(tmp_path / "bdseq").next() == 2
