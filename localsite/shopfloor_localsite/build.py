@@ -27,7 +27,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from shopfloor_localsite.versions import ETCD_VERSION, HELM_VERSION, KUBERNETES_VERSION, KWOK_VERSION
+from shopfloor_localsite.versions import (
+    ETCD_VERSION,
+    HELM_VERSION,
+    KUBERNETES_VERSION,
+    KWOK_VERSION,
+    PROMETHEUS_OPERATOR_VERSION,
+)
 
 KUBE_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kubelet")
 ALL_BINARIES = (*KUBE_COMMANDS, "etcd", "kwok", "helm")
@@ -362,6 +368,38 @@ def ensure_healthcheck() -> Path:
     return binary
 
 
+PROMETHEUS_OPERATOR_CRDS = (
+    "monitoring.coreos.com_servicemonitors.yaml",
+    "monitoring.coreos.com_podmonitors.yaml",
+    "monitoring.coreos.com_prometheusrules.yaml",
+)
+
+
+def prometheus_operator_crds_dir() -> Path:
+    return cache_root() / "bin" / f"prometheus-operator-crds-{PROMETHEUS_OPERATOR_VERSION}"
+
+
+def ensure_prometheus_operator_crds() -> Path:
+    """The released CRDs of the Prometheus Operator (example/prometheus-operator-crd/ of its Go module), for the
+    tests that apply the chart's PodMonitors and PrometheusRule; returns their folder."""
+    target = prometheus_operator_crds_dir()
+    if all((target / name).exists() for name in PROMETHEUS_OPERATOR_CRDS):
+        return target
+    log_file = cache_root() / "build.log"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="prometheus-operator-", dir=cache_root()))
+    module = f"github.com/prometheus-operator/prometheus-operator@{PROMETHEUS_OPERATOR_VERSION}"
+    out = _run(["go", "mod", "download", "-json", module], work, f"download {module}", log_file)
+    source = Path(json.loads(out[out.index("{") :])["Dir"]) / "example" / "prometheus-operator-crd"
+    for name in PROMETHEUS_OPERATOR_CRDS:
+        if not (source / name).exists():
+            raise BuildError(f"{module} has no {name} under example/prometheus-operator-crd")
+        (work / name).write_text((source / name).read_text())
+    _install_outputs({name: work / name for name in PROMETHEUS_OPERATOR_CRDS}, target)
+    shutil.rmtree(work, ignore_errors=True)
+    return target
+
+
 def build_kwok(work: Path, log_file: Path) -> None:
     target = kwok_dir()
     if (target / "kwok").exists() and (target / "stages").exists():
@@ -410,7 +448,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Build the local control plane binaries (cached per version).")
     parser.add_argument("--print-paths", action="store_true", help="print where each binary is and exit")
     parser.add_argument(
-        "--test-tools", action="store_true", help="also build the test suite's Go programs (shopfloor-healthcheck)"
+        "--test-tools",
+        action="store_true",
+        help="also what the test suite takes from Go modules (shopfloor-healthcheck, the Prometheus Operator's CRDs)",
     )
     args = parser.parse_args(argv)
     if args.print_paths:
@@ -421,6 +461,7 @@ def main(argv: list[str] | None = None) -> int:
         ensure_binaries()
         if args.test_tools:
             ensure_healthcheck()
+            ensure_prometheus_operator_crds()
     except BuildError as error:
         print(f"[build] ERROR: {error}", file=sys.stderr)
         return 1
