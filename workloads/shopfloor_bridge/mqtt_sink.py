@@ -8,8 +8,9 @@ flagged historical, and device births and deaths buffered before it are left out
 When the connection drops, unacknowledged messages are sent again from the buffer on the next connection, so nothing
 is lost and, as long as the broker acknowledged what it received, nothing is doubled.
 
-Sparkplug B asks for QoS 0 on NBIRTH/NDATA; the bridge uses QoS 1 because the broker's acknowledgement is what lets
-it delete a message from the buffer.
+Sparkplug B asks for QoS 0 on births and data; the bridge uses QoS 1 because the broker's acknowledgement is what
+lets it delete a message from the buffer. With `qos: 0` births and data go at QoS 0 as the specification asks (a
+message then leaves the buffer once written to the socket). NDEATH is QoS 1 either way, as the Will must be.
 """
 
 from __future__ import annotations
@@ -277,14 +278,12 @@ class MqttSink(SessionEvents):
         self._birth_mark = self.spool.next_id
         for seq, message in enumerate(sequence):
             payload = message.payload if seq == 0 else payloads.with_seq(message.payload, seq)
-            self._publish_control(session, payloads.message_kind(message.topic), payload, topic=message.topic)
+            # Births go at the data's QoS: 1 by default (a deviation, see the module docstring), 0 with `qos: 0`.
+            with contextlib.suppress(ConnectionError):
+                mid = session.publish(message.topic, payload, qos=self.qos)
+                self._inflight[mid] = (None, payloads.message_kind(message.topic))
         self._seq = len(sequence) - 1
         self._store(births.after_births(), None)
-
-    def _publish_control(self, session: MqttSession, kind: str, payload: bytes, *, topic: str | None = None) -> None:
-        assert self.sparkplug is not None
-        with contextlib.suppress(ConnectionError):
-            self._inflight[session.publish(topic or self.sparkplug.topics.ndeath, payload)] = (None, kind)
 
     def _fill_window(self, session: MqttSession) -> None:
         while len(self._inflight) < self.window:

@@ -61,6 +61,7 @@ async def running_sink(
     settings: BrokerSettings | Sequence[BrokerSettings] | None = None,
     devices: bool = False,
     writable: frozenset[str] = frozenset(),
+    qos: int = 1,
 ) -> AsyncIterator[Harness]:
     """A sink for TAGS as node metrics, or with `devices` for DEVICE_TAGS as the devices in DEVICES."""
     tags = DEVICE_TAGS if devices else TAGS
@@ -81,6 +82,7 @@ async def running_sink(
         sparkplug=node,
         on_command=on_command,
         backoff=(0.05, 0.5),
+        qos=qos,
     )
     task = asyncio.create_task(sink.run())
     try:

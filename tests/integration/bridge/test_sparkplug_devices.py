@@ -166,3 +166,20 @@ async def test_dcmd_writes_the_device_tags_it_names(broker: Mosquitto, tmp_path:
         await eventually(lambda: len(writes) == 2 and refused._value.get() == 2, what="two writes, one refusal")
     assert writes == [{"press/Counter": 7}, {"press/Run": False}]  # the oven is not writable: not even subscribed
     probe.stop()
+
+
+async def test_with_qos_0_births_and_data_use_qos_0_and_ndeath_qos_1(broker: Mosquitto, tmp_path: Path) -> None:
+    """With `qos: 0` (giving up the no-loss promise): tck-id-payloads-nbirth-qos, -dbirth-qos, -ndata-qos, -ddata-qos,
+    tck-id-topics-ddeath-mqtt (QoS 0, not retained); tck-id-payloads-ndeath-will-message-qos (NDEATH stays QoS 1)."""
+    probe = Probe(broker, ("spBv1.0/#",)).start()
+    async with running_sink(broker, tmp_path / "spool", devices=True, primary_host_id=HOST, qos=0) as bridge:
+        await born(probe, bridge, [("press/Counter", 1), ("press/Run", True), ("oven/Level", 180.5)])
+        bridge.change("press/Counter", 2)
+        bridge.lose("oven/Level")
+        await eventually(lambda: probe.of_kind("DDATA") and probe.of_kind("DDEATH"), what="DDATA and DDEATH")
+    await eventually(lambda: probe.of_kind("NDEATH"), what="NDEATH")
+    checked(probe)
+    qos = {m.kind: m.qos for m in probe.snapshot() if m.kind in ("NBIRTH", "DBIRTH", "DDATA", "DDEATH", "NDEATH")}
+    assert qos == {"NBIRTH": 0, "DBIRTH": 0, "DDATA": 0, "DDEATH": 0, "NDEATH": 1}
+    assert not any(m.retain for m in probe.snapshot() if m.kind != HOST)
+    probe.stop()
