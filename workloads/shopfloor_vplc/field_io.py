@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import logging
 import re
 import time
@@ -36,6 +35,7 @@ from pymodbus.exceptions import ModbusException
 from shopfloor_bridge.modbus_codec import ModbusTag
 from shopfloor_bridge.modbus_plan import ReadRequest, plan_reads
 from shopfloor_inpod.library_logs import quiet_pymodbus
+from shopfloor_vplc.cancelling import cancel_and_wait
 from shopfloor_vplc.modbus_codec import Binding, Table
 
 log = logging.getLogger(__name__)
@@ -308,11 +308,8 @@ class FieldIO:
             self._tasks.append(asyncio.create_task(link.write_forever(), name=f"write-{link.config.name}"))
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        # Cancelled until they end: a poll or write cancelled as its answer arrives carries on (cancelling.py).
+        await cancel_and_wait(self._tasks, "the I/O scanner")
         self._tasks.clear()
         for link in self.links:
             link.close()

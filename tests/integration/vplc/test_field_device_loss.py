@@ -8,9 +8,10 @@ import asyncio
 import contextlib
 
 from shopfloor_localsite.plant.plant import Plant
+from shopfloor_vplc.cancelling import cancel_and_wait
 from shopfloor_vplc.field_io import QUALITY_GOOD, QUALITY_UNCERTAIN, DeviceConfig, DeviceLink
 from shopfloor_vplc.modbus_codec import Binding, Table
-from tests.support.waiting import async_wait_for
+from tests.support.waiting import async_wait_for, bounded
 
 
 def tank_link(port: int, loss_after_s: float) -> DeviceLink:
@@ -32,7 +33,7 @@ def tank_link(port: int, loss_after_s: float) -> DeviceLink:
 
 async def test_a_short_outage_is_a_missed_exchange_and_a_long_one_is_a_loss() -> None:
     plant = Plant()
-    await plant.start()
+    await bounded(plant.start(), "the plant's devices to start")
     device = plant.devices["tank-io"]
     link = tank_link(device.port, loss_after_s=2.0)
     polling = asyncio.create_task(link.poll_forever())
@@ -47,24 +48,23 @@ async def test_a_short_outage_is_a_missed_exchange_and_a_long_one_is_a_loss() ->
                 await asyncio.sleep(0.01)
 
         watcher = asyncio.create_task(watch())
-        await device.stop()
+        await bounded(device.stop(), "the device to go away")
         await async_wait_for(lambda: _true(QUALITY_UNCERTAIN in qualities), timeout=5, what="quality uncertain")
-        await device.start()
+        await bounded(device.start(), "the device to come back")
         await async_wait_for(lambda: _true(link.quality == QUALITY_GOOD), timeout=5, what="good again")
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await watcher
+            await bounded(watcher, "the quality watcher to end")
 
-        await device.stop()
+        await bounded(device.stop(), "the device to go away again")
         await async_wait_for(lambda: _true(link.lost), timeout=10, what="lost after the loss time")
-        await device.start()
+        await bounded(device.start(), "the device to come back again")
         await async_wait_for(lambda: _true(not link.lost and link.healthy), timeout=10, what="recovered")
     finally:
-        polling.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await polling
+        # A poll cancelled as its answer arrives carries on (shopfloor_vplc.cancelling): cancelled until it ends.
+        assert await cancel_and_wait([polling], "the poll loop"), "the poll loop did not end"
         link.close()
-        await plant.stop()
+        await bounded(plant.stop(), "the plant's devices to stop")
 
 
 async def _true(value: bool) -> bool:
