@@ -9,6 +9,12 @@ from tests.integration.bridge.probe import Probe, eventually
 from tests.integration.bridge.sinks import TOPICS, running_sink
 from tests.support.mosquitto import Mosquitto
 from tests.support.sparkplug import metric_value
+from tests.support.sparkplug.edge_node import EdgeNodeChecker
+
+
+def checked(probe: Probe) -> EdgeNodeChecker:
+    """Everything the node published, as a host checks it (every tck-id in EdgeNodeChecker)."""
+    return EdgeNodeChecker(TOPICS.group_id, TOPICS.edge_node_id).feed_all(probe.sparkplug_stream())
 
 
 def metrics_by_name(message: object) -> dict[str, object]:
@@ -30,6 +36,7 @@ async def test_birth_then_data_by_exception_with_sequence(broker: Mosquitto, tmp
     assert sorted(m.alias for m in first.metrics) == [1, 2, 3]
     assert [(m.alias, m.int_value) for m in second.metrics] == [(1, 2)]
     assert all(not m.name for m in second.metrics)
+    checked(probe)
     probe.stop()
 
 
@@ -44,6 +51,7 @@ async def test_sequence_wraps_after_255(broker: Mosquitto, tmp_path: Path) -> No
     assert seqs == [(i % 256) for i in range(1, 301)]
     counters = [m.sparkplug().metrics[0].int_value for m in probe.of_kind("NDATA")]
     assert counters == list(range(1, 301))
+    checked(probe)
     probe.stop()
 
 
@@ -64,6 +72,7 @@ async def test_rebirth_on_ncmd_resets_seq_and_keeps_bdseq(broker: Mosquitto, tmp
     assert metrics_by_name(births[0])["bdSeq"] == metrics_by_name(births[1])["bdSeq"]
     assert metrics_by_name(births[1])["dev/Counter"] == 5  # the rebirth carries current values
     assert probe.of_kind("NDATA")[1].sparkplug().seq == 1
+    checked(probe)
     probe.stop()
 
 
@@ -82,6 +91,7 @@ async def test_births_wait_for_primary_host_state(broker: Mosquitto, tmp_path: P
     first, second = (metrics_by_name(m.sparkplug()) for m in probe.of_kind("NBIRTH"))
     assert metrics_by_name(death[0].sparkplug())["bdSeq"] == first["bdSeq"]
     assert second["bdSeq"] == first["bdSeq"] + 1  # type: ignore[operator]
+    checked(probe)
     probe.stop()
 
 
@@ -92,6 +102,7 @@ async def test_clean_shutdown_publishes_ndeath_with_matching_bdseq(broker: Mosqu
     death = await eventually(lambda: probe.of_kind("NDEATH"))
     birth = probe.of_kind("NBIRTH")[0].sparkplug()
     assert metrics_by_name(death[0].sparkplug())["bdSeq"] == metrics_by_name(birth)["bdSeq"]
+    checked(probe)
     probe.stop()
 
 
@@ -101,6 +112,7 @@ async def test_bdseq_continues_across_restarts(broker: Mosquitto, tmp_path: Path
         async with running_sink(broker, tmp_path / "spool"):
             await eventually(lambda n=expected: len(probe.of_kind("NBIRTH")) == n)  # type: ignore[misc]
     assert [metrics_by_name(m.sparkplug())["bdSeq"] for m in probe.of_kind("NBIRTH")] == [0, 1]
+    checked(probe)
     probe.stop()
 
 

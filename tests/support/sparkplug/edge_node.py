@@ -7,6 +7,7 @@ AssertionError naming it. Payloads are decoded with the official Tahu schema (`d
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +15,8 @@ from typing import Any
 from tests.support.sparkplug import BOOLEAN, INT64, decode
 
 NAMESPACE = "spBv1.0"
+DATATYPES = range(1, 35)  # Sparkplug B basic, property and array datatypes (6.4.16)
+DAY_MS = 86_400_000
 BDSEQ = "bdSeq"
 REBIRTH = "Node Control/Rebirth"
 
@@ -65,6 +68,12 @@ class EdgeNodeChecker:
         )
         self.kinds.append(kind)
         message = decode(payload)
+        if message.HasField("timestamp"):
+            _require(
+                abs(message.timestamp - time.time() * 1000) < DAY_MS,
+                "payloads-timestamp-in-UTC",
+                f"{kind} timestamp {message.timestamp} is not epoch milliseconds UTC of today",
+            )
         getattr(self, f"_{kind.lower()}")(message, device)
 
     # ---- node messages -----------------------------------------------------------------------------------------
@@ -159,6 +168,7 @@ class EdgeNodeChecker:
         for metric in message.metrics:
             _require(metric.name, "payloads-alias-birth-requirement", "a birth metric without a name")
             _require(metric.HasField("datatype"), "payloads-metric-datatype-req", f"{metric.name}: no datatype")
+            _require(metric.datatype in DATATYPES, "payloads-metric-datatype-value", f"{metric.name}: datatype")
             _require(metric.HasField("timestamp"), "payloads-name-birth-data-requirement", f"{metric.name}: no time")
             _require(
                 metric.is_null or metric.WhichOneof("value") is not None,
@@ -189,12 +199,3 @@ class EdgeNodeChecker:
                 "operational-behavior-data-commands-dcmd-metric-name" if device else "topics-ndata-payload",
                 f"alias {metric.alias} was not born for {device or 'the node'}",
             )
-
-    # ---- what tests ask ----------------------------------------------------------------------------------------
-
-    def values(self, message: Any) -> dict[str, Any]:
-        """A data or birth message's values by metric name (the birth's names, following aliases)."""
-        from tests.support.sparkplug import metric_value
-
-        assert self.session is not None
-        return {(m.name or self.session.aliases[m.alias].split("/", 1)[1]): metric_value(m) for m in message.metrics}
