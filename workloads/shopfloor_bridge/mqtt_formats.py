@@ -69,15 +69,22 @@ class SparkplugDeviceFormat:
         self.devices = devices
         self._device_of = {tag: device for device, tags in devices.items() for tag in tags}
         self.alive = dict.fromkeys(devices, False)  # as of the newest message handed to the buffer
+        self._good: set[str] = set()  # tags whose latest value is good
+        self._good_count = dict.fromkeys(devices, 0)
         self._no_tags = payloads.Aliases([])
 
     def encode(self, changes: Sequence[TagValue]) -> list[Message]:
         by_device: dict[str, list[TagValue]] = {}
         for change in changes:
-            by_device.setdefault(self._device_of[change.name], []).append(change)
+            device = self._device_of[change.name]
+            by_device.setdefault(device, []).append(change)
+            good = change.quality is Quality.GOOD
+            if good != (change.name in self._good):
+                (self._good.add if good else self._good.discard)(change.name)
+                self._good_count[device] += 1 if good else -1
         messages: list[Message] = []
         for device, device_changes in by_device.items():
-            alive = self._good(device)
+            alive = self._good_count[device] > 0
             if alive and self.alive[device]:
                 messages.append(
                     Message(self.topics.device("DDATA", device), payloads.data(self.aliases, device_changes))
@@ -106,13 +113,6 @@ class SparkplugDeviceFormat:
         return [
             Message(self.topics.device("DDEATH", d), payloads.device_death()) for d, up in self.alive.items() if not up
         ]
-
-    def _good(self, device: str) -> bool:
-        for name in self.devices[device]:
-            value = self.table.current(name)
-            if value is not None and value.quality is Quality.GOOD:
-                return True
-        return False
 
 
 class JsonFormat:

@@ -4,7 +4,8 @@ import pytest
 
 from shopfloor_bridge.metrics import BridgeMetrics
 from shopfloor_bridge.modbus_source import WriteError
-from shopfloor_bridge.mqtt_formats import JsonFormat, Message
+from shopfloor_bridge.mqtt_formats import JsonFormat, Message, SparkplugDeviceFormat
+from shopfloor_bridge.sparkplug import payloads
 from shopfloor_bridge.state import BridgeState, Health
 from shopfloor_bridge.tags import DataType, Quality, TagInfo, TagTable, TagValue, Value
 from shopfloor_bridge.writes import WriteGate, WriteRefused
@@ -79,3 +80,25 @@ def test_health_notifies_listeners_and_needs_every_sink_for_readiness() -> None:
     health.set_state(BridgeState.FAULTED, "boom")
     assert not health.live
     assert seen == [(BridgeState.RUNNING, None), (BridgeState.FAULTED, "boom")]
+
+
+def test_device_format_turns_quality_into_device_births_and_deaths() -> None:
+    """A device is alive while one of its tags is good: DDATA while alive, DDEATH when its last good tag turns bad,
+    DBIRTH (with every current value) when one is good again; one DDATA per device that changed."""
+    tags = [TagInfo("press/A", DataType.INT), TagInfo("press/B", DataType.INT), TagInfo("oven/T", DataType.REAL)]
+    table = TagTable(tags)
+    devices = {"press": ["press/A", "press/B"], "oven": ["oven/T"]}
+    fmt = SparkplugDeviceFormat(payloads.Topics("g", "n"), payloads.Aliases(tags), table, devices)
+
+    def encode(*values: tuple[str, Value | None, Quality]) -> list[str]:
+        messages = fmt.encode(table.update([TagValue(n, v, q) for n, v, q in values]))
+        return [m.topic.split("/", 2)[2] for m in messages]
+
+    good, bad = Quality.GOOD, Quality.BAD
+    assert encode(("press/A", 1, good), ("oven/T", 2.0, good)) == ["DBIRTH/n/press", "DBIRTH/n/oven"]
+    assert encode(("press/A", 2, good), ("press/B", 3, good)) == ["DDATA/n/press"]
+    assert encode(("press/A", None, bad)) == ["DDATA/n/press"]  # B is still good
+    assert encode(("press/B", None, bad), ("oven/T", 3.0, good)) == ["DDEATH/n/press", "DDATA/n/oven"]
+    assert encode(("press/A", None, bad)) == []  # already dead, nothing new to say
+    assert encode(("press/B", 4, good)) == ["DBIRTH/n/press"]
+    assert fmt.alive == {"press": True, "oven": True} and not fmt.after_births()
