@@ -317,7 +317,9 @@ class EdgeSite:
             if error.status != 409:
                 raise
         rendered = self.helm("template", "shopfloor", str(CHART), "--namespace", OPERATOR_NAMESPACE)
-        rbac = [d for d in yaml.safe_load_all(rendered) if d and d["kind"] not in ("Deployment", "Service")]
+        # The CRDs came from crds/ above (the chart's copies, crds.install, are the same files).
+        skip = ("Deployment", "Service", "CustomResourceDefinition")
+        rbac = [d for d in yaml.safe_load_all(rendered) if d and d["kind"] not in skip]
         self.kubectl("apply", "--server-side", "-f", "-", stdin=yaml.safe_dump_all(rbac))
         token = core.create_namespaced_service_account_token(
             OPERATOR_ACCOUNT, OPERATOR_NAMESPACE, {"spec": {"expirationSeconds": 86400}}

@@ -33,18 +33,19 @@ def kubectl(kubeconfig: Path, *args: str, stdin: str = "") -> subprocess.Complet
 
 
 def test_chart_lints() -> None:
-    assert "0 chart(s) failed" in helm("lint", str(CHART))
+    assert "0 chart(s) failed" in helm("lint", "--strict", str(CHART))
 
 
 @pytest.mark.parametrize("replicas", [1, 2])
 def test_rendered_chart_is_accepted_by_the_api_server(kubeconfig: Path, namespace: str, replicas: int) -> None:
     rendered = helm("template", "shopfloor", str(CHART), "--namespace", namespace, "--set", f"replicas={replicas}")
     kinds = sorted(doc["kind"] for doc in yaml.safe_load_all(rendered) if doc)
-    # Two Services: the metrics one and the operator's own (the witness runtimes ask, docs/failover.md).
+    # Two Services: the metrics one and the operator's own (the witness runtimes ask, docs/failover.md); four CRDs
+    # (VirtualPLC, ProtocolBridge, kopf's two peerings: crds.install).
     expected = ["ClusterRole", "ClusterRoleBinding", "Deployment", "Service", "Service", "ServiceAccount"]
+    expected += ["CustomResourceDefinition"] * 4
     assert kinds == sorted(expected + (["ClusterKopfPeering"] if replicas > 1 else []))
-    crds = helm("template", "shopfloor", str(CHART), "--include-crds", "--namespace", namespace)
-    result = kubectl(kubeconfig, "apply", "--server-side", "-f", "-", stdin=_only(crds, "CustomResourceDefinition"))
+    result = kubectl(kubeconfig, "apply", "--server-side", "-f", "-", stdin=_only(rendered, "CustomResourceDefinition"))
     assert result.returncode == 0, result.stderr
     result = kubectl(kubeconfig, "apply", "--server-side", "--dry-run=server", "-f", "-", stdin=rendered)
     assert result.returncode == 0, result.stderr
@@ -61,7 +62,7 @@ def test_operator_service_account_can_do_its_job(kubeconfig: Path, kube_api: cli
         [
             doc
             for doc in yaml.safe_load_all(rendered)
-            if doc and doc["kind"] != "Deployment" and doc["kind"] != "Service"
+            if doc and doc["kind"] not in ("Deployment", "Service", "CustomResourceDefinition")
         ]
     )
     result = kubectl(kubeconfig, "apply", "--server-side", "-f", "-", stdin=rbac)

@@ -106,7 +106,11 @@ def chart_service_account(
         timeout=60,
     ).stdout
     rbac = yaml.safe_dump_all(
-        [d for d in yaml.safe_load_all(rendered) if d and d["kind"] not in ("Deployment", "Service")]
+        [
+            d
+            for d in yaml.safe_load_all(rendered)
+            if d and d["kind"] not in ("Deployment", "Service", "CustomResourceDefinition")
+        ]
     )
     kubectl(kubeconfig, "apply", "--server-side", "-f", "-", stdin=rbac)
     try:

@@ -52,6 +52,7 @@ def operator_pod(site: EdgeSite) -> client.V1Pod:
         "nodeSelector": {"kubernetes.io/hostname": NODE},
         "tolerations": [{"key": "shopfloor.io/realtime", "operator": "Exists", "effect": "NoSchedule"}],
         "settings": {"imagePullPolicy": "Never"},
+        "crds": {"install": False},  # the site applied them from crds/
     }
     site.helm(
         "install",
