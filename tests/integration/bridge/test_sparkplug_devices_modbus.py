@@ -1,5 +1,5 @@
-"""sparkplug.devices: PerSource end to end: real Modbus devices (pymodbus servers) through the bridge to a real
-Mosquitto, decoded as a Sparkplug host would with the official schema."""
+"""sparkplug.devices: PerSource end to end: real Modbus devices (pymodbus servers) and OPC UA servers (asyncua)
+through the bridge to a real Mosquitto, decoded as a Sparkplug host would with the official schema."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ from pathlib import Path
 from shopfloor_bridge.sparkplug.sparkplug_payload_pb2 import Payload
 from tests.integration.bridge.devices import COILS, HOLDING, ModbusDevice
 from tests.integration.bridge.manifests import bridge_manifest, config_of, modbus_source
+from tests.integration.bridge.opcua_peers import OpcUaDevice
 from tests.integration.bridge.probe import Probe, eventually
 from tests.integration.bridge.test_modbus_to_mqtt import real_words, running
 from tests.support.mosquitto import Mosquitto
-from tests.support.sparkplug import metric_value
+from tests.support.sparkplug import BOOLEAN, FLOAT, metric_value
 from tests.support.sparkplug.edge_node import EdgeNodeChecker
 
 SPARKPLUG = {"groupId": "plant-a", "edgeNodeId": "line-1", "devices": "PerSource"}
@@ -108,3 +109,33 @@ async def test_a_broker_outage_loses_no_device_data(broker: Mosquitto, tmp_path:
     assert replayed and all(metric.is_historical for m in replayed[:1] for metric in m.metrics)
     probe.stop()
     await filler.stop()
+
+
+async def test_an_opcua_source_is_a_device_born_again_with_its_datatypes(broker: Mosquitto, tmp_path: Path) -> None:
+    """An OPC UA source as a device: once its nodes' datatypes are read, the whole birth sequence is published again
+    (NBIRTH, then the DBIRTH with the real datatypes: tck-id-operational-behavior-data-publish-dbirth); the server's
+    loss kills the device (tck-id-operational-behavior-device-ddeath)."""
+    device = await OpcUaDevice(tmp_path / "device", secured=False).start()
+    source = {
+        "name": "oven",
+        "opcua": {
+            "endpoint": device.url,
+            "securityPolicy": "None",
+            "samplingInterval": "20ms",
+            "nodes": [
+                {"name": "Temp", "nodeId": f"ns={device.namespace};s=Temp"},
+                {"name": "Run", "nodeId": f"ns={device.namespace};s=Run"},
+            ],
+        },
+    }
+    probe = Probe(broker, ("spBv1.0/#",)).start()
+    document = bridge_manifest([source], mqtt={"url": broker.url, "sparkplug": SPARKPLUG})
+    async with running(config_of(document, tmp_path / "state")):
+        await eventually(lambda: device_values(probe, "oven").get("Temp") == 20.0, what="subscribed value")
+        types = {m.name: m.datatype for m in probe.of_kind("DBIRTH")[-1].sparkplug().metrics}
+        assert (types["Temp"], types["Run"]) == (FLOAT, BOOLEAN)
+        await device.stop()
+        await eventually(lambda: probe.of_kind("DDEATH"), timeout=15, what="DDEATH when the server is gone")
+    EdgeNodeChecker("plant-a", "line-1").feed_all(probe.sparkplug_stream())
+    probe.stop()
+    await device.stop()
