@@ -4,41 +4,32 @@ API server validates them with the CRDs' schemas, and labelled for kube-promethe
 
 from __future__ import annotations
 
+import copy
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from shopfloor_localsite.build import PROMETHEUS_OPERATOR_CRDS, ensure_binaries, ensure_prometheus_operator_crds
+from tests.unit.observability.chart import ALL_ON, MONITORING_KINDS, render
 
-CHART = Path(__file__).resolve().parents[3] / "charts" / "shopfloor"
-MONITORING = ("PodMonitor", "PrometheusRule")
 # kube-prometheus-stack's Prometheus selects monitors and rules labelled release=<its release name> by default.
 RELEASE_LABEL = "kube-prometheus-stack"
 
 
-def run(command: list[str], stdin: str = "") -> subprocess.CompletedProcess[str]:
+def kubectl(kubeconfig: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    command = [str(ensure_binaries().kubectl), "--kubeconfig", str(kubeconfig), *args]
     return subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=120, check=False)
 
 
-def kubectl(kubeconfig: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return run([str(ensure_binaries().kubectl), "--kubeconfig", str(kubeconfig), *args], stdin)
-
-
-def rendered_monitoring(namespace: str, *values: str) -> str:
-    sets = [
-        "monitoring.podMonitor.enabled=true",
-        "monitoring.prometheusRule.enabled=true",
-        f"monitoring.podMonitor.labels.release={RELEASE_LABEL}",
-        f"monitoring.prometheusRule.labels.release={RELEASE_LABEL}",
-        *values,
-    ]
-    command = [str(ensure_binaries().helm), "template", "shopfloor", str(CHART), "--namespace", namespace]
-    result = run([*command, *(arg for value in sets for arg in ("--set", value))])
-    assert result.returncode == 0, result.stderr
-    documents = [doc for doc in yaml.safe_load_all(result.stdout) if doc and doc["kind"] in MONITORING]
-    return yaml.safe_dump_all(documents)
+def monitoring_objects(namespace: str) -> list[dict[str, Any]]:
+    settings = (
+        *ALL_ON,
+        *(f"monitoring.{kind}.labels.release={RELEASE_LABEL}" for kind in ("podMonitor", "prometheusRule")),
+    )
+    return [copy.deepcopy(doc) for doc in render(*settings, namespace=namespace) if doc["kind"] in MONITORING_KINDS]
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +50,7 @@ def prometheus_operator_crds(kubeconfig: Path) -> None:
 def test_monitors_and_rules_are_accepted_and_selectable(
     kubeconfig: Path, namespace: str, prometheus_operator_crds: None
 ) -> None:
-    manifests = rendered_monitoring(namespace)
+    manifests = yaml.safe_dump_all(monitoring_objects(namespace))
     result = kubectl(
         kubeconfig, "apply", "--server-side", "--field-manager=helm", "-n", namespace, "-f", "-", stdin=manifests
     )
@@ -86,7 +77,11 @@ def test_monitors_and_rules_are_accepted_and_selectable(
 def test_a_bad_value_is_refused_by_the_crds_schema(
     kubeconfig: Path, namespace: str, prometheus_operator_crds: None
 ) -> None:
-    manifests = rendered_monitoring(namespace, "monitoring.podMonitor.interval=fifteen")
+    # values.schema.json refuses this value already; the CRD's own schema is the second line.
+    objects = monitoring_objects(namespace)
+    monitor = next(doc for doc in objects if doc["kind"] == "PodMonitor")
+    monitor["spec"]["podMetricsEndpoints"][0]["interval"] = "fifteen"
+    manifests = yaml.safe_dump_all(objects)
     result = kubectl(
         kubeconfig, "apply", "--server-side", "--dry-run=server", "-n", namespace, "-f", "-", stdin=manifests
     )
