@@ -12,9 +12,12 @@ from shopfloor_bridge.mqtt_formats import JsonFormat, MessageFormat, SparkplugDe
 from shopfloor_bridge.mqtt_session import BrokerSettings
 from shopfloor_bridge.mqtt_sink import CommandHandler, MqttSink, SparkplugNode
 from shopfloor_bridge.sparkplug import payloads
+from shopfloor_bridge.sparkplug.sparkplug_payload_pb2 import Payload
 from shopfloor_bridge.spool import Spool
 from shopfloor_bridge.tags import DataType, Quality, TagInfo, TagTable, TagValue, Value
+from tests.integration.bridge.probe import Probe
 from tests.support.mosquitto import Mosquitto
+from tests.support.sparkplug.edge_node import EdgeNodeChecker
 
 TAGS = [TagInfo("dev/Counter", DataType.UDINT), TagInfo("dev/Run", DataType.BOOL), TagInfo("dev/Level", DataType.REAL)]
 TOPICS = payloads.Topics("plant-a", "line-1")
@@ -25,6 +28,18 @@ DEVICE_TAGS = [
     TagInfo("oven/Level", DataType.REAL),
 ]
 DEVICES = {"press": ["press/Counter", "press/Run"], "oven": ["oven/Level"]}
+
+
+def checked(probe: Probe) -> EdgeNodeChecker:
+    """Everything the node published, as a host checks it (every tck-id in EdgeNodeChecker)."""
+    return EdgeNodeChecker(TOPICS.group_id, TOPICS.edge_node_id).feed_all(probe.sparkplug_stream())
+
+
+def request_rebirth(probe: Probe) -> None:
+    """The host's NCMD Node Control/Rebirth = true."""
+    command = Payload()
+    command.metrics.add(name=payloads.REBIRTH, boolean_value=True)
+    probe.client.publish(TOPICS.ncmd, command.SerializeToString(), qos=1)
 
 
 def settings_for(broker: Mosquitto, **extra: object) -> BrokerSettings:

@@ -11,16 +11,11 @@ from pathlib import Path
 from shopfloor_bridge.sparkplug.sparkplug_payload_pb2 import Payload
 from shopfloor_bridge.tags import Value
 from tests.integration.bridge.probe import Probe, Received, eventually
-from tests.integration.bridge.sinks import TOPICS, Harness, running_sink
+from tests.integration.bridge.sinks import TOPICS, Harness, checked, request_rebirth, running_sink
 from tests.support.mosquitto import Mosquitto
 from tests.support.sparkplug import metric_value
-from tests.support.sparkplug.edge_node import EdgeNodeChecker
 
 HOST = "scada"
-
-
-def checked(probe: Probe) -> EdgeNodeChecker:
-    return EdgeNodeChecker(TOPICS.group_id, TOPICS.edge_node_id).feed_all(probe.sparkplug_stream())
 
 
 def by_name(message: Received) -> dict[str, object]:
@@ -112,9 +107,7 @@ async def test_rebirth_request_republishes_nbirth_and_every_dbirth(broker: Mosqu
         await born(probe, bridge, [("press/Counter", 1), ("press/Run", True), ("oven/Level", 180.5)])
         bridge.change("press/Counter", 2)
         await eventually(lambda: probe.of_kind("DDATA"))
-        command = Payload()
-        command.metrics.add(name="Node Control/Rebirth", boolean_value=True)
-        probe.client.publish(TOPICS.ncmd, command.SerializeToString(), qos=1)
+        request_rebirth(probe)
         await eventually(lambda: len(probe.of_kind("DBIRTH")) == 4, what="the second birth sequence")
         bridge.change("oven/Level", 181.0)
         await eventually(lambda: len(probe.of_kind("DDATA")) == 2)

@@ -8,12 +8,10 @@ import time
 from pathlib import Path
 
 from shopfloor_bridge.mqtt_session import BrokerSettings
-from shopfloor_bridge.sparkplug.sparkplug_payload_pb2 import Payload
 from tests.integration.bridge.probe import Probe, eventually
-from tests.integration.bridge.sinks import TOPICS, running_sink, settings_for
+from tests.integration.bridge.sinks import checked, request_rebirth, running_sink, settings_for
 from tests.support.mosquitto import Mosquitto, free_port
 from tests.support.sparkplug import metric_value
-from tests.support.sparkplug.edge_node import EdgeNodeChecker
 
 HOST = "scada"
 
@@ -21,16 +19,6 @@ HOST = "scada"
 def bd_seq(message: object) -> int:
     metrics = message.sparkplug().metrics  # type: ignore[attr-defined]
     return int(next(metric_value(m) for m in metrics if m.name == "bdSeq"))
-
-
-def rebirth_request() -> bytes:
-    command = Payload()
-    command.metrics.add(name="Node Control/Rebirth", boolean_value=True)
-    return command.SerializeToString()
-
-
-def checked(probe: Probe) -> EdgeNodeChecker:
-    return EdgeNodeChecker(TOPICS.group_id, TOPICS.edge_node_id).feed_all(probe.sparkplug_stream())
 
 
 async def test_stale_state_is_ignored_and_a_newer_offline_ends_the_session(broker: Mosquitto, tmp_path: Path) -> None:
@@ -45,7 +33,7 @@ async def test_stale_state_is_ignored_and_a_newer_offline_ends_the_session(broke
         await eventually(lambda: probe.of_kind("NBIRTH"), what="NBIRTH once the host is online")
         probe.host_state(HOST, online=False, timestamp=now)  # older than the online one: a stale replay
         # A rebirth request after it: once answered, the bridge has handled the STATE (one connection, in order).
-        probe.client.publish(TOPICS.ncmd, rebirth_request(), qos=1)
+        request_rebirth(probe)
         await eventually(lambda: len(probe.of_kind("NBIRTH")) == 2, what="the rebirth after the stale STATE")
         bridge.change("dev/Counter", 1)
         await eventually(lambda: probe.of_kind("NDATA"), what="still publishing after a stale offline STATE")

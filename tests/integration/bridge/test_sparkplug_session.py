@@ -4,17 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shopfloor_bridge.sparkplug.sparkplug_payload_pb2 import Payload
 from tests.integration.bridge.probe import Probe, eventually
-from tests.integration.bridge.sinks import TOPICS, running_sink
+from tests.integration.bridge.sinks import TOPICS, checked, request_rebirth, running_sink
 from tests.support.mosquitto import Mosquitto
 from tests.support.sparkplug import metric_value
-from tests.support.sparkplug.edge_node import EdgeNodeChecker
-
-
-def checked(probe: Probe) -> EdgeNodeChecker:
-    """Everything the node published, as a host checks it (every tck-id in EdgeNodeChecker)."""
-    return EdgeNodeChecker(TOPICS.group_id, TOPICS.edge_node_id).feed_all(probe.sparkplug_stream())
 
 
 def metrics_by_name(message: object) -> dict[str, object]:
@@ -61,9 +54,7 @@ async def test_rebirth_on_ncmd_resets_seq_and_keeps_bdseq(broker: Mosquitto, tmp
         await eventually(lambda: probe.of_kind("NBIRTH"))
         bridge.change("dev/Counter", 5)
         await eventually(lambda: probe.of_kind("NDATA"))
-        command = Payload()
-        command.metrics.add(name="Node Control/Rebirth", boolean_value=True)
-        probe.client.publish(TOPICS.ncmd, command.SerializeToString(), qos=1)
+        request_rebirth(probe)
         await eventually(lambda: len(probe.of_kind("NBIRTH")) == 2, what="second NBIRTH")
         bridge.change("dev/Counter", 6)
         await eventually(lambda: len(probe.of_kind("NDATA")) == 2)
