@@ -48,13 +48,15 @@ def next_chart_version(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def restored_crds(kube_api: client.ApiClient, crds: None) -> Iterator[None]:
-    """The session's CRDs as generated again afterwards: the test leaves them changed and owned by helm."""
+    """The session's CRDs as generated again afterwards: the test leaves them changed and labelled by its release."""
     yield
     extensions = client.ApiextensionsV1Api(kube_api)
-    document = yaml.safe_load((CRDS / f"{PLC_CRD}.yaml").read_text())
-    current = extensions.read_custom_resource_definition(PLC_CRD)
-    document["metadata"]["resourceVersion"] = current.metadata.resource_version
-    extensions.replace_custom_resource_definition(PLC_CRD, document)
+    for path in sorted(CRDS.glob("*.yaml")):
+        for document in yaml.safe_load_all(path.read_text()):
+            name = document["metadata"]["name"]
+            current = extensions.read_custom_resource_definition(name)
+            document["metadata"]["resourceVersion"] = current.metadata.resource_version
+            extensions.replace_custom_resource_definition(name, document)
 
 
 def served_status_fields(kube_api: client.ApiClient) -> set[str]:
