@@ -11,7 +11,7 @@ import copy
 import os
 import re
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ import yaml
 from kubernetes import client
 
 from shopfloor_st import source_revision
-from tests.gitops.verdicts import KINDS, RESOURCE_CUSTOMIZATIONS, Verdict, install_argocd_cm, verdicts
+from tests.gitops.verdicts import KINDS, RESOURCE_CUSTOMIZATIONS, install_argocd_cm, verdicts
 from tests.support.waiting import wait_for
 
 from .conftest import Cluster, OperatorFactory
@@ -52,20 +52,35 @@ def argocd_namespace(kube_api: client.ApiClient) -> Iterator[str]:
     client.CoreV1Api(kube_api).delete_namespace(namespace)
 
 
-Snapshot = Callable[[str, str, str], dict[str, Any]]
+class Captured:
+    """Objects as the API server serves them, per case, and the two tools' verdicts on them."""
+
+    def __init__(self, cluster: Cluster, kubeconfig: Path, argocd_namespace: str) -> None:
+        self.cluster, self.kubeconfig, self.argocd_namespace = cluster, kubeconfig, argocd_namespace
+        self.objects: dict[str, dict[str, Any]] = {}
+
+    def take(self, case: str, kind: str, name: str) -> dict[str, Any]:
+        self.objects[case] = copy.deepcopy(self.cluster.get(KINDS[kind], name))
+        return self.objects[case]
+
+    def assert_verdicts(self) -> None:
+        cases = list(self.objects)
+        judged = verdicts([self.objects[c] for c in cases], self.kubeconfig, self.argocd_namespace)
+        wrong = {
+            case: verdict
+            for case, verdict in zip(cases, judged, strict=True)
+            if (verdict.argocd, verdict.kstatus) != (EXPECTED[case][0], EXPECTED[case][2])
+            or not re.fullmatch(EXPECTED[case][1] + ".*", verdict.argocd_message, re.S)
+        }
+        assert not wrong, wrong
 
 
 @pytest.fixture
-def snapshot(cluster: Cluster) -> Iterator[tuple[Snapshot, dict[str, dict[str, Any]]]]:
-    taken: dict[str, dict[str, Any]] = {}
-
-    def take(case: str, kind: str, name: str) -> dict[str, Any]:
-        taken[case] = copy.deepcopy(cluster.get(KINDS[kind], name))
-        return taken[case]
-
-    yield take, taken
+def captured(cluster: Cluster, kubeconfig: Path, argocd_namespace: str) -> Iterator[Captured]:
+    capture = Captured(cluster, kubeconfig, argocd_namespace)
+    yield capture
     if os.environ.get("SHOPFLOOR_WRITE_ARGOCD_TESTDATA"):
-        for case, obj in taken.items():
+        for case, obj in capture.objects.items():
             folder = RESOURCE_CUSTOMIZATIONS / "shopfloor.io" / obj["kind"] / "testdata"
             (folder / f"{case}.yaml").write_text(yaml.safe_dump(_as_testdata(obj), sort_keys=False))
 
@@ -78,27 +93,10 @@ def _as_testdata(obj: dict[str, Any]) -> dict[str, Any]:
     return obj
 
 
-def _assert_verdicts(taken: dict[str, dict[str, Any]], kubeconfig: Path, argocd_namespace: str) -> dict[str, Verdict]:
-    cases = list(taken)
-    found = dict(zip(cases, verdicts([taken[c] for c in cases], kubeconfig, argocd_namespace), strict=True))
-    wrong = {
-        case: verdict
-        for case, verdict in found.items()
-        if (verdict.argocd, verdict.kstatus) != (EXPECTED[case][0], EXPECTED[case][2])
-        or not re.fullmatch(EXPECTED[case][1] + ".*", verdict.argocd_message, re.S)
-    }
-    assert not wrong, wrong
-    return found
-
-
 def test_a_plc_through_start_update_and_rollback(
-    start_operator: OperatorFactory,
-    cluster: Cluster,
-    snapshot: tuple[Snapshot, dict[str, dict[str, Any]]],
-    kubeconfig: Path,
-    argocd_namespace: str,
+    start_operator: OperatorFactory, cluster: Cluster, captured: Captured
 ) -> None:
-    take, taken = snapshot
+    take, taken = captured.take, captured.objects
     start_operator()
     good, new, other = (source_revision(s) for s in (GOOD_SOURCE, NEW_SOURCE, OTHER_SOURCE))
     created = cluster.create("virtualplcs", plc("tank", updateStrategy={"verifyFor": "1s"}))
@@ -126,17 +124,13 @@ def test_a_plc_through_start_update_and_rollback(
     wait_for(lambda: cluster.status("virtualplcs", "tank").get("phase") == "Degraded", what="tank Degraded")
     take("rolled-back", "VirtualPLC", "tank")
 
-    _assert_verdicts(taken, kubeconfig, argocd_namespace)
+    captured.assert_verdicts()
 
 
 def test_plcs_and_bridges_that_cannot_run(
-    start_operator: OperatorFactory,
-    cluster: Cluster,
-    snapshot: tuple[Snapshot, dict[str, dict[str, Any]]],
-    kubeconfig: Path,
-    argocd_namespace: str,
+    start_operator: OperatorFactory, cluster: Cluster, captured: Captured
 ) -> None:
-    take, _ = snapshot
+    take = captured.take
     start_operator()
     cluster.create("virtualplcs", plc("nowhere", placement={"nodeSelector": {"zone": "moon"}}))
     cluster.create("virtualplcs", plc("pinned-wrong", program={"source": GOOD_SOURCE, "sha256": "0" * 64}))
@@ -172,7 +166,7 @@ def test_plcs_and_bridges_that_cannot_run(
     take("bridge-running", "ProtocolBridge", "line-bridge")
     take("bridge-faulted", "ProtocolBridge", "broken-bridge")
 
-    _assert_verdicts(snapshot[1], kubeconfig, argocd_namespace)
+    captured.assert_verdicts()
 
 
 def _reason(status: dict[str, Any], kind: str) -> str:
