@@ -147,9 +147,7 @@ class Mirror:
     """A list+watch of one namespaced collection, keeping a small summary per object (a watch, not polling lists:
     listing 10,000 pods twice a second would be the load measured)."""
 
-    def __init__(
-        self, lister: Callable[..., Any], namespace: str, summarize: Callable[[dict[str, Any]], Any]
-    ) -> None:
+    def __init__(self, lister: Callable[..., Any], namespace: str, summarize: Callable[[dict[str, Any]], Any]) -> None:
         self.lister, self.namespace, self.summarize = lister, namespace, summarize
         self.items: dict[str, Any] = {}
         self.changed = threading.Condition()
@@ -202,9 +200,16 @@ def pod_summary(obj: dict[str, Any]) -> tuple[str, str, str]:
 
 
 def plc_summary(obj: dict[str, Any]) -> tuple[str, str, bool, str]:
+    """Pod, node, Scheduled, and the phase once its revision is verified (empty before)."""
     status = obj.get("status") or {}
     scheduled = any(c["type"] == "Scheduled" and c["status"] == "True" for c in status.get("conditions") or [])
-    return (status.get("podName", ""), status.get("nodeName", ""), scheduled, status.get("phase", ""))
+    verified = (status.get("program") or {}).get("lastKnownGoodRevision") == REVISION
+    return (
+        status.get("podName", ""),
+        status.get("nodeName", ""),
+        scheduled,
+        status.get("phase", "") if verified else "",
+    )
 
 
 def running(pods: dict[str, Any]) -> int:
@@ -227,15 +232,19 @@ def create_all(kube: Kube, manifests: list[dict[str, Any]]) -> None:
         list(pool.map(create, manifests))
 
 
-def bench_direct(api: client.ApiClient, count: int, objects: Callable[[str, str], list[dict[str, Any]]]) -> float:
+def bench_direct(
+    plane: LocalControlPlane, api: client.ApiClient, count: int, objects: Callable[[str, str], list[dict[str, Any]]]
+) -> float:
     core = client.CoreV1Api(api)
     namespace = new_namespace(core)
     manifests = [manifest for index in range(count) for manifest in objects(namespace, f"plc-{index}")]
     pods = Mirror(core.list_namespaced_pod, namespace, pod_summary)
+    meter = CpuMeter(plane)
     started = time.monotonic()
     create_all(Kube(api), manifests)
     pods.wait_until(lambda items: running(items) >= count, 3600, f"{count} pods Running")
     elapsed = time.monotonic() - started
+    print(f"  {count}: {len(manifests) // count} objects per PLC directly: CPU s {meter.read()}", flush=True)
     pods.stop()
     delete_and_wait(core, namespace)
     return elapsed
@@ -288,13 +297,44 @@ def label(labels: str, key: str) -> str:
     return labels.split(marker, 1)[1].split('"', 1)[0] if marker in labels else ""
 
 
-def writes_besides_leases(api: client.ApiClient, namespace: str) -> Counter[str]:
-    """The API server's own count of write requests by resource (all clients, kopf's included), Leases apart."""
+def api_server_requests(api: client.ApiClient) -> Counter[str]:
+    """The API server's own count of requests by verb, resource and subresource (all clients, kopf's included)."""
     counts: Counter[str] = Counter()
     for labels, value in samples(api_server_metrics(api), "apiserver_request_total").items():
-        if label(labels, "verb") in WRITE_VERBS and label(labels, "resource") != "leases":
-            counts[f"{label(labels, 'verb')} {label(labels, 'resource')}"] += value
+        sub = label(labels, "subresource")
+        counts[f"{label(labels, 'verb')} {label(labels, 'resource')}{'/' + sub if sub else ''}"] += value
     return counts
+
+
+def writes_besides_leases(api: client.ApiClient, namespace: str) -> Counter[str]:
+    """Write requests by resource as the API server counts them, Leases apart."""
+    return Counter(
+        {
+            key: value
+            for key, value in api_server_requests(api).items()
+            if key.split()[0] in WRITE_VERBS and not key.split()[1].startswith("leases")
+        }
+    )
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU seconds used by the API server and etcd (and `extra` pids) between start and `read`."""
+
+    def __init__(self, plane: LocalControlPlane, extra: dict[str, int] | None = None) -> None:
+        self.pids = {
+            p.name: p.process.pid for p in plane.processes if p.name in ("kube-apiserver", "etcd") and p.process
+        }
+        self.pids.update(extra or {})
+        self.start = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+
+    def read(self) -> dict[str, float]:
+        return {name: round(cpu_seconds(pid) - self.start[name], 1) for name, pid in self.pids.items()}
 
 
 def memory_mib(pid: int, field: str) -> float:
@@ -399,11 +439,23 @@ def bench_operator(
 
     result: dict[str, Any] = {}
     try:
+        meter = CpuMeter(plane, {"operator": operator.pid})
+        requests_before = api_server_requests(api)
         started = time.monotonic()
-        create_all(Kube(api), [{**plc_manifest(f"plc-{i}"), "metadata": {"name": f"plc-{i}", "namespace": namespace}}
-                               for i in range(count)])
+        create_all(
+            Kube(api),
+            [
+                {**plc_manifest(f"plc-{i}"), "metadata": {"name": f"plc-{i}", "namespace": namespace}}
+                for i in range(count)
+            ],
+        )
         plcs.wait_until(converged, 7200, f"{count} VirtualPLCs scheduled and recorded")
         result["operator_s"] = time.monotonic() - started
+        result["cpu_s"] = meter.read()
+        print(f"  {count}: operator run: CPU s {result['cpu_s']}", flush=True)
+        served = api_server_requests(api) - requests_before
+        top_served = ", ".join(f"{key} {value / count:.1f}" for key, value in served.most_common(14))
+        print(f"  {count}: API server requests per PLC (all clients): {top_served}", flush=True)
         text = scrape(port)
         requests = samples(text, "shopfloor_api_requests_total")
         result.update(
@@ -437,7 +489,8 @@ def bench_operator(
 
 
 def steady_state(api: client.ApiClient, namespace: str, plcs: Mirror, count: int, seconds: float) -> dict[str, float]:
-    """Writes per minute (API server's count, Leases apart) once every PLC is Running on its played Lease."""
+    """Writes per minute (API server's count, Leases apart) once every PLC is Running on its played Lease and its
+    revision is verified (promotion is a write, but not a steady-state one)."""
     with plcs.changed:
         holders = {name: pod_name for name, (pod_name, *_) in plcs.items.items()}
     player = LeasePlayer(Kube(api), namespace)
@@ -446,7 +499,7 @@ def steady_state(api: client.ApiClient, namespace: str, plcs: Mirror, count: int
         plcs.wait_until(
             lambda items: sum(1 for *_, phase in items.values() if phase == "Running") >= count,
             600,
-            f"{count} VirtualPLCs Running",
+            f"{count} VirtualPLCs Running on a verified revision",
         )
         time.sleep(5)  # the last Ready transitions land (their status patches are not steady state)
         before = writes_besides_leases(api, namespace)
@@ -463,7 +516,11 @@ def simulated_nodes(count: int, largest: int) -> list[SimulatedNode]:
     per_node = max(32, math.ceil(largest * 1.25 / count))
     return [
         SimulatedNode(
-            name=f"edge-rt-{i}", realtime=True, cpus=per_node, memory=f"{per_node * 2}Gi", max_pods=per_node + 10,
+            name=f"edge-rt-{i}",
+            realtime=True,
+            cpus=per_node,
+            memory=f"{per_node * 2}Gi",
+            max_pods=per_node + 10,
             address_index=i,
         )
         for i in range(1, count + 1)
@@ -527,8 +584,8 @@ def main() -> int:
             for count in sizes:
                 result: dict[str, Any] = {"plain_pods_s": None, "same_objects_s": None}
                 if count <= args.baselines_up_to:
-                    result["plain_pods_s"] = bench_direct(api, count, lambda ns, name: [plain_pod(ns, name)])
-                    result["same_objects_s"] = bench_direct(api, count, first_pass_objects)
+                    result["plain_pods_s"] = bench_direct(plane, api, count, lambda ns, name: [plain_pod(ns, name)])
+                    result["same_objects_s"] = bench_direct(plane, api, count, first_pass_objects)
                 result.update(bench_operator(plane, api, count, rt, Path(workdir), args))
                 results[count] = result
                 print("\n".join(rows({count: result})), flush=True)

@@ -23,7 +23,7 @@ from shopfloor_operator.drift import first_difference
 from shopfloor_operator.kube import Kube, KubeError, path_of
 
 RECHECK_AFTER_SECONDS = 600.0  # read back after this (x 0.75-1.25, per child)
-REQUEST_THREADS = 32  # requests in flight for all passes together (the client's connection pool is sized to match)
+REQUEST_THREADS = 16  # requests in flight for all passes together (the client's connection pool is sized to match)
 
 Mode = Literal["apply", "exists", "absent"]  # server-side apply | create once | delete once
 

@@ -16,10 +16,12 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
+import urllib3
 from kubernetes import client
 
 FIELD_MANAGER = "shopfloor-operator"
 REQUEST_TIMEOUT = (5.0, 30.0)  # connect, read
+_TIMEOUT = urllib3.Timeout(connect=REQUEST_TIMEOUT[0], read=REQUEST_TIMEOUT[1])
 
 # apiVersion/kind -> (path prefix, plural)
 _RESOURCES = {
@@ -88,8 +90,13 @@ class Kube:
         body: Any = None,
         query: list[tuple[str, str]] | None = None,
         content_type: str = "application/json",
+        decode: bool = True,
     ) -> dict[str, Any] | None:
-        """The decoded response; None for 404; KubeError for other failures."""
+        """The decoded response (an empty dict with `decode=False`); None for 404; KubeError for other failures.
+
+        The body is serialised once, straight to JSON (which is also YAML, for apply patches), and sent on the
+        client's own connection pool with its credentials; the client's generic model serialisation, which walks
+        every value of every manifest, is skipped."""
         resource = _plural_of(path)
         with self._lock:
             self.requests += 1
@@ -97,17 +104,18 @@ class Kube:
         if self.on_request is not None:
             self.on_request(method, resource)
         headers = {"Accept": "application/json", "Content-Type": content_type}
-        method, url, headers, data, post = self.api.param_serialize(
-            method, path, query_params=query or [], header_params=headers, body=body, auth_settings=["BearerToken"]
+        method, url, headers, _, _ = self.api.param_serialize(
+            method, path, query_params=query or [], header_params=headers, auth_settings=["BearerToken"]
         )
-        response = self.api.call_api(method, url, headers, data, post, _request_timeout=REQUEST_TIMEOUT)
-        response.read()
+        data = None if body is None else json.dumps(body, separators=(",", ":")).encode()
+        response = self.api.rest_client.pool_manager.request(
+            method, url, body=data, headers=headers, timeout=_TIMEOUT, preload_content=True
+        )
         if response.status == 404:
             return None
-        text = response.data.decode("utf-8") if isinstance(response.data, bytes) else str(response.data)
         if response.status >= 400:
-            raise KubeError(response.status, text)
-        return json.loads(text) if text else {}
+            raise KubeError(response.status, response.data.decode("utf-8", "replace"))
+        return json.loads(response.data) if decode and response.data else {}
 
     def get(self, path: str) -> dict[str, Any] | None:
         return self.request("GET", path)
@@ -117,18 +125,17 @@ class Kube:
         result = self.request("GET", path, query=query) or {}
         return list(result.get("items") or [])
 
-    def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
+    def apply(self, manifest: dict[str, Any]) -> None:
         """Server-side apply as the operator's field manager; creates or updates, never conflicts on versions."""
         query = [("fieldManager", FIELD_MANAGER), ("force", "true")]
-        result = self.request("PATCH", path_of(manifest), manifest, query, "application/apply-patch+yaml")
-        return result or {}
+        self.request("PATCH", path_of(manifest), manifest, query, "application/apply-patch+yaml", decode=False)
 
     def create(self, manifest: dict[str, Any]) -> bool:
         """Create unless it exists; True when this call created it."""
         metadata = manifest["metadata"]
         path = collection_path(manifest["apiVersion"], manifest["kind"], metadata["namespace"])
         try:
-            self.request("POST", path, manifest)
+            self.request("POST", path, manifest, decode=False)
         except KubeError as error:
             if error.status == 409:
                 return False
@@ -147,7 +154,7 @@ class Kube:
         if uid:
             body["preconditions"] = {"uid": uid}
         try:
-            self.request("DELETE", path, body)
+            self.request("DELETE", path, body, decode=False)
         except KubeError as error:
             if error.status not in (404, 409):
                 raise
@@ -180,4 +187,4 @@ class Kube:
             "count": 1,
         }
         with contextlib.suppress(KubeError):
-            self.request("POST", collection_path("v1", "Event", metadata["namespace"]), event)
+            self.request("POST", collection_path("v1", "Event", metadata["namespace"]), event, decode=False)

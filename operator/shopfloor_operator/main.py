@@ -22,7 +22,7 @@ from shopfloor_operator.settings import OperatorSettings, effective_priority, se
 from shopfloor_operator.witness import ApiProbe, WitnessServer
 
 log = logging.getLogger("shopfloor_operator")
-RECONCILE_THREADS = 16
+RECONCILE_THREADS = 8
 
 
 class ApiRetries:

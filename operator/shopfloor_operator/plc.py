@@ -58,11 +58,13 @@ class PlcReconciler:
         self.sources = sources
         self.status = StatusWriter(kube)
         self.releases = ReleaseStore()
+        self._runtime_maps: dict[Hashable, tuple[tuple[Any, ...], dict[str, Any]]] = {}
 
     def forget(self, key: Hashable) -> None:
         """The PLC is gone: its programs and its ConfigMap watch are released."""
         self.releases.forget(key)
         self.sources.release(key)
+        self._runtime_maps.pop(key, None)
 
     def _check(self, key: Hashable, plc: VirtualPLC) -> ProgramCheck:
         program, namespace = plc.spec.program, plc.metadata.namespace
@@ -205,7 +207,15 @@ class PlcReconciler:
         if release is None:
             return None
         last_known_good = self.releases.get(good) if good else None
-        return config.plc_config_map(workload, plc, release, last_known_good)
+        # Rendering is YAML of the whole manifest: done once per generation and revisions, not once per pass.
+        rendered_for = (plc.metadata.uid, plc.metadata.generation, deployed, good, workload.config_map_name)
+        cached = self._runtime_maps.get(key)
+        if cached is None or cached[0] != rendered_for:
+            cached = self._runtime_maps[key] = (
+                rendered_for,
+                config.plc_config_map(workload, plc, release, last_known_good),
+            )
+        return cached[1]
 
 
 def runtime_config(plc: VirtualPLC) -> dict[str, Any]:
