@@ -109,6 +109,7 @@ class MqttSink(SessionEvents):
         self._connected = False
         self._server = 0  # index in `brokers` of the broker used now
         self._state_ms: dict[int, int] = {}  # per broker: timestamp of the newest primary host STATE accepted there
+        self._ended_ms: dict[int, int] = {}  # per broker: timestamp of the offline STATE that ended a born session
         self._host_online = False
         self._host_offline_seen = False
         self._host_offline_walk = False
@@ -371,14 +372,25 @@ class MqttSink(SessionEvents):
         self._wake.set()
 
     def _host_state(self, payload: bytes) -> None:
-        """Applies a primary host STATE unless it is older than the newest one accepted from this broker."""
+        """Applies a primary host STATE unless it is stale: older than the newest one accepted from this broker, or
+        an online STATE of the host session whose offline STATE ended this node's session (a host's birth and death
+        STATE carry the same timestamp, that of its CONNECT, so an online STATE with a timestamp no newer than that
+        offline one is the replay of a host session known to be over)."""
         online, timestamp = _host_state(payload)
         if timestamp is not None:
             newest = self._state_ms.get(self._server)
             if newest is not None and timestamp < newest:
                 log.info("ignoring a stale STATE of the primary host (timestamp %d < %d)", timestamp, newest)
                 return
+            ended = self._ended_ms.get(self._server)
+            if online and ended is not None and timestamp <= ended:
+                log.info(
+                    "ignoring an online STATE of a primary host session that went offline (timestamp %d)", timestamp
+                )
+                return
             self._state_ms[self._server] = timestamp
+            if not online and self.ready.is_set():
+                self._ended_ms[self._server] = timestamp
         self._host_online = online
         self._host_offline_seen = self._host_offline_seen or not online
         self._host_offline_walk = not online

@@ -3,9 +3,12 @@ order, the Will, and a clean stop. The probes play the primary host; payloads de
 
 from __future__ import annotations
 
+import logging
 import socket
 import time
 from pathlib import Path
+
+import pytest
 
 from shopfloor_bridge.mqtt_session import BrokerSettings
 from tests.integration.bridge.probe import Probe, eventually
@@ -145,3 +148,34 @@ async def test_a_lost_connection_leaves_the_will_and_a_clean_stop_does_not(broke
     await late.round_trip()
     assert not [m for m in late.snapshot() if m.kind], "a retained Sparkplug message"
     late.stop()
+
+
+async def test_the_primary_host_steps_of_the_tck(
+    broker: Mosquitto, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The steps of the TCK's PrimaryHostTest, with its STATE payloads (a host's birth and death STATE carry the same
+    timestamp, that of its CONNECT): another host online, no birth (-phid-wait-id); the host offline, no birth
+    (-phid-wait, -phid-wait-online); online, NBIRTH and every DBIRTH; offline, NDEATH
+    (tck-id-operational-behavior-edge-node-termination-host-offline); the same online STATE again, no birth
+    (-phid-wait-timestamp); a new host session, born again (-termination-host-offline-reconnect)."""
+    caplog.set_level(logging.INFO, logger="shopfloor_bridge.mqtt_sink")
+    connect_ms = int(time.time() * 1000)
+    probe = Probe(broker, ("spBv1.0/#",)).start()
+    async with running_sink(broker, tmp_path / "spool", primary_host_id=HOST, devices=True) as bridge:
+        bridge.change_many([("press/Counter", 1), ("press/Run", True), ("oven/Level", 180.5)])
+        await eventually(lambda: bridge.sink._connected, what="connected")
+        probe.host_state(f"{HOST}_WRONG", online=True, timestamp=connect_ms)
+        probe.host_state(HOST, online=False, timestamp=connect_ms)
+        await eventually(lambda: bridge.sink._state_ms, what="the offline STATE handled")
+        probe.host_state(HOST, online=True, timestamp=connect_ms)
+        await eventually(lambda: len(probe.of_kind("DBIRTH")) == 2, what="the birth sequence")
+        probe.host_state(HOST, online=False, timestamp=connect_ms)
+        await eventually(lambda: probe.of_kind("NDEATH"), what="NDEATH")
+        probe.host_state(HOST, online=True, timestamp=connect_ms)
+        await eventually(lambda: "ignoring an online STATE" in caplog.text, what="the replayed online STATE ignored")
+        assert len(probe.of_kind("NBIRTH")) == 1
+        probe.host_state(HOST, online=True, timestamp=connect_ms + 5000)  # the host connected again
+        await eventually(lambda: len(probe.of_kind("DBIRTH")) == 4, what="born again")
+    checker = checked(probe)
+    assert checker.kinds[:4] == ["NBIRTH", "DBIRTH", "DBIRTH", "NDEATH"] and checker.births == 2
+    probe.stop()
