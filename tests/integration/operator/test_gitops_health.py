@@ -39,6 +39,8 @@ EXPECTED: dict[str, Expected] = {
     "faulted": ("Degraded", r"Faulted: .*watchdog expired", "Failed"),
     "scheduling": ("Progressing", r"Scheduling: .*label zone=moon missing", "InProgress"),
     "checksum-mismatch": ("Degraded", r"Pending \(ChecksumMismatch\): ", "Failed"),
+    "bridge-starting": ("Progressing", r"Starting", "InProgress"),
+    "bridge-scheduling": ("Progressing", r"Scheduling: .*label zone=moon missing", "InProgress"),
     "bridge-running": ("Healthy", r"Running on edge-[12]", "Current"),
     "bridge-faulted": ("Degraded", r"Faulted: .*broker refused", "Failed"),
 }
@@ -138,6 +140,7 @@ def test_plcs_and_bridges_that_cannot_run(
     cluster.create("virtualplcs", plc("mixer"))
     cluster.create("protocolbridges", bridge("line-bridge", "mixer"))
     cluster.create("protocolbridges", bridge("broken-bridge", "mixer"))
+    cluster.create("protocolbridges", bridge("nowhere-bridge", "mixer", placement={"nodeSelector": {"zone": "moon"}}))
 
     def pod_of(name: str) -> client.V1Pod:
         found = wait_for(lambda: next((p for p in cluster.live_pods(name) if p.spec.node_name), None), what=name)
@@ -148,7 +151,10 @@ def test_plcs_and_bridges_that_cannot_run(
     cluster.play_runtime(
         "first-fault", pod_of("first-fault").metadata.name, source_revision(GOOD_SOURCE), "Faulted", fault
     )
-    cluster.play_runtime("line-bridge", pod_of("line-bridge").metadata.name, "")
+    line_bridge_pod = pod_of("line-bridge")
+    wait_for(lambda: cluster.status("protocolbridges", "line-bridge").get("phase") == "Starting", what="Starting")
+    take("bridge-starting", "ProtocolBridge", "line-bridge")
+    cluster.play_runtime("line-bridge", line_bridge_pod.metadata.name, "")
     cluster.play_runtime(
         "broken-bridge", pod_of("broken-bridge").metadata.name, "", "Faulted", "broker refused: not authorised"
     )
@@ -158,6 +164,7 @@ def test_plcs_and_bridges_that_cannot_run(
         ("virtualplcs", "first-fault", lambda s: s.get("phase") == "Faulted"),
         ("protocolbridges", "line-bridge", lambda s: s.get("phase") == "Running"),
         ("protocolbridges", "broken-bridge", lambda s: s.get("phase") == "Faulted"),
+        ("protocolbridges", "nowhere-bridge", lambda s: _reason(s, "Scheduled") == "Unschedulable"),
     ]:
         wait_for(lambda: condition(cluster.status(kind, name)), what=f"{name}'s status")  # noqa: B023
     take("scheduling", "VirtualPLC", "nowhere")
@@ -165,6 +172,7 @@ def test_plcs_and_bridges_that_cannot_run(
     take("faulted", "VirtualPLC", "first-fault")
     take("bridge-running", "ProtocolBridge", "line-bridge")
     take("bridge-faulted", "ProtocolBridge", "broken-bridge")
+    take("bridge-scheduling", "ProtocolBridge", "nowhere-bridge")
 
     captured.assert_verdicts()
 
