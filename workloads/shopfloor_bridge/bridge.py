@@ -22,6 +22,10 @@ from shopfloor_bridge.writes import WriteGate, Writer
 
 log = logging.getLogger(__name__)
 
+# With Sparkplug devices, how long the first MQTT session waits for every source's first read, so that devices are
+# born with their values rather than born null, declared dead and born again a moment later.
+FIRST_READS_WAIT = 2.0
+
 
 class Bridge:
     def __init__(self, config: BridgeConfig, *, listeners: Sequence[StateListener] = ()) -> None:
@@ -43,6 +47,7 @@ class Bridge:
             OpcUaServerSink(config.opcua_server, self.table, self.gate, self.metrics) if config.opcua_server else None
         )
         self._tasks: list[asyncio.Task[None]] = []
+        self._all_read = asyncio.Event()
         self._refresh_tag_gauges()
 
     def _mqtt_sink(self) -> MqttSink | None:
@@ -84,6 +89,8 @@ class Bridge:
         changes = self.table.update(values)
         if not changes:
             return
+        if not self._all_read.is_set() and self.table.all_read():
+            self._all_read.set()
         if self.mqtt is not None:
             self.mqtt.submit(changes)
         if self.opcua_server is not None:
@@ -120,12 +127,15 @@ class Bridge:
         except (OSError, ValueError) as exc:
             self.health.set_state(BridgeState.FAULTED, f"OPC UA server: {exc}")
             raise
-        if self.mqtt is not None:
-            self.health.add_sink("mqtt", self.mqtt.ready.is_set)
-            self._tasks.append(asyncio.create_task(self.mqtt.run(), name="mqtt"))
         sources: list[ModbusSource | OpcUaSource] = [*self.modbus, *self.opcua]
         for source in sources:
             self._tasks.append(asyncio.create_task(source.run(), name=f"source-{source.device.name}"))
+        if self.mqtt is not None:
+            if self.config.mqtt is not None and self.config.mqtt.devices:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._all_read.wait(), FIRST_READS_WAIT)
+            self.health.add_sink("mqtt", self.mqtt.ready.is_set)
+            self._tasks.append(asyncio.create_task(self.mqtt.run(), name="mqtt"))
         self.health.set_state(BridgeState.RUNNING)
 
     async def stop(self) -> None:

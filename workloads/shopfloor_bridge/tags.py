@@ -69,6 +69,10 @@ class TagTable:
     def current(self, name: str) -> TagValue | None:
         return self._current.get(name)
 
+    def all_read(self) -> bool:
+        """Every tag has had a value (good or bad) from its source."""
+        return len(self._current) >= len(self.info)
+
     def snapshot(self) -> list[TagValue | None]:
         """Current values in declaration order (None for tags not yet read)."""
         return [self._current.get(name) for name in self.info]

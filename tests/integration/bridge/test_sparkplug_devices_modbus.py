@@ -53,6 +53,9 @@ async def test_each_source_is_a_device_that_dies_with_its_connection(broker: Mos
     async with running(config_of(document, tmp_path / "state")):
         await eventually(lambda: device_values(probe, "mixer").get("Level") == 21.5, what="the mixer's level")
         await eventually(lambda: device_values(probe, "filler").get("Count") == 7, what="the filler's count")
+        # Both readable at the start: born once each, with their values (the first session waits for first reads).
+        assert [m.topic.rsplit("/", 1)[1] for m in probe.of_kind("DBIRTH")] == ["mixer", "filler"]
+        assert not probe.of_kind("DDEATH") and device_values(probe, "filler")["Count"] == 7
         await filler.stop()
         await eventually(lambda: any(m.topic.endswith("DDEATH/line-1/filler") for m in probe.snapshot()), what="DDEATH")
         await mixer.set(HOLDING, 0, real_words(22.0))  # the other device carries on
