@@ -53,6 +53,9 @@ class SparkplugFormat:
     def after_births(self) -> list[Message]:
         return []
 
+    def as_history(self, message: Message) -> Message | None:
+        return None
+
 
 class SparkplugDeviceFormat:
     """Each source is a Sparkplug device named after it, its tags the device's metrics (aliases stay unique across the
@@ -107,6 +110,15 @@ class SparkplugDeviceFormat:
         (a lost device's metrics are null; its DDEATH follows in `after_births`)."""
         nbirth = Message(self.topics.nbirth, payloads.birth(self._no_tags, [], bd_seq))
         return [nbirth, *(self.device_birth(device) for device in self.devices)]
+
+    def as_history(self, message: Message) -> Message:
+        """A DBIRTH or DDEATH buffered before the current birth sequence, which already says which devices are alive:
+        replayed as historical DDATA, so its values (or the nulls of a death) stay in the host's history."""
+        device = message.topic.rsplit("/", 1)[1]
+        topic = self.topics.device("DDATA", device)
+        if payloads.message_kind(message.topic) == "DBIRTH":
+            return Message(topic, payloads.birth_as_history(message.payload))
+        return Message(topic, payloads.death_as_history(message.payload, self.aliases, self.devices[device]))
 
     def after_births(self) -> list[Message]:
         """DDEATH for every device lost at the birth, queued behind the data buffered before it."""

@@ -22,7 +22,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -42,6 +42,8 @@ class BirthSequence(Protocol):
     def births(self, table: TagTable, bd_seq: int) -> list[Message]: ...
 
     def after_births(self) -> list[Message]: ...
+
+    def as_history(self, message: Message) -> Message | None: ...
 
 
 @dataclass(frozen=True)
@@ -274,7 +276,7 @@ class MqttSink(SessionEvents):
         self._host_offline_seen = False  # only an offline STATE after this birth ends the session
         if self.sparkplug is None:
             return
-        births = self.sparkplug.births or SparkplugFormat(self.sparkplug.topics, self.sparkplug.aliases)
+        births = self._birth_sequence()
         sequence = births.births(self.table, bd_seq)
         self._birth_mark = self.spool.next_id
         for seq, message in enumerate(sequence):
@@ -285,6 +287,15 @@ class MqttSink(SessionEvents):
                 self._inflight[mid] = (None, payloads.message_kind(message.topic))
         self._seq = len(sequence) - 1
         self._store(births.after_births(), None)
+
+    def _birth_sequence(self) -> BirthSequence:
+        assert self.sparkplug is not None
+        if self.sparkplug.births is None:  # tags as node metrics: one NBIRTH with every tag
+            self.sparkplug = replace(
+                self.sparkplug, births=SparkplugFormat(self.sparkplug.topics, self.sparkplug.aliases)
+            )
+        assert self.sparkplug.births is not None
+        return self.sparkplug.births
 
     def _fill_window(self, session: MqttSession) -> None:
         while len(self._inflight) < self.window:
@@ -297,10 +308,14 @@ class MqttSink(SessionEvents):
                 kind = payloads.message_kind(message.topic) if self.sparkplug is not None else "json"
                 historical = message_id < self._birth_mark
                 if kind in ("DBIRTH", "DDEATH") and historical:
-                    # A device came or went before the current birth sequence, which already says what holds now.
-                    self._unacked.append(message_id)
-                    self._settle(message_id)
-                    continue
+                    # A device came or went before the current birth sequence, which already says what holds now;
+                    # what it carried (values, or the nulls of a death) is replayed as history.
+                    history = self._birth_sequence().as_history(message)
+                    if history is None:
+                        self._unacked.append(message_id)
+                        self._settle(message_id)
+                        continue
+                    message, payload, kind = history, history.payload, "DDATA"
                 if kind in ("NDATA", "DDATA", "DBIRTH", "DDEATH"):
                     self._seq = (self._seq + 1) % 256
                     payload = payloads.with_seq(payload, self._seq, historical=historical and kind.endswith("DATA"))

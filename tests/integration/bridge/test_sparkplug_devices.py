@@ -22,12 +22,18 @@ def by_name(message: Received) -> dict[str, object]:
     return {m.name: metric_value(m) for m in message.sparkplug().metrics}
 
 
+def live_data(probe: Probe) -> list[Received]:
+    """DDATA but those replaying history (values buffered before the births, all flagged historical)."""
+    return [m for m in probe.of_kind("DDATA") if not all(x.is_historical for x in m.sparkplug().metrics)]
+
+
 def topics(probe: Probe, kind: str) -> list[str]:
     return [m.topic for m in probe.of_kind(kind)]
 
 
 async def born(probe: Probe, bridge: Harness, values: list[tuple[str, Value]]) -> None:
-    """Sets `values` while the node waits for its primary host, then lets it be born with them."""
+    """Sets `values` while the node waits for its primary host, then lets it be born with them (buffered before the
+    births, the devices' first births are also replayed as historical DDATA, like any data buffered before them)."""
     bridge.change_many(values)
     await eventually(lambda: bridge.sink._connected, what="connected")
     probe.host_state(HOST, online=True)
@@ -43,19 +49,19 @@ async def test_birth_sequence_is_nbirth_then_every_dbirth_then_device_data(broke
     async with running_sink(broker, tmp_path / "spool", devices=True, primary_host_id=HOST) as bridge:
         await born(probe, bridge, [("press/Counter", 1), ("press/Run", True), ("oven/Level", 180.5)])
         bridge.change("press/Counter", 2)
-        await eventually(lambda: probe.of_kind("DDATA"), what="DDATA")
+        await eventually(lambda: live_data(probe), what="DDATA")
         bridge.change_many([("press/Counter", 3), ("press/Run", False), ("oven/Level", 181.0)])
-        await eventually(lambda: len(probe.of_kind("DDATA")) == 3, what="one DDATA per device that changed")
+        await eventually(lambda: len(live_data(probe)) == 3, what="one DDATA per device that changed")
     checker = checked(probe)
-    assert checker.kinds[:6] == ["NBIRTH", "DBIRTH", "DBIRTH", "DDATA", "DDATA", "DDATA"]
+    assert checker.live_kinds[:6] == ["NBIRTH", "DBIRTH", "DBIRTH", "DDATA", "DDATA", "DDATA"]
     assert set(by_name(probe.of_kind("NBIRTH")[0])) == {"bdSeq", "Node Control/Rebirth"}  # tags are device metrics
     assert topics(probe, "DBIRTH") == [TOPICS.device("DBIRTH", "press"), TOPICS.device("DBIRTH", "oven")]
     press, oven = (by_name(m) for m in probe.of_kind("DBIRTH"))
     assert press == {"Counter": 1, "Run": True} and oven == {"Level": 180.5}
     assert [m.sparkplug().seq for m in probe.of_kind("DBIRTH")] == [1, 2]
-    assert topics(probe, "DDATA") == [TOPICS.device("DDATA", d) for d in ("press", "press", "oven")]
-    assert [m.sparkplug().seq for m in probe.of_kind("DDATA")] == [3, 4, 5]
-    assert [len(m.sparkplug().metrics) for m in probe.of_kind("DDATA")] == [1, 2, 1]  # report by exception
+    assert [m.topic for m in live_data(probe)] == [TOPICS.device("DDATA", d) for d in ("press", "press", "oven")]
+    assert [m.sparkplug().seq for m in live_data(probe)] == [5, 6, 7]  # after 3, 4: the history
+    assert [len(m.sparkplug().metrics) for m in live_data(probe)] == [1, 2, 1]  # report by exception
     assert not any(m.retain for m in probe.snapshot() if m.kind)
     probe.stop()
 
@@ -72,9 +78,9 @@ async def test_a_lost_device_gets_ddeath_and_a_full_dbirth_when_it_is_back(broke
         bridge.change("press/Counter", 9)  # one good tag again: the device is back
         await eventually(lambda: len(probe.of_kind("DBIRTH")) == 3, what="the press born again")
         bridge.change("press/Counter", 10)
-        await eventually(lambda: len(probe.of_kind("DDATA")) == 2, what="data after the new DBIRTH")
+        await eventually(lambda: len(live_data(probe)) == 2, what="data after the new DBIRTH")
     checker = checked(probe)
-    assert checker.kinds == ["NBIRTH", "DBIRTH", "DBIRTH", "DDEATH", "DDATA", "DBIRTH", "DDATA", "NDEATH"]
+    assert checker.live_kinds == ["NBIRTH", "DBIRTH", "DBIRTH", "DDEATH", "DDATA", "DBIRTH", "DDATA", "NDEATH"]
     death = probe.of_kind("DDEATH")[0]
     assert death.topic == TOPICS.device("DDEATH", "press") and not death.sparkplug().metrics
     assert by_name(probe.of_kind("DBIRTH")[2]) == {"Counter": 9, "Run": None}  # current values; Run still bad
@@ -106,13 +112,23 @@ async def test_rebirth_request_republishes_nbirth_and_every_dbirth(broker: Mosqu
     async with running_sink(broker, tmp_path / "spool", devices=True, primary_host_id=HOST) as bridge:
         await born(probe, bridge, [("press/Counter", 1), ("press/Run", True), ("oven/Level", 180.5)])
         bridge.change("press/Counter", 2)
-        await eventually(lambda: probe.of_kind("DDATA"))
+        await eventually(lambda: live_data(probe))
         request_rebirth(probe)
         await eventually(lambda: len(probe.of_kind("DBIRTH")) == 4, what="the second birth sequence")
         bridge.change("oven/Level", 181.0)
-        await eventually(lambda: len(probe.of_kind("DDATA")) == 2)
+        await eventually(lambda: len(live_data(probe)) == 2)
     checker = checked(probe)
-    assert checker.kinds == ["NBIRTH", "DBIRTH", "DBIRTH", "DDATA", "NBIRTH", "DBIRTH", "DBIRTH", "DDATA", "NDEATH"]
+    assert checker.live_kinds == [
+        "NBIRTH",
+        "DBIRTH",
+        "DBIRTH",
+        "DDATA",
+        "NBIRTH",
+        "DBIRTH",
+        "DBIRTH",
+        "DDATA",
+        "NDEATH",
+    ]
     first, second = (by_name(m)["bdSeq"] for m in probe.of_kind("NBIRTH"))
     assert first == second
     assert by_name(probe.of_kind("DBIRTH")[2]) == {"Counter": 2, "Run": True}  # current values
@@ -169,10 +185,43 @@ async def test_with_qos_0_births_and_data_use_qos_0_and_ndeath_qos_1(broker: Mos
         await born(probe, bridge, [("press/Counter", 1), ("press/Run", True), ("oven/Level", 180.5)])
         bridge.change("press/Counter", 2)
         bridge.lose("oven/Level")
-        await eventually(lambda: probe.of_kind("DDATA") and probe.of_kind("DDEATH"), what="DDATA and DDEATH")
+        await eventually(lambda: live_data(probe) and probe.of_kind("DDEATH"), what="DDATA and DDEATH")
     await eventually(lambda: probe.of_kind("NDEATH"), what="NDEATH")
     checked(probe)
     qos = {m.kind: m.qos for m in probe.snapshot() if m.kind in ("NBIRTH", "DBIRTH", "DDATA", "DDEATH", "NDEATH")}
     assert qos == {"NBIRTH": 0, "DBIRTH": 0, "DDATA": 0, "DDEATH": 0, "NDEATH": 1}
     assert not any(m.retain for m in probe.snapshot() if m.kind != HOST)
+    probe.stop()
+
+
+async def test_device_deaths_during_a_broker_outage_are_told_by_the_next_births(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    """Store-and-forward with devices: every value buffered during the outage is replayed as historical DDATA after
+    the new NBIRTH and DBIRTHs, including what the device's deaths and births in between carried (nulls, then its
+    values); the births say which devices are alive now, and one lost at the end gets its DDEATH after the replay
+    (tck-id-operational-behavior-device-ddeath)."""
+    probe = Probe(broker, ("spBv1.0/#",)).start()
+    probe.host_state(HOST, online=True)  # the probe is the primary host: births wait until it is subscribed again
+    async with running_sink(broker, tmp_path / "spool", devices=True, primary_host_id=HOST) as bridge:
+        await born(probe, bridge, [("press/Counter", 1), ("press/Run", True), ("oven/Level", 180.5)])
+        broker.stop(kill=True)
+        await eventually(lambda: not bridge.sink._connected, what="the bridge notices the outage")
+        for counter in range(2, 6):
+            bridge.change("press/Counter", counter)
+        bridge.lose("press/Counter", "press/Run")
+        bridge.change_many([("press/Counter", 6), ("press/Run", False)])  # back during the outage
+        bridge.lose("oven/Level")  # lost, and still lost when the broker is back
+        broker.start()
+        await eventually(lambda: len(probe.of_kind("NBIRTH")) == 2, timeout=20, what="the second birth")
+        await eventually(lambda: probe.of_kind("DDEATH"), what="the oven's DDEATH after the replay")
+    checked(probe)
+    sparkplug = [m for m in probe.snapshot() if m.kind and m.kind != HOST]
+    second = sparkplug[[m.kind for m in sparkplug].index("NBIRTH", 1) :]
+    kinds = [m.kind for m in second]
+    assert kinds[:3] == ["NBIRTH", "DBIRTH", "DBIRTH"] and kinds[-2:] == ["DDEATH", "NDEATH"]
+    replayed = [m.sparkplug() for m in second if m.kind == "DDATA"]
+    counters = [metric_value(metric) for p in replayed for metric in p.metrics if metric.alias == 1]
+    assert counters == [2, 3, 4, 5, None, 6] and all(m.is_historical for p in replayed for m in p.metrics)
+    assert by_name(second[1]) == {"Counter": 6, "Run": False} and by_name(second[2]) == {"Level": None}
     probe.stop()

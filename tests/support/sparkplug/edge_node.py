@@ -46,6 +46,7 @@ class EdgeNodeChecker:
     births: int = 0
     deaths: list[int] = field(default_factory=list)  # bdSeq of every NDEATH
     kinds: list[str] = field(default_factory=list)
+    live_kinds: list[str] = field(default_factory=list)  # without data made only of historical metrics
 
     def feed_all(self, messages: Iterable[tuple[str, bytes]]) -> EdgeNodeChecker:
         for topic, payload in messages:
@@ -74,6 +75,8 @@ class EdgeNodeChecker:
                 "payloads-timestamp-in-UTC",
                 f"{kind} timestamp {message.timestamp} is not epoch milliseconds UTC of today",
             )
+        if not (kind.endswith("DATA") and message.metrics and all(m.is_historical for m in message.metrics)):
+            self.live_kinds.append(kind)
         getattr(self, f"_{kind.lower()}")(message, device)
 
     # ---- node messages -----------------------------------------------------------------------------------------

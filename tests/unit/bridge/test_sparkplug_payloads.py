@@ -149,3 +149,20 @@ def test_bdseq_continues_and_wraps_after_255(tmp_path: Path) -> None:
     bd_seq = _BdSeq(tmp_path / "bdseq")
     assert [bd_seq.next(), bd_seq.next(), bd_seq.next()] == [255, 0, 1]
     assert _BdSeq(tmp_path / "bdseq").next() == 2
+
+
+def test_buffered_device_births_and_deaths_replay_as_historical_data() -> None:
+    """What a DBIRTH or DDEATH buffered before the current births carried stays in the host's history as DDATA
+    (by alias only, tck-id-payloads-alias-data-cmd-requirement; no datatype, -metric-datatype-not-req)."""
+    tags = [TagInfo("press/Count", DataType.UDINT), TagInfo("press/Run", DataType.BOOL)]
+    aliases = payloads.Aliases(tags)
+    birth = payloads.device_birth(aliases, "press", tags, [value("press/Count", 7), None])
+    data = decode(payloads.birth_as_history(birth))
+    assert [(m.alias, m.name, m.HasField("datatype"), metric_value(m), m.is_historical) for m in data.metrics] == [
+        (1, "", False, 7, True),
+        (2, "", False, None, True),
+    ]
+    death = decode(payloads.device_death())
+    nulls = decode(payloads.death_as_history(payloads.device_death(), aliases, ["press/Count", "press/Run"]))
+    assert [(m.alias, m.is_null, m.is_historical) for m in nulls.metrics] == [(1, True, True), (2, True, True)]
+    assert abs(nulls.timestamp - death.timestamp) < 1000

@@ -133,6 +133,30 @@ def device_death() -> bytes:
     return Payload(timestamp=now_ms()).SerializeToString()
 
 
+def birth_as_history(encoded: bytes) -> bytes:
+    """A DBIRTH buffered before the current birth sequence, as DDATA: its values by alias, flagged historical."""
+    birth = Payload.FromString(encoded)
+    data = Payload(timestamp=birth.timestamp)
+    for metric in birth.metrics:
+        copy = data.metrics.add(alias=metric.alias, timestamp=metric.timestamp, is_historical=True)
+        which = metric.WhichOneof("value")
+        if which is None or metric.is_null:
+            copy.is_null = True
+        else:
+            setattr(copy, which, getattr(metric, which))
+    return data.SerializeToString()
+
+
+def death_as_history(encoded: bytes, aliases: Aliases, names: Sequence[str]) -> bytes:
+    """A DDEATH buffered before the current birth sequence, as DDATA: every tag of the device null (its value was
+    unknown from then on) at the time of the death, flagged historical."""
+    death = Payload.FromString(encoded)
+    data = Payload(timestamp=death.timestamp)
+    for name in names:
+        data.metrics.add(alias=aliases.by_name[name], timestamp=death.timestamp, is_null=True, is_historical=True)
+    return data.SerializeToString()
+
+
 def _add_tags(
     payload: Payload,
     aliases: Aliases,
