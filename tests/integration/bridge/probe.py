@@ -56,8 +56,11 @@ class Probe:
         if broker.tls:
             cert, key = client_certificate or (None, None)
             client.tls_set(ca_certs=str(broker.ca_file), certfile=cert and str(cert), keyfile=key and str(key))
+        self._subscribing: set[int] = set()
+        self.subscribed = threading.Event()  # the broker acknowledged every subscription of the current connection
         client.on_connect = self._on_connect
-        client.on_disconnect = lambda *_: self.connected.clear()
+        client.on_subscribe = self._on_subscribe
+        client.on_disconnect = lambda *_: (self.connected.clear(), self.subscribed.clear())
         client.on_message = self._on_message
         self.client = client
 
@@ -65,6 +68,8 @@ class Probe:
         self.client.connect_async("127.0.0.1", self.broker.port, keepalive=5)
         self.client.loop_start()
         assert self.connected.wait(10), "probe could not connect to the broker"
+        # Subscribed before the test goes on: nothing the bridge publishes from now on can pass the probe by.
+        assert self.subscribed.wait(10), "the broker did not acknowledge the probe's subscriptions"
         return self
 
     def stop(self) -> None:
@@ -74,12 +79,16 @@ class Probe:
     def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         if reason.is_failure:
             return
-        for topic in self.topics:
-            client.subscribe(topic, qos=1)
+        self._subscribing = {client.subscribe(topic, qos=1)[1] for topic in self.topics}
         # Subscriptions are in place before anything below is published (the broker handles packets in order).
         for topic, payload in self.on_connect_publish:
             client.publish(topic, payload, qos=1, retain=True)
         self.connected.set()
+
+    def _on_subscribe(self, _c: Any, _u: Any, mid: int, _codes: Any, _p: Any) -> None:
+        self._subscribing.discard(mid)
+        if not self._subscribing:
+            self.subscribed.set()
 
     def _on_message(self, _c: Any, _u: Any, message: mqtt.MQTTMessage) -> None:
         with self._lock:
