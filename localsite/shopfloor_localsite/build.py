@@ -432,7 +432,8 @@ def ensure_binaries() -> Binaries:
     log_file = cache_root() / "build.log"
     started = time.monotonic()
     _log(
-        f"building the control plane from Go modules (first run only: about 20-40 minutes on 2 cores; log: {log_file})"
+        "building the control plane from Go modules, first run only: about 8 minutes on 2 idle cores, 15 beside other "
+        f"work, most of it kube-apiserver (log: {log_file})"
     )
     build_etcd(work, log_file)
     build_kwok(work, log_file)

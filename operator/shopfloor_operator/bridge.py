@@ -52,7 +52,7 @@ class BridgeReconciler:
         # The bridge reads its configuration at start: a new configuration is a new pod.
         config_hash = spec_hash(config_map["data"])
         workload = workload.with_pod_annotations({CONFIG_HASH_ANNOTATION: config_hash})
-        first, beside = start_children(self.applier, workload, self.settings, [("apply", config_map)], [])
+        first, beside = start_children(self.applier, workload, self.settings, [("apply", config_map)])
         incarnation = int(status.get("replacements", 0)) if status.get("podName") else None
         with alongside(beside):
             first.wait()

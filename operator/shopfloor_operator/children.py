@@ -73,7 +73,9 @@ class ChildApplier:
     @staticmethod
     def _digest(mode: Mode, manifest: dict[str, Any]) -> str:
         if mode != "apply":
-            return mode
+            # Per owner: a workload deleted and made again under the same name gets its objects made again.
+            owners = ",".join(ref.get("uid", "") for ref in manifest["metadata"].get("ownerReferences") or [])
+            return f"{mode}:{owners}"
         return hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()
 
     def _seen(self, key: str, digest: str) -> float | None:

@@ -92,7 +92,8 @@ class Kube:
         content_type: str = "application/json",
         decode: bool = True,
     ) -> dict[str, Any] | None:
-        """The decoded response (an empty dict with `decode=False`); None for 404; KubeError for other failures.
+        """The decoded response (an empty dict with `decode=False`); None when a GET finds nothing (404); KubeError
+        for other failures, a 404 of any other verb included.
 
         The body is serialised once, straight to JSON (which is also YAML, for apply patches), and sent on the
         client's own connection pool with its credentials; the client's generic model serialisation, which walks
@@ -111,9 +112,9 @@ class Kube:
         response = self.api.rest_client.pool_manager.request(
             method, url, body=data, headers=headers, timeout=_TIMEOUT, preload_content=True
         )
-        if response.status == 404:
+        if response.status == 404 and method == "GET":
             return None
-        if response.status >= 400:
+        if response.status >= 400:  # a 404 of a write is an error: a missing namespace, or a missing Role to bind
             raise KubeError(response.status, response.data.decode("utf-8", "replace"))
         return json.loads(response.data) if decode and response.data else {}
 

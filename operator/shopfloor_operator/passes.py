@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 from dataclasses import dataclass
@@ -65,22 +66,28 @@ def start_children(
     workload: Workload,
     settings: OperatorSettings,
     before_pod: list[tuple[Mode, dict[str, Any]]],
-    beside_pod: list[tuple[Mode, dict[str, Any]]],
 ) -> tuple[Batch, Batch]:
-    """Start every child's request at once, in two batches. The first is what must exist before the pod: its
-    ServiceAccount (admission refuses a pod without it), its NetworkPolicy (the pod never serves unprotected) and
-    `before_pod` (what it runs); the second what the runtime needs only once it runs: Role, RoleBinding, the Lease,
-    the Service and `beside_pod`."""
+    """Start the children's requests concurrently, in two batches. The first is everything the pod needs before it
+    may exist, because its runtime uses it from its first second: the ServiceAccount (admission refuses a pod
+    without it), Role and RoleBinding (its credentials), the Lease (its lock), its NetworkPolicy (the pod never
+    serves unprotected) and `before_pod` (what it runs). Beside it goes the Service, which only routes clients."""
+    role = applier.start(("apply", rbac.role(workload)))
     first = applier.start(
-        ("apply", rbac.service_account(workload)), ("apply", network.network_policy(workload, settings)), *before_pod
-    )
-    beside = applier.start(
-        ("apply", rbac.role(workload)),
-        ("apply", rbac.role_binding(workload)),
+        ("apply", rbac.service_account(workload)),
         ("exists", config.lease(workload)),
-        ("apply", network.service(workload)),
-        *beside_pod,
+        ("apply", network.network_policy(workload, settings)),
+        *before_pod,
     )
+    # The RoleBinding after its Role: an operator allowed to bind a Role only by holding its rules (the chart's,
+    # without the `bind` verb) is refused a binding to a Role that does not exist yet.
+    try:
+        role.wait()
+    except Exception:
+        with contextlib.suppress(Exception):
+            first.wait()
+        raise
+    first.futures.extend(applier.start(("apply", rbac.role_binding(workload))).futures)
+    beside = applier.start(("apply", network.service(workload)))
     return first, beside
 
 

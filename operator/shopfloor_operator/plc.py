@@ -1,8 +1,8 @@
 """Reconcile one VirtualPLC, level-based: program, rollout, children, pod, status. Every step is idempotent, so a
 pass interrupted anywhere (operator restart, API error) is simply run again.
 
-The pod is on the critical path: the children it needs (ServiceAccount, NetworkPolicy, runtime ConfigMap, the
-pair's key) are sent together, the pod is created as soon as they exist, and the other children go out beside it.
+The pod is on the critical path: the children it needs are sent together (passes.start_children), the pod is
+created as soon as they exist, and the Service goes out beside it.
 Status is patched once per pass at most, and Events leave without being waited for."""
 
 from __future__ import annotations
@@ -131,9 +131,8 @@ class PlcReconciler:
         runtime_map = self._runtime_config_map(key, workload, plc, program) if program.get("deployedRevision") else None
         if runtime_map is not None:
             before_pod.append(("apply", runtime_map))
-        first, beside = start_children(
-            self.applier, workload, self.settings, before_pod, [("exists", config.retain_config_map(workload))]
-        )
+        before_pod.append(("exists", config.retain_config_map(workload)))
+        first, beside = start_children(self.applier, workload, self.settings, before_pod)
         with alongside(beside):
             first.wait()
             if runtime_map is not None:
