@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections import deque
@@ -29,6 +28,7 @@ from typing import Protocol
 from shopfloor_bridge.metrics import BridgeMetrics
 from shopfloor_bridge.mqtt_formats import Message, MessageFormat, SparkplugFormat
 from shopfloor_bridge.mqtt_session import BrokerSettings, MqttSession, SessionEvents, Will
+from shopfloor_bridge.primary_host import PrimaryHost
 from shopfloor_bridge.sparkplug import payloads
 from shopfloor_bridge.spool import Spool
 from shopfloor_bridge.tags import TagTable, TagValue, Value
@@ -110,11 +110,7 @@ class MqttSink(SessionEvents):
         self._death_acked = asyncio.Event()
         self._connected = False
         self._server = 0  # index in `brokers` of the broker used now
-        self._state_ms: dict[int, int] = {}  # per broker: timestamp of the newest primary host STATE accepted there
-        self._ended_ms: dict[int, int] = {}  # per broker: timestamp of the offline STATE that ended a born session
-        self._host_online = False
-        self._host_offline_seen = False
-        self._host_offline_walk = False
+        self._host = PrimaryHost(sparkplug.primary_host_id if sparkplug else None)
         self._rebirth = False
         self._seq = 0
         self._birth_mark = 0
@@ -232,20 +228,19 @@ class MqttSink(SessionEvents):
         session = MqttSession(self.broker, self, loop, will)
         session.set_window(self.window)
         self._session, self._connected, self._rebirth = session, False, False
-        self._host_online = self.sparkplug is None or self.sparkplug.primary_host_id is None
-        self._host_offline_seen = self._host_offline_walk = False
+        self._host.new_session()
         born = False
         session.start()
         try:
             while not session.closed.is_set() and not self._closing:
-                if born and self._host_offline_seen:  # even if it is already back: it expects a new session
+                if born and self._host.offline_since_birth:  # even if it is already back: it expects a new session
                     log.info("primary host went offline: ending the session until it is back")
                     await self._last_words(session, bd_seq)
                     break
-                if self._host_offline_walk and len(self.brokers) > 1:
+                if self._host.said_offline and len(self.brokers) > 1:
                     log.info("primary host is offline on %s:%s: trying the next broker", *self._where())
                     break
-                if self._connected and self._host_online:
+                if self._connected and self._host.online:
                     if not born or self._rebirth:
                         self._birth(session, bd_seq)
                         born = True
@@ -273,7 +268,7 @@ class MqttSink(SessionEvents):
     def _birth(self, session: MqttSession, bd_seq: int) -> None:
         """NBIRTH (seq 0) and, with devices, every DBIRTH (seq 1, 2, ...): the whole birth sequence, before any data."""
         self._rebirth = False
-        self._host_offline_seen = False  # only an offline STATE after this birth ends the session
+        self._host.born()
         if self.sparkplug is None:
             return
         births = self._birth_sequence()
@@ -383,32 +378,8 @@ class MqttSink(SessionEvents):
             if device in self.sparkplug.writable_devices and topic == self.sparkplug.topics.device("DCMD", device):
                 self._command(payload, device)
         elif self.sparkplug.primary_host_id and topic == payloads.Topics.state(self.sparkplug.primary_host_id):
-            self._host_state(payload)
+            self._host.receive(payload, self._server, born=self.ready.is_set())
         self._wake.set()
-
-    def _host_state(self, payload: bytes) -> None:
-        """Applies a primary host STATE unless it is stale: older than the newest one accepted from this broker, or
-        an online STATE of the host session whose offline STATE ended this node's session (a host's birth and death
-        STATE carry the same timestamp, that of its CONNECT, so an online STATE with a timestamp no newer than that
-        offline one is the replay of a host session known to be over)."""
-        online, timestamp = _host_state(payload)
-        if timestamp is not None:
-            newest = self._state_ms.get(self._server)
-            if newest is not None and timestamp < newest:
-                log.info("ignoring a stale STATE of the primary host (timestamp %d < %d)", timestamp, newest)
-                return
-            ended = self._ended_ms.get(self._server)
-            if online and ended is not None and timestamp <= ended:
-                log.info(
-                    "ignoring an online STATE of a primary host session that went offline (timestamp %d)", timestamp
-                )
-                return
-            self._state_ms[self._server] = timestamp
-            if not online and self.ready.is_set():
-                self._ended_ms[self._server] = timestamp
-        self._host_online = online
-        self._host_offline_seen = self._host_offline_seen or not online
-        self._host_offline_walk = not online
 
     def disconnected(self, reason: str) -> None:
         self._connected = False
@@ -446,17 +417,3 @@ class MqttSink(SessionEvents):
     def _refresh_gauges(self) -> None:
         self.metrics.buffered_bytes.set(self.spool.size_bytes)
         self.metrics.buffered_messages.set(self.spool.pending)
-
-
-def _host_state(payload: bytes) -> tuple[bool, int | None]:
-    """(online, timestamp): Sparkplug 3.0 STATE is JSON {"online": bool, "timestamp": epoch ms}; 2.2 hosts publish
-    ONLINE / OFFLINE without a timestamp. Anything else counts as offline."""
-    text = payload.decode(errors="replace").strip()
-    if text.upper() in ("ONLINE", "OFFLINE"):
-        return text.upper() == "ONLINE", None
-    try:
-        document = json.loads(text)
-        timestamp = document.get("timestamp")
-        return document.get("online") is True, timestamp if isinstance(timestamp, int) else None
-    except (ValueError, AttributeError):
-        return False, None

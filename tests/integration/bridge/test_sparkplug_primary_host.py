@@ -158,7 +158,7 @@ async def test_the_primary_host_steps_of_the_tck(
     (-phid-wait, -phid-wait-online); online, NBIRTH and every DBIRTH; offline, NDEATH
     (tck-id-operational-behavior-edge-node-termination-host-offline); the same online STATE again, no birth
     (-phid-wait-timestamp); a new host session, born again (-termination-host-offline-reconnect)."""
-    caplog.set_level(logging.INFO, logger="shopfloor_bridge.mqtt_sink")
+    caplog.set_level(logging.INFO, logger="shopfloor_bridge.primary_host")
     connect_ms = int(time.time() * 1000)
     probe = Probe(broker, ("spBv1.0/#",)).start()
     async with running_sink(broker, tmp_path / "spool", primary_host_id=HOST, devices=True) as bridge:
@@ -166,7 +166,7 @@ async def test_the_primary_host_steps_of_the_tck(
         await eventually(lambda: bridge.sink._connected, what="connected")
         probe.host_state(f"{HOST}_WRONG", online=True, timestamp=connect_ms)
         probe.host_state(HOST, online=False, timestamp=connect_ms)
-        await eventually(lambda: bridge.sink._state_ms, what="the offline STATE handled")
+        await eventually(lambda: bridge.sink._host.said_offline, what="the offline STATE handled")
         probe.host_state(HOST, online=True, timestamp=connect_ms)
         await eventually(lambda: len(probe.of_kind("DBIRTH")) == 2, what="the birth sequence")
         probe.host_state(HOST, online=False, timestamp=connect_ms)

@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 
 import pytest
@@ -102,9 +103,9 @@ def test_unsigned_32_bit_datatype() -> None:
 def test_primary_host_state_in_both_specification_versions(payload: bytes, state: tuple[bool, int | None]) -> None:
     """tck-id-message-flow-edge-node-birth-publish-phid-wait-online: only a boolean `online` true counts; the 3.0
     `timestamp` is what stale STATE messages are told apart by (-phid-wait-timestamp)."""
-    from shopfloor_bridge.mqtt_sink import _host_state
+    from shopfloor_bridge.primary_host import parse_state
 
-    assert _host_state(payload) == state
+    assert parse_state(payload) == state
 
 
 def test_device_birth_names_metrics_within_the_device_and_keeps_node_wide_aliases() -> None:
@@ -166,3 +167,30 @@ def test_buffered_device_births_and_deaths_replay_as_historical_data() -> None:
     nulls = decode(payloads.death_as_history(payloads.device_death(), aliases, ["press/Count", "press/Run"]))
     assert [(m.alias, m.is_null, m.is_historical) for m in nulls.metrics] == [(1, True, True), (2, True, True)]
     assert abs(nulls.timestamp - death.timestamp) < 1000
+
+
+def test_primary_host_state_older_than_the_newest_or_of_an_ended_host_session_is_ignored() -> None:
+    """tck-id-message-flow-edge-node-birth-publish-phid-wait-timestamp and
+    tck-id-operational-behavior-edge-node-termination-host-offline-timestamp, per broker."""
+    from shopfloor_bridge.primary_host import PrimaryHost
+
+    def state(online: bool, timestamp: int) -> bytes:
+        return json.dumps({"online": online, "timestamp": timestamp}).encode()
+
+    host = PrimaryHost("scada")
+    host.receive(state(False, 10), 0, born=False)
+    host.receive(state(True, 10), 0, born=False)  # the same host session coming online: fine before a birth
+    assert host.online and not host.said_offline
+    host.born()
+    host.receive(state(False, 5), 0, born=True)  # older than the newest: stale
+    assert host.online and not host.offline_since_birth
+    host.receive(state(False, 10), 0, born=True)  # ends the session
+    assert not host.online and host.offline_since_birth
+    host.new_session()
+    host.receive(state(True, 10), 0, born=False)  # that host session again: over
+    assert not host.online
+    host.receive(state(True, 10), 1, born=False)  # another broker keeps its own timestamps
+    assert host.online
+    host.receive(state(True, 11), 0, born=False)  # a new host session
+    assert host.online
+    assert PrimaryHost(None).online
