@@ -1,6 +1,8 @@
 """End-to-end fixtures: the whole simulated edge site with the example production line applied.
 
 - `site`, `probe`, `sparkplug`, `line`: one site for the session, the line applied once.
+- `steady_line`: the line brought back to the examples' steady state before a test, so that tests using it pass in
+  any order (`pytestmark = pytest.mark.usefixtures("steady_line")`).
 - `faults`: the failures the site can cause (SiteFaults: power_off/power_on, partition/heal,
   stop_api_server/start_api_server); whatever a test breaks is restored at its teardown.
 - `plant_writes`: the plant devices' write records, from the start of the test, and who wrote them.
@@ -12,11 +14,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kubernetes.client.exceptions import ApiException
 
 from shopfloor_localsite.plant.write_record import DeviceWrite, PodAddressBook, overlaps, writers_in_order
 from shopfloor_localsite.site.edgesite import EdgeSite, SiteFaults, SiteOptions
 from shopfloor_localsite.site.launch import PART_OF_LABEL, PART_OF_VALUE
-from shopfloor_localsite.site.line import LINE, apply_production_line, wait_line_running
+from shopfloor_localsite.site.line import EXAMPLES, LINE, PLCS, apply_production_line, wait_line_running
 from shopfloor_localsite.site.probes import SiteProbe
 from shopfloor_localsite.site.sparkplug_watch import SparkplugWatch
 
@@ -63,6 +66,62 @@ def line(site: EdgeSite, probe: SiteProbe, sparkplug: SparkplugWatch) -> str:
     apply_production_line(site, probe)
     wait_line_running(probe)
     return LINE
+
+
+@pytest.fixture
+def steady_line(line: str, site: EdgeSite, probe: SiteProbe) -> str:
+    """The production line as the examples describe it, steady, whatever the test before did: applied again if a
+    test deleted it, every node Ready, both PLCs Running their examples' programs, verified, each in one runtime
+    that holds its Lease. Test modules whose tests must pass in any order use it for every test."""
+    if namespace_phase(probe, line) != "Active":
+        probe.wait(lambda: namespace_phase(probe, line) is None, 180, f"namespace {line} deleted")
+        apply_production_line(site, probe)
+    else:
+        site.kubectl("apply", "-f", str(EXAMPLES))  # specs back to the examples; nothing changes if none changed
+    probe.wait(lambda: nodes_ready(probe), 120, "every node Ready")
+    wait_line_running(probe)
+    for name in PLCS:
+        probe.wait(lambda plc=name: steady(probe, site, plc), 180, f"{name} steady on its example program")
+    return line
+
+
+def namespace_phase(probe: SiteProbe, name: str) -> str | None:
+    """Active, Terminating, or None once the namespace is gone."""
+    try:
+        return str(probe.core.read_namespace(name).status.phase)
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+
+
+def nodes_ready(probe: SiteProbe) -> bool:
+    """Every node Ready and without the taints of a node that was lost (a PLC can move to any of them)."""
+    for node in probe.core.list_node().items:
+        ready = next((c.status for c in node.status.conditions or [] if c.type == "Ready"), "Unknown")
+        lost = [t.key for t in node.spec.taints or [] if t.key in LOST_NODE_TAINTS]
+        if ready != "True" or lost:
+            return False
+    return True
+
+
+LOST_NODE_TAINTS = ("node.kubernetes.io/unreachable", "node.kubernetes.io/not-ready")
+
+
+def steady(probe: SiteProbe, site: EdgeSite, plc: str) -> bool:
+    """`plc` Running the revision its spec asks for, verified, in one runtime that holds its Lease, no standby."""
+    resource = probe.get(LINE, plc)
+    status = resource.get("status") or {}
+    program = status.get("program") or {}
+    if status.get("observedGeneration") != resource["metadata"]["generation"] or status.get("phase") != "Running":
+        return False
+    if not program.get("desiredRevision") == program.get("activeRevision") == program.get("lastKnownGoodRevision"):
+        return False
+    if status.get("redundancy") or probe.lease(LINE, plc).get("holder") != status.get("podName"):
+        return False
+    assert site.runner is not None
+    runtimes = [w for w in site.runner.workloads() if w["namespace"] == LINE and w["owner"] == plc]
+    return [w["pod"] for w in runtimes if w["running"]] == [status.get("podName")]
 
 
 @pytest.fixture

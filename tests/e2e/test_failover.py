@@ -1,18 +1,25 @@
 """One controller per process, always: failover on the simulated edge site, proven from the field device's own
 record of who wrote when (tank-io records every write with the writer's connection; runtimes connect from their
-pod's address, so the record names the pod). The API outage comes last: after it, the simulated kubelets (kwok)
-and the watches come back with client-go's back-off, which would slow whatever fault came next."""
+pod's address, so the record names the pod). Each test starts from the line's steady state (`steady_line`). The
+API outage still comes last: after it, the simulated kubelets (kwok) and the watches come back with client-go's
+back-off, and a hot standby asked for right after it was not in sync within the 120 s its test allows (a reversed
+run); the other tests pass in either order."""
 
 from __future__ import annotations
 
 import time
 from typing import Any
 
+import pytest
+
 from shopfloor_localsite.plant.write_record import overlaps, writers_in_order
 from shopfloor_localsite.site.edgesite import EdgeSite, SiteFaults
 from shopfloor_localsite.site.probes import SiteProbe
 
 from .conftest import PlantWrites
+
+# Each test starts from the line's steady state, whatever the test before it did.
+pytestmark = pytest.mark.usefixtures("steady_line")
 
 PLC, DEVICE = "tank-1", "tank-io"
 

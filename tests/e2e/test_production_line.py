@@ -1,6 +1,7 @@
 """The production line on the simulated edge site, end to end: the demo's story as assertions.
 
-Tests run in file order on one site: placement and control first, then the changes that disturb the line."""
+The tests share one site; each starts from the line's steady state (the `line` fixture brings it back), so they
+pass in any order."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ import json
 import time
 from typing import Any
 
+import pytest
+import yaml
+
 from shopfloor_localsite.demo import read_opcua
 from shopfloor_localsite.nodes import REALTIME_LABEL
 from shopfloor_localsite.site.edgesite import EdgeSite
@@ -16,6 +20,9 @@ from shopfloor_localsite.site.line import EXAMPLES
 from shopfloor_localsite.site.probes import SiteProbe
 from shopfloor_localsite.site.sparkplug_watch import SparkplugWatch
 from tests.support.sparkplug import BOOLEAN, FLOAT, UINT32, decode, metric_value
+
+# Each test starts from the line's steady state, whatever the test before it did.
+pytestmark = pytest.mark.usefixtures("steady_line")
 
 
 def modbus(probe: SiteProbe, plc: str, table: str, address: int, kind: str) -> Any:
@@ -64,7 +71,7 @@ def test_sparkplug_payloads_decode_with_the_official_schema_and_carry_the_values
     line: str, probe: SiteProbe, sparkplug: SparkplugWatch
 ) -> None:
     probe.wait(lambda: any("/NBIRTH/" in t for t, _ in sparkplug.raw), 60, "NBIRTH")
-    probe.wait(lambda: sum("/NDATA/" in t for t, _ in sparkplug.raw) >= 5, 60, "NDATA")
+    probe.wait(lambda: sum("/NDATA/" in t for t, _ in since_last_birth(sparkplug.raw)) >= 5, 60, "NDATA")
     topic, payload = next((t, p) for t, p in sparkplug.raw if "/NBIRTH/" in t)
     assert topic == "spBv1.0/plant-a/NBIRTH/line-1"
     birth = decode(payload)
@@ -82,20 +89,18 @@ def test_sparkplug_payloads_decode_with_the_official_schema_and_carry_the_values
     }
     assert metrics["tank/Level"].datatype == FLOAT and metrics["tank/Fills"].datatype == UINT32
     assert metrics["tank/HighAlarm"].datatype == BOOLEAN
-    # The latest value of every metric, replaying births and data in order (a birth may carry nulls for tags the
-    # bridge has not read yet; their first values then come as data).
-    latest: dict[str, Any] = {}
-    aliases: dict[int, str] = {}
-    for topic, payload in sparkplug.raw:
-        if "/NBIRTH/" in topic or "/NDATA/" in topic:
-            message = decode(payload)
-            if "/NBIRTH/" in topic:
-                aliases = {m.alias: m.name for m in message.metrics if m.name != "bdSeq"}
-            for m in message.metrics:
-                latest[m.name or aliases.get(m.alias, "")] = metric_value(m)
+    latest = dict(metric_values(since_last_birth(sparkplug.raw)))
     assert 30.0 <= latest["tank/Level"] <= 70.0
     assert latest["tank/FillBelow"] == 40.0
-    assert latest["conveyor/PartsTotal"] >= 0 and latest["tank/HighAlarm"] is False
+    assert latest["tank/HighAlarm"] is False
+
+    def parts_counted() -> bool:
+        """conveyor/PartsTotal, which the bridge publishes as it changes, larger in a later message than earlier."""
+        totals = [v for name, v in metric_values(since_last_birth(sparkplug.raw)) if name == "conveyor/PartsTotal"]
+        totals = [v for v in totals if v is not None]
+        return len(totals) >= 2 and totals[-1] > totals[0]
+
+    probe.wait(parts_counted, 60, "conveyor/PartsTotal growing over Sparkplug (a part every few seconds)")
     previous = None
     for topic, payload in sparkplug.raw:
         if "/NDEATH/" in topic or "/N" not in topic:
@@ -106,6 +111,27 @@ def test_sparkplug_payloads_decode_with_the_official_schema_and_carry_the_values
         else:
             assert previous is not None and seq == (previous + 1) % 256
         previous = seq
+
+
+def since_last_birth(raw: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+    """The node's messages from its latest NBIRTH on (a line applied again starts a new bridge and session)."""
+    messages = list(raw)
+    births = [i for i, (topic, _) in enumerate(messages) if "/NBIRTH/" in topic]
+    return messages[births[-1] :] if births else []
+
+
+def metric_values(messages: list[tuple[str, bytes]]) -> list[tuple[str, Any]]:
+    """(metric, value) as published, replaying births and data in order: data names metrics by the birth's aliases
+    (a birth may carry nulls for tags the bridge has not read yet; their first values then come as data)."""
+    values: list[tuple[str, Any]] = []
+    aliases: dict[int, str] = {}
+    for topic, payload in messages:
+        if "/NBIRTH/" in topic or "/NDATA/" in topic:
+            message = decode(payload)
+            if "/NBIRTH/" in topic:
+                aliases = {m.alias: m.name for m in message.metrics if m.name != "bdSeq"}
+            values.extend((m.name or aliases.get(m.alias, ""), metric_value(m)) for m in message.metrics)
+    return values
 
 
 def test_online_change_keeps_the_counter_and_reports_the_new_revision(line: str, probe: SiteProbe) -> None:
@@ -134,7 +160,13 @@ def test_online_change_keeps_the_counter_and_reports_the_new_revision(line: str,
     assert after["podName"] == before["podName"], "an online change keeps the pod"
     assert probe.lease(line, "conveyor-1")["shopfloor.io/active-revision"] == after["program"]["activeRevision"]
     assert after["program"]["lastKnownGoodRevision"] == after["program"]["activeRevision"]
-    assert modbus(probe, "conveyor-1", "inputRegisters", 0, "UDINT") >= parts_before
+    parts_after = modbus(probe, "conveyor-1", "inputRegisters", 0, "UDINT")
+    assert parts_after >= parts_before >= 1, "the retained counter went on from its value (not from zero)"
+    probe.wait(
+        lambda: modbus(probe, "conveyor-1", "inputRegisters", 0, "UDINT") > parts_after,
+        60,
+        "a part counted by the new revision",
+    )
 
 
 def test_an_invalid_program_is_refused_and_the_old_one_keeps_running(line: str, probe: SiteProbe) -> None:
@@ -154,10 +186,7 @@ def test_an_invalid_program_is_refused_and_the_old_one_keeps_running(line: str, 
 
 
 def test_a_program_that_faults_during_verification_is_rolled_back(line: str, probe: SiteProbe) -> None:
-    good_source = (EXAMPLES / "conveyor.st").read_text()
-    probe.patch_spec(line, "conveyor-1", {"program": {"source": good_source}})
-    probe.wait(lambda: probe.condition(line, "conveyor-1", "ProgramValid")["status"] == "True", 30, "valid again")
-    probe.wait(lambda: probe.status(line, "conveyor-1").get("phase") == "Running", 90, "Running again")
+    good_source = (EXAMPLES / "conveyor.st").read_text()  # what the line runs (the `line` fixture sees to that)
     good = probe.status(line, "conveyor-1")["program"]["activeRevision"]
     faulty = good_source.replace(
         "    BatchDone : BOOL;\n", "    BatchDone : BOOL;\n    Zero : INT := 0;\n    Ratio : INT;\n"
@@ -208,7 +237,27 @@ def test_a_node_failure_moves_the_plc_and_keeps_its_retained_variables(
         site.plane.set_node_heartbeat(old["nodeName"], True)
 
 
-def test_deleting_the_namespace_stops_every_runtime(line: str, probe: SiteProbe, site: EdgeSite) -> None:
-    probe.core.delete_namespace(line)
+def test_deleting_the_namespace_stops_every_runtime(probe: SiteProbe, site: EdgeSite) -> None:
+    """In a namespace of its own, so the line the other tests share stays: a copy of conveyor-1 without its field
+    device (the line's conveyor-1 drives conveyor-io)."""
+    manifest = yaml.safe_load((EXAMPLES / "conveyor-1.yaml").read_text())
+    manifest["metadata"]["namespace"] = SCRATCH
+    del manifest["spec"]["io"]["fieldDevices"]
+    site.kubectl("create", "namespace", SCRATCH)
+    site.kubectl("apply", "-f", "-", stdin=json.dumps(manifest))
     assert site.runner is not None
-    probe.wait(lambda: not [w for w in site.runner.workloads() if w["namespace"] == line], 120, "all runtimes stopped")
+    runner = site.runner
+
+    def runtimes() -> list[dict[str, Any]]:
+        return [w for w in runner.workloads() if w["namespace"] == SCRATCH]
+
+    probe.wait(
+        lambda: probe.status(SCRATCH, "conveyor-1").get("phase") == "Running" and any(w["running"] for w in runtimes()),
+        120,
+        f"{SCRATCH}/conveyor-1 Running in its runtime",
+    )
+    probe.core.delete_namespace(SCRATCH)
+    probe.wait(lambda: not runtimes(), 120, "all runtimes stopped")
+
+
+SCRATCH = "line-1-deleted"
