@@ -147,6 +147,10 @@ def crd(
     """A complete CustomResourceDefinition for one kind."""
     spec_schema = structural_schema(spec)
     status_schema = _without_defaults(structural_schema(status))
+    # A new object is served with `status: {observedGeneration: 0}`: tools that judge by observedGeneration
+    # (kstatus, hence Flux) see it in progress until the operator has looked, instead of Current at once.
+    status_schema["default"] = {}
+    status_schema["properties"]["observedGeneration"]["default"] = 0
     root = {
         "type": "object",
         "description": description,

@@ -159,3 +159,10 @@ def test_good_manifest_gets_defaults(crds: None, cluster: Cluster) -> None:
     spec = created["spec"]
     assert spec["cycleTime"] == "10ms" and "watchdog" not in spec
     assert spec["placement"]["realtime"] == "Required" and spec["updateStrategy"]["verifyFor"] == "30s"
+
+
+def test_a_new_object_is_unobserved_until_the_operator_looked(crds: None, cluster: Cluster) -> None:
+    # kstatus (and Flux) judge by observedGeneration: generation 1 against 0 reads as in progress, not Current.
+    for plural, manifest in (("virtualplcs", plc("unobserved")), ("protocolbridges", bridge("unobserved", "m"))):
+        created = cluster.create(plural, manifest)
+        assert created["status"] == {"observedGeneration": 0} and created["metadata"]["generation"] == 1

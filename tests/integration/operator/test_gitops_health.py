@@ -30,7 +30,7 @@ from .manifests import GOOD_SOURCE, NEW_SOURCE, OTHER_SOURCE, bridge, plc
 Expected = tuple[str, str, str]
 REVISION = r"sha256:[0-9a-f]{64}"
 EXPECTED: dict[str, Expected] = {
-    "created": ("Progressing", r"Waiting for the operator to report the PLC's status", "Current"),
+    "created": ("Progressing", r"Waiting for the operator to report the PLC's status", "InProgress"),
     "starting": ("Progressing", r"Starting", "InProgress"),
     "running": ("Healthy", rf"Running on edge-rt-[12], revision {REVISION}", "Current"),
     "spec-changed": ("Progressing", r"Waiting for the operator to observe generation 2", "InProgress"),
