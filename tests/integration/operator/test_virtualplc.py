@@ -281,8 +281,10 @@ def test_program_from_a_config_map(start_operator: OperatorFactory, cluster: Clu
 
     cluster.core.patch_namespaced_config_map("logic", cluster.namespace, {"data": {"main.st": OTHER_SOURCE}})
     wait_for(
-        lambda: cluster.status("virtualplcs", "referenced")["program"].get("desiredRevision")
-        == source_revision(OTHER_SOURCE),
+        lambda: (
+            cluster.status("virtualplcs", "referenced")["program"].get("desiredRevision")
+            == source_revision(OTHER_SOURCE)
+        ),
         what="the ConfigMap's new program desired",
     )
     # The source comes from the watch, never from a read per pass.
