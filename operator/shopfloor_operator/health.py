@@ -28,6 +28,7 @@ class RuntimeReport:
     state: str = ""
     refused_revision: str = ""  # the last revision an online change refused (the running one stays)
     refused_reason: str = ""
+    fault: str = ""  # what the runtime said when it faulted
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -61,7 +62,9 @@ def runtime_report(
         return RuntimeReport(False, "ReportStale", f"the runtime stopped reporting ({age})", revision, state, **refused)
     if state == "Faulted":
         fault = annotations.get(ANNOTATION_FAULT, "") or "no detail"
-        return RuntimeReport(False, "RuntimeFaulted", f"the runtime faulted: {fault}", revision, state, **refused)
+        return RuntimeReport(
+            False, "RuntimeFaulted", f"the runtime faulted: {fault}", revision, state, **refused, fault=fault
+        )
     if state != "Running":
         message = f"the runtime reports {state or 'no state'}"
         return RuntimeReport(False, f"Runtime{state or 'Unknown'}", message, revision, state, **refused)

@@ -85,6 +85,8 @@ Action = Deploy | Switched | Promote | Rollback | Fail | Wait | Steady
 def plan(state: ProgramState, now: datetime) -> Action:
     if state.desired and state.desired not in (state.deployed, state.failed):
         restart = state.restart and bool(state.deployed)
+        if not state.deployed:
+            return Deploy(state.desired, False, f"first program revision {state.desired}")
         how = "replacing the pod" if restart else "online change"
         return Deploy(state.desired, restart, f"new program revision {state.desired} ({how})")
     if not state.deployed:
@@ -98,7 +100,7 @@ def plan(state: ProgramState, now: datetime) -> Action:
         if report.active_revision == state.deployed and report.healthy and state.pod_ready:
             return Switched(now)
         if report.state == "Faulted":
-            return _failed(state, f"the runtime faulted loading {state.deployed}: {report.message}")
+            return _failed(state, f"revision {state.deployed} faulted on loading: {report.fault or 'no detail'}")
         if report.refused_revision and report.refused_revision == state.deployed:
             # Refused by the runtime itself (incompatible online change): known now, no need to wait for a timeout.
             return _failed(state, f"the runtime refused {state.deployed}: {report.refused_reason or 'no reason given'}")

@@ -35,6 +35,14 @@ def test_new_revision_deploys_online_or_by_restart() -> None:
     assert isinstance(action, Deploy) and action.restart
 
 
+def test_the_first_revision_is_called_so_and_a_fault_on_loading_is_told_once() -> None:
+    first = replace(STEADY, deployed="", last_known_good="", switched_at=None)
+    assert plan(first, T0) == Deploy(GOOD, False, f"first program revision {GOOD}")
+    faulted = RuntimeReport(False, "RuntimeFaulted", "the runtime faulted: 3:10: x", GOOD, "Faulted", fault="3:10: x")
+    loading = replace(STEADY, last_known_good="", switched_at=None, report=faulted)
+    assert plan(loading, T0) == Fail(GOOD, f"revision {GOOD} faulted on loading: 3:10: x")
+
+
 def test_invalid_program_keeps_running_revision() -> None:
     assert plan(replace(STEADY, desired=None), T0) == Steady()
 
