@@ -63,7 +63,14 @@ class Bridge:
                 devices = {n: [t.name for t in self.config.tags if t.name.startswith(f"{n}/")] for n in names}
                 device_format = SparkplugDeviceFormat(topics, self.aliases, self.table, devices)
                 writable = frozenset(name.split("/", 1)[0] for name in self.gate.allow)
-                node = SparkplugNode(topics, self.aliases, mqtt.primary_host_id, device_format, True, writable)
+                node = SparkplugNode(
+                    topics,
+                    self.aliases,
+                    mqtt.primary_host_id,
+                    births=device_format,
+                    devices=True,
+                    writable_devices=writable,
+                )
                 message_format = device_format
             else:
                 node = SparkplugNode(topics, self.aliases, mqtt.primary_host_id)

@@ -86,7 +86,9 @@ async def running_sink(
     fmt: MessageFormat = SparkplugFormat(TOPICS, aliases) if sparkplug else JsonFormat("plant/line-1")
     if devices:
         device_format = SparkplugDeviceFormat(TOPICS, aliases, table, DEVICES)
-        node = SparkplugNode(TOPICS, aliases, primary_host_id, device_format, True, writable)
+        node = SparkplugNode(
+            TOPICS, aliases, primary_host_id, births=device_format, devices=True, writable_devices=writable
+        )
         fmt = device_format
     sink = MqttSink(
         settings or settings_for(broker),
