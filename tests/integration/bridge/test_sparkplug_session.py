@@ -15,6 +15,8 @@ def metrics_by_name(message: object) -> dict[str, object]:
 
 
 async def test_birth_then_data_by_exception_with_sequence(broker: Mosquitto, tmp_path: Path) -> None:
+    """tck-id-payloads-nbirth-seq, -nbirth-bdseq, -ndata-seq-inc, -alias-data-cmd-requirement;
+    tck-id-topics-ndata-payload, tck-id-principles-rbe-recommended (only what changed)."""
     probe = Probe(broker).start()
     async with running_sink(broker, tmp_path / "spool") as bridge:
         await eventually(lambda: probe.of_kind("NBIRTH"), what="NBIRTH")
@@ -34,6 +36,7 @@ async def test_birth_then_data_by_exception_with_sequence(broker: Mosquitto, tmp
 
 
 async def test_sequence_wraps_after_255(broker: Mosquitto, tmp_path: Path) -> None:
+    """tck-id-payloads-sequence-num-incrementing, -ndata-seq-inc: 255 is followed by 0."""
     probe = Probe(broker).start()
     async with running_sink(broker, tmp_path / "spool") as bridge:
         await eventually(lambda: probe.of_kind("NBIRTH"))
@@ -49,6 +52,8 @@ async def test_sequence_wraps_after_255(broker: Mosquitto, tmp_path: Path) -> No
 
 
 async def test_rebirth_on_ncmd_resets_seq_and_keeps_bdseq(broker: Mosquitto, tmp_path: Path) -> None:
+    """tck-id-message-flow-edge-node-ncmd-subscribe; tck-id-operational-behavior-data-commands-rebirth-action-2,
+    -action-3, tck-id-operational-behavior-data-publish-nbirth-values."""
     probe = Probe(broker).start()
     async with running_sink(broker, tmp_path / "spool") as bridge:
         await eventually(lambda: probe.of_kind("NBIRTH"))
@@ -68,6 +73,8 @@ async def test_rebirth_on_ncmd_resets_seq_and_keeps_bdseq(broker: Mosquitto, tmp
 
 
 async def test_births_wait_for_primary_host_state(broker: Mosquitto, tmp_path: Path) -> None:
+    """tck-id-message-flow-edge-node-birth-publish-connect, -phid-wait, -phid-offline;
+    tck-id-operational-behavior-edge-node-termination-host-offline, -host-offline-reconnect."""
     probe = Probe(broker).start()
     async with running_sink(broker, tmp_path / "spool", primary_host_id="scada") as bridge:
         bridge.change("dev/Counter", 1)
@@ -87,6 +94,7 @@ async def test_births_wait_for_primary_host_state(broker: Mosquitto, tmp_path: P
 
 
 async def test_clean_shutdown_publishes_ndeath_with_matching_bdseq(broker: Mosquitto, tmp_path: Path) -> None:
+    """tck-id-operational-behavior-edge-node-intentional-disconnect-ndeath; tck-id-payloads-ndeath-bdseq."""
     probe = Probe(broker).start()
     async with running_sink(broker, tmp_path / "spool"):
         await eventually(lambda: probe.of_kind("NBIRTH"))
@@ -98,6 +106,8 @@ async def test_clean_shutdown_publishes_ndeath_with_matching_bdseq(broker: Mosqu
 
 
 async def test_bdseq_continues_across_restarts(broker: Mosquitto, tmp_path: Path) -> None:
+    """tck-id-topics-nbirth-bdseq-increment, tck-id-payloads-nbirth-bdseq-inc: one more per CONNECT, across
+    restarts."""
     probe = Probe(broker).start()
     for expected in (1, 2):
         async with running_sink(broker, tmp_path / "spool"):
@@ -108,6 +118,8 @@ async def test_bdseq_continues_across_restarts(broker: Mosquitto, tmp_path: Path
 
 
 async def test_garbage_commands_and_state_never_stop_the_node(broker: Mosquitto, tmp_path: Path) -> None:
+    """Malformed NCMD and STATE are refused and counted;
+    tck-id-message-flow-edge-node-birth-publish-phid-wait-online (garbage is not online)."""
     probe = Probe(broker).start()
     async with running_sink(broker, tmp_path / "spool", primary_host_id="scada") as bridge:
         probe.client.publish("spBv1.0/STATE/scada", b"\x00\xff not json", qos=1, retain=True)
