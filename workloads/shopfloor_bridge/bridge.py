@@ -62,14 +62,13 @@ class Bridge:
                 names = [source.name for source in self.config.modbus] + [source.name for source in self.config.opcua]
                 devices = {n: [t.name for t in self.config.tags if t.name.startswith(f"{n}/")] for n in names}
                 device_format = SparkplugDeviceFormat(topics, self.aliases, self.table, devices)
-                writable = frozenset(name.split("/", 1)[0] for name in self.gate.allow)
                 node = SparkplugNode(
                     topics,
                     self.aliases,
                     mqtt.primary_host_id,
                     births=device_format,
                     devices=True,
-                    writable_devices=writable,
+                    command_devices=frozenset(devices),  # a DCMD for a tag not in writes.allow is refused
                 )
                 message_format = device_format
             else:

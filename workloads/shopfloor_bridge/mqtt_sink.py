@@ -1,7 +1,7 @@
 """The MQTT sink: every message goes through the store-and-forward buffer and leaves it only when acknowledged.
 
 Per connection (one `MqttSession` each, to one broker at a time, walked in order): a new bdSeq and NDEATH Will;
-subscribe to NCMD, the DCMD of writable devices and the primary host's STATE; wait for the host to be online; NBIRTH
+subscribe to NCMD, every device's DCMD and the primary host's STATE; wait for the host to be online; NBIRTH
 (seq 0) and every DBIRTH; then publish the buffer in order, up to `window` messages in flight, with QoS 1. NDATA,
 DDATA, DBIRTH and DDEATH get their seq (1..255, 0, 1, ...) when published; data buffered before the current birth is
 flagged historical, and device births and deaths buffered before it are left out (the births say what is true now).
@@ -53,7 +53,7 @@ class SparkplugNode:
     primary_host_id: str | None = None
     births: BirthSequence | None = None  # None: one NBIRTH with every tag as a node metric
     devices: bool = False  # tags are device metrics: NCMD writes nothing, DCMD writes the device's tags
-    writable_devices: frozenset[str] = field(default_factory=frozenset)  # devices whose DCMD the node subscribes to
+    command_devices: frozenset[str] = field(default_factory=frozenset)  # devices whose DCMD the node subscribes to
 
 
 class _BdSeq:
@@ -331,7 +331,7 @@ class MqttSink(SessionEvents):
             topics = self.sparkplug.topics
             self._subscriptions = [
                 topics.ncmd,
-                *(topics.device("DCMD", d) for d in sorted(self.sparkplug.writable_devices)),
+                *(topics.device("DCMD", d) for d in sorted(self.sparkplug.command_devices)),
             ]
             if self.sparkplug.primary_host_id:
                 self._subscriptions.append(payloads.Topics.state(self.sparkplug.primary_host_id))
@@ -375,7 +375,7 @@ class MqttSink(SessionEvents):
             self._command(payload, None)
         elif payloads.message_kind(topic) == "DCMD":
             device = topic.rsplit("/", 1)[-1]
-            if device in self.sparkplug.writable_devices and topic == self.sparkplug.topics.device("DCMD", device):
+            if device in self.sparkplug.command_devices and topic == self.sparkplug.topics.device("DCMD", device):
                 self._command(payload, device)
         elif self.sparkplug.primary_host_id and topic == payloads.Topics.state(self.sparkplug.primary_host_id):
             self._host.receive(payload, self._server, born=self.ready.is_set())

@@ -75,7 +75,6 @@ async def running_sink(
     on_command: CommandHandler | None = None,
     settings: BrokerSettings | Sequence[BrokerSettings] | None = None,
     devices: bool = False,
-    writable: frozenset[str] = frozenset(),
     qos: int = 1,
 ) -> AsyncIterator[Harness]:
     """A sink for TAGS as node metrics, or with `devices` for DEVICE_TAGS as the devices in DEVICES."""
@@ -87,7 +86,7 @@ async def running_sink(
     if devices:
         device_format = SparkplugDeviceFormat(TOPICS, aliases, table, DEVICES)
         node = SparkplugNode(
-            TOPICS, aliases, primary_host_id, births=device_format, devices=True, writable_devices=writable
+            TOPICS, aliases, primary_host_id, births=device_format, devices=True, command_devices=frozenset(DEVICES)
         )
         fmt = device_format
     sink = MqttSink(

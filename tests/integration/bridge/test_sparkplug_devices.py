@@ -137,7 +137,7 @@ async def test_rebirth_request_republishes_nbirth_and_every_dbirth(broker: Mosqu
 
 
 async def test_dcmd_writes_the_device_tags_it_names(broker: Mosquitto, tmp_path: Path) -> None:
-    """tck-id-message-flow-device-dcmd-subscribe (the DCMD topic of every writable device, QoS 1);
+    """tck-id-message-flow-device-dcmd-subscribe (every device's DCMD topic, QoS 1; the write gate decides);
     tck-id-operational-behavior-data-commands-dcmd-verb, -dcmd-metric-name, -dcmd-metric-value: a DCMD names a metric
     of its device's DBIRTH (by name or alias); an NCMD names node metrics only, so it writes no device tag."""
     writes: list[dict[str, Value]] = []
@@ -152,7 +152,6 @@ async def test_dcmd_writes_the_device_tags_it_names(broker: Mosquitto, tmp_path:
         devices=True,
         primary_host_id=HOST,
         on_command=on_command,
-        writable=frozenset({"press"}),
     ) as bridge:
         await born(probe, bridge, [("press/Counter", 1), ("press/Run", True), ("oven/Level", 180.5)])
         aliases = {m.name: m.alias for m in probe.of_kind("DBIRTH")[0].sparkplug().metrics}
@@ -164,7 +163,6 @@ async def test_dcmd_writes_the_device_tags_it_names(broker: Mosquitto, tmp_path:
             return payload.SerializeToString()
 
         refused = bridge.sink.metrics.writes.labels("mqtt", "refused")
-        probe.client.publish(TOPICS.device("DCMD", "oven"), command({"name": "Level", "float_value": 1.0}), qos=1)
         probe.client.publish(TOPICS.ncmd, command({"name": "press/Counter", "int_value": 5}), qos=1)
         await eventually(lambda: refused._value.get() == 1, what="the NCMD for a device tag refused")
         probe.client.publish(TOPICS.device("DCMD", "press"), command({"name": "Counter", "int_value": 7}), qos=1)
@@ -172,8 +170,9 @@ async def test_dcmd_writes_the_device_tags_it_names(broker: Mosquitto, tmp_path:
             TOPICS.device("DCMD", "press"), command({"alias": aliases["Run"], "boolean_value": False}), qos=1
         )
         probe.client.publish(TOPICS.device("DCMD", "press"), command({"name": "Level", "float_value": 2.0}), qos=1)
-        await eventually(lambda: len(writes) == 2 and refused._value.get() == 2, what="two writes, one refusal")
-    assert writes == [{"press/Counter": 7}, {"press/Run": False}]  # the oven is not writable: not even subscribed
+        probe.client.publish(TOPICS.device("DCMD", "oven"), command({"name": "Level", "float_value": 1.0}), qos=1)
+        await eventually(lambda: len(writes) == 3 and refused._value.get() == 2, what="three writes, one refusal")
+    assert writes == [{"press/Counter": 7}, {"press/Run": False}, {"oven/Level": 1.0}]
     probe.stop()
 
 

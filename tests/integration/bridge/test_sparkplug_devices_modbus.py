@@ -50,7 +50,7 @@ async def test_each_source_is_a_device_that_dies_with_its_connection(broker: Mos
         mqtt={"url": broker.url, "sparkplug": SPARKPLUG},
         writes={"enabled": True, "allow": ["mixer/Pump"]},
     )
-    async with running(config_of(document, tmp_path / "state")):
+    async with running(config_of(document, tmp_path / "state")) as bridge:
         await eventually(lambda: device_values(probe, "mixer").get("Level") == 21.5, what="the mixer's level")
         await eventually(lambda: device_values(probe, "filler").get("Count") == 7, what="the filler's count")
         # Both readable at the start: born once each, with their values (the first session waits for first reads).
@@ -65,6 +65,11 @@ async def test_each_source_is_a_device_that_dies_with_its_connection(broker: Mos
         probe.client.publish("spBv1.0/plant-a/DCMD/line-1/mixer", command.SerializeToString(), qos=1)
         await eventually(lambda: device_values(probe, "mixer").get("Pump") is True, what="the written coil read back")
         assert await mixer.get(COILS, 0) == [True]
+        command = Payload()
+        command.metrics.add(name="Count", int_value=99)  # the filler has no tag in writes.allow
+        probe.client.publish("spBv1.0/plant-a/DCMD/line-1/filler", command.SerializeToString(), qos=1)
+        refused = bridge.metrics.writes.labels("mqtt", "refused")
+        await eventually(lambda: refused._value.get() == 1, what="the write to a tag not in writes.allow refused")
         await filler.start()
         await filler.set(HOLDING, 0, [0, 8])
         await eventually(lambda: device_values(probe, "filler").get("Count") == 8, timeout=15, what="filler back")
