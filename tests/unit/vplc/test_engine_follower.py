@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -186,3 +187,31 @@ def test_follow_and_lead_through_the_scan_process() -> None:
     finally:
         primary.stop()
         standby.stop()
+
+
+class HeldUpReader(Recorder):
+    """Holds this process's reader of the scan process's messages once, as a busy machine can."""
+
+    def __init__(self, hold_s: float) -> None:
+        super().__init__()
+        self.hold_s, self.held = hold_s, threading.Event()
+
+    def scan_completed(self, lateness_ns: int, duration_ns: int) -> None:
+        if not self.held.is_set():
+            self.held.set()
+            time.sleep(self.hold_s)  # the scenario: the reader thread gets no CPU for this long
+
+
+def test_a_reader_held_up_is_not_a_frozen_scan_process() -> None:
+    """The PLC faults when the scan process stops publishing (a frozen process, see test_scan_placement), not when
+    this process reads its messages late: held up for twice the limit, with the messages waiting, it runs on."""
+    events = HeldUpReader(hold_s=2.5)
+    engine = RemoteEngine(compile_source(COUNTER, "counter.st"), config(), listener=events)
+    engine.start()
+    try:
+        wait_for(events.held.is_set, timeout=20)
+        counted = engine.snapshot.values["Count"]
+        wait_for(lambda: engine.snapshot.values["Count"] > counted + 10, timeout=20)  # read again, caught up
+        assert events.faults == [] and engine.state is PlcState.RUNNING, (events.faults, engine.fault)
+    finally:
+        engine.stop()
