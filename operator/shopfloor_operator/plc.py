@@ -246,6 +246,11 @@ def record_action(action: rollout.Action, program: dict[str, Any], now: datetime
     elif isinstance(action, rollout.Switched):
         program["switchedAt"] = conditions.rfc3339(action.at)
         step.recheck_after = 1.0
+    elif isinstance(action, rollout.Reactivated):
+        program.update(failedRevision="", switchedAt=conditions.rfc3339(action.at), message="")
+        message = f"revision {action.revision} runs healthy after all; verifying it again"
+        step.events.append(("Normal", "Reactivated", message))
+        step.recheck_after = 1.0
     elif isinstance(action, rollout.Promote):
         program["lastKnownGoodRevision"] = action.revision
         step.events.append(("Normal", "Verified", f"revision {action.revision} verified; now the last known good"))

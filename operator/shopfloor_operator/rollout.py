@@ -47,6 +47,16 @@ class Switched:
 
 
 @dataclass(frozen=True)
+class Reactivated:
+    """A first revision marked failed (it was not activated in time, or faulted on loading) that its runtime now runs
+    healthy after all, in a ready pod, e.g. a pod that started late after an API server outage: verified again from
+    `at`, instead of staying Faulted until the spec changes."""
+
+    revision: str
+    at: datetime
+
+
+@dataclass(frozen=True)
 class Promote:
     """Verified: the deployed revision becomes the last known good."""
 
@@ -79,7 +89,7 @@ class Steady:
     """Nothing to do: the deployed revision is verified, or failed and waits for a new spec."""
 
 
-Action = Deploy | Switched | Promote | Rollback | Fail | Wait | Steady
+Action = Deploy | Switched | Reactivated | Promote | Rollback | Fail | Wait | Steady
 
 
 def plan(state: ProgramState, now: datetime) -> Action:
@@ -91,9 +101,12 @@ def plan(state: ProgramState, now: datetime) -> Action:
         return Deploy(state.desired, restart, f"new program revision {state.desired} ({how})")
     if not state.deployed:
         return Wait("no valid program to deploy", 30.0)
-    if state.deployed in (state.last_known_good, state.failed):
-        return Steady()  # verified, or failed with nothing to roll back to: waits for a new spec
     report = state.report
+    first_failed = state.deployed == state.failed and not state.last_known_good and state.switched_at is None
+    if first_failed and report.active_revision == state.deployed and report.healthy and state.pod_ready:
+        return Reactivated(state.deployed, now)
+    if state.deployed in (state.last_known_good, state.failed):
+        return Steady()  # verified, or failed with nothing to roll back to: waits for a new spec (or a late start)
     if state.switched_at is None:
         # A runtime reports through its Lease before the kubelet's first readiness probe passes: verification
         # starts once both say so, or a new pod would fail "its readiness probe" before one was run.

@@ -4,7 +4,18 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from shopfloor_operator.health import RuntimeReport
-from shopfloor_operator.rollout import Deploy, Fail, ProgramState, Promote, Rollback, Steady, Switched, Wait, plan
+from shopfloor_operator.rollout import (
+    Deploy,
+    Fail,
+    ProgramState,
+    Promote,
+    Reactivated,
+    Rollback,
+    Steady,
+    Switched,
+    Wait,
+    plan,
+)
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 GOOD, NEW = "sha256:" + "1" * 64, "sha256:" + "2" * 64
@@ -125,3 +136,14 @@ def test_a_revision_the_runtime_refused_fails_at_once_not_after_the_activation_t
     assert plan(state, T0 + timedelta(seconds=1)) == Rollback(
         GOOD, NEW, f"the runtime refused {NEW}: VAR Level removed"
     )
+
+
+def test_a_first_revision_failed_for_a_late_start_is_verified_again_once_it_runs() -> None:
+    late = replace(
+        STEADY, last_known_good="", failed=GOOD, switched_at=None, report=RuntimeReport(False, "NoReport", "")
+    )
+    assert plan(late, T0) == Steady()  # failed, and nothing runs it: waits for a new spec
+    assert plan(replace(late, report=HEALTHY_OLD, pod_ready=False), T0) == Steady()
+    assert plan(replace(late, report=HEALTHY_OLD), T0) == Reactivated(GOOD, T0)
+    verified = replace(STEADY, last_known_good="", failed=GOOD, switched_at=T0)  # failed during its verification
+    assert plan(verified, T0) == Steady()
