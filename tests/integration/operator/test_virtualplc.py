@@ -306,3 +306,22 @@ def test_first_revision_faulting_ends_faulted(start_operator: OperatorFactory, c
     assert status["program"]["failedRevision"] == revision and "watchdog expired" in status["program"]["message"]
     assert cluster.condition("virtualplcs", "first-fault", "Stalled")["reason"] == "Faulted"
     wait_for(lambda: any(e.reason == "VerificationFailed" for e in cluster.events("first-fault")))
+
+
+def test_a_first_revision_failed_for_a_late_runtime_is_verified_once_it_runs(
+    start_operator: OperatorFactory, cluster: Cluster
+) -> None:
+    start_operator(activation_timeout="2s")
+    cluster.create("virtualplcs", plc("late", updateStrategy={"verifyFor": "1s"}))
+    pod = running_pod(cluster, "late")
+    wait_for(lambda: cluster.status("virtualplcs", "late").get("phase") == "Faulted", what="Faulted: not activated")
+    assert "did not activate" in cluster.status("virtualplcs", "late")["program"]["message"]
+    revision = source_revision(GOOD_SOURCE)
+    cluster.play_runtime("late", pod.metadata.name, revision)  # the runtime starts after all
+    wait_for(
+        lambda: cluster.status("virtualplcs", "late")["program"].get("lastKnownGoodRevision") == revision,
+        what="verified once running",
+    )
+    status = cluster.status("virtualplcs", "late")
+    assert status["phase"] == "Running" and not status["program"].get("failedRevision")
+    assert any(e.reason == "Reactivated" for e in cluster.events("late"))
