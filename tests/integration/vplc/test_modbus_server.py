@@ -455,6 +455,9 @@ async def test_a_burst_of_bad_frames_is_counted_in_full_and_logged_a_bounded_num
 ) -> None:
     count, interval = 500, 0.5
     caplog.set_level(logging.DEBUG)
+    # The libraries as the runtime configures them by default (shopfloor_inpod.logs), whatever a test before left.
+    for library in ("pymodbus", "pymodbus.logging"):
+        caplog.set_level(logging.WARNING, logger=library)
     lines = BadRequestLines(reason, count)
     logger = logging.getLogger("shopfloor_vplc.modbus_server")
     logger.addHandler(lines)
