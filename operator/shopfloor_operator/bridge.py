@@ -3,6 +3,7 @@ pod, status."""
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from datetime import UTC, datetime
 
 from shopfloor_api.protocolbridge import ProtocolBridge
@@ -37,6 +38,9 @@ class BridgeReconciler:
         self.settings = settings
         self.applier = applier
         self.status = StatusWriter(kube)
+
+    def forget(self, key: Hashable) -> None:
+        """The bridge is gone: nothing of it is kept between passes."""
 
     def reconcile(self, observed: Observed, now: datetime | None = None) -> Outcome:
         now = now or datetime.now(UTC)

@@ -127,25 +127,9 @@ class ChildApplier:
                 batch.futures.append(self._pool.submit(send))
         return batch
 
-    def apply(self, manifest: dict[str, Any]) -> None:
-        """Server-side apply unless this exact manifest was applied recently."""
-        self.start(("apply", manifest)).wait()
-
-    def ensure_exists(self, manifest: dict[str, Any]) -> None:
-        """Create once (objects the workload writes afterwards)."""
-        self.start(("exists", manifest)).wait()
-
-    def ensure_absent(self, manifest: dict[str, Any]) -> None:
-        """Delete once (a child the workload no longer wants); gone already is fine."""
-        self.start(("absent", manifest)).wait()
-
     def submit(self, request: Callable[[], None]) -> None:
         """Send a request that nothing waits for (an Event): off the pass' critical path."""
         self._pool.submit(request)
-
-    def forget(self, manifest: dict[str, Any]) -> None:
-        with self._lock:
-            self._applied.pop(self._key(manifest), None)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -108,9 +108,7 @@ class Controller:
         with self._lock:
             self._latest.pop(key, None)
         self.metrics.forget(CONTROLLERS[key[0]], uid)
-        forget = getattr(self.reconcilers[key[0]], "forget", None)
-        if forget is not None:
-            forget(key)
+        self.reconcilers[key[0]].forget(key)
 
     async def run_object(self, key: Key, inputs: Any, stopped: Any) -> None:
         """Reconcile `key` until kopf stops its daemon: at once, then whenever woken or due again."""

@@ -109,7 +109,6 @@ class ProgramSources:
         self._watches: dict[str, _NamespaceWatch] = {}
         self._references: dict[Hashable, tuple[str, str]] = {}  # holder -> (namespace, ConfigMap name)
         self._holders: dict[tuple[str, str], set[Hashable]] = {}  # (namespace, ConfigMap name) -> holders
-        self._per_namespace: dict[str, int] = {}  # namespace -> holders reading one of its ConfigMaps
         self._lock = threading.Lock()
 
     def lookup(self, holder: Hashable, namespace: str, name: str, key: str) -> str | None:
@@ -120,7 +119,6 @@ class ProgramSources:
                 self._unreference(holder)
                 self._references[holder] = (namespace, name)
                 self._holders.setdefault((namespace, name), set()).add(holder)
-                self._per_namespace[namespace] = self._per_namespace.get(namespace, 0) + 1
             found = self._watches.get(namespace)
             if found is None:
                 found = self._watches[namespace] = _NamespaceWatch(self.api_client, namespace, self._changed)
@@ -152,9 +150,7 @@ class ProgramSources:
         holders.discard(holder)
         if not holders:
             self._holders.pop(previous, None)
-        self._per_namespace[namespace] -= 1
-        if self._per_namespace[namespace] <= 0:
-            del self._per_namespace[namespace]
+        if not any(ns == namespace for ns, _ in self._holders):
             namespace_watch = self._watches.pop(namespace, None)
             if namespace_watch is not None:
                 namespace_watch.stop()

@@ -85,15 +85,15 @@ def test_settled_children_are_read_back_now_and_then_and_applied_only_when_edite
     kube = StoreKube()
     applier = ChildApplier(kube, clock=lambda: now[0])  # type: ignore[arg-type]
     child = {**manifest("plc-runtime"), "data": {"revision": "a"}}
-    applier.apply(child)
-    applier.apply(child)
+    applier.start(("apply", child)).wait()
+    applier.start(("apply", child)).wait()
     assert kube.calls == ["apply"]  # the second pass sends nothing
     now[0] += RECHECK_AFTER_SECONDS * 1.3
-    applier.apply(child)
+    applier.start(("apply", child)).wait()
     assert kube.calls == ["apply", "get"]  # as applied: a read, no write
     kube.objects[path_of(child)]["data"] = {"revision": "edited by hand"}
     now[0] += RECHECK_AFTER_SECONDS * 1.3
-    applier.apply(child)
+    applier.start(("apply", child)).wait()
     assert kube.calls == ["apply", "get", "get", "apply"]
     assert kube.objects[path_of(child)]["data"] == {"revision": "a"}
     applier.close()

@@ -154,10 +154,10 @@ def test_the_key_is_created_once_and_deleted_once_when_the_pair_goes(settings: O
     applier = ChildApplier(kube)  # type: ignore[arg-type]
     workload = plc_pod_workload(plc_manifest(redundancy=HOT), settings)
     for _ in range(3):  # every pass: one create (a 409 on an existing Secret keeps its key), then remembered
-        applier.ensure_exists(config.sync_secret(workload))
+        applier.start(("exists", config.sync_secret(workload))).wait()
     for _ in range(3):
-        applier.ensure_absent(config.sync_secret(workload))
-    applier.ensure_exists(config.sync_secret(workload))
+        applier.start(("absent", config.sync_secret(workload))).wait()
+    applier.start(("exists", config.sync_secret(workload))).wait()
     assert kube.calls == [
         ("create", "mixer-1-sync"),
         ("delete", "/api/v1/namespaces/line-1/secrets/mixer-1-sync"),

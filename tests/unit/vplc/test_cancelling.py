@@ -34,8 +34,8 @@ class Stubborn:
         while self.times > 0:
             self.times -= 1
             with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.sleep(60)
-        await asyncio.sleep(60)
+                await asyncio.get_running_loop().create_future()  # until cancelled
+        await asyncio.get_running_loop().create_future()  # until cancelled
 
     async def release(self) -> None:
         self.times = 0
